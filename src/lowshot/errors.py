@@ -1,0 +1,17 @@
+"""Errors lowshot raises for bad input. Each message names what was wrong, where, and the fix."""
+
+
+class LowshotError(Exception):
+    """Base class: the CLI prints these as one clear line instead of a traceback."""
+
+
+class DataError(LowshotError, ValueError):
+    """A data set, file, folder or field is unusable as given."""
+
+
+class BackboneError(LowshotError, ValueError):
+    """A backbone name, checkpoint or weights file is unusable."""
+
+
+class RunError(LowshotError, RuntimeError):
+    """A run folder is missing, incomplete or from an incompatible version."""

@@ -1,0 +1,173 @@
+"""The feature cache: backbone outputs computed once and reused by every method and run.
+
+Features are keyed by the backbone's identity (architecture, weights hash,
+preprocessing, and the stage they are taken at) and by each file's *content* hash,
+so a renamed or copied data set reuses its features while an edited image, new
+weights or different preprocessing gets new ones. Entries live in append-only
+``.npz`` chunks written atomically (temporary file, then rename): a crash mid-way
+loses at most the chunk being written, never what was stored before, and several
+processes may share one cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lowshot._log import log
+from lowshot._runtime import tune_malloc
+from lowshot.backbones import Backbone
+from lowshot.data.torchdata import ImageFiles, eval_transform
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("LOWSHOT_CACHE"):
+        return Path(os.environ["LOWSHOT_CACHE"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "lowshot"
+
+
+def content_hash(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    h = _HASHES.get(key)
+    if h is None:
+        h = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+        _HASHES[key] = h
+    return h
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device and device != "auto":
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class _Upto(nn.Module):
+    def __init__(self, stages: list[nn.Module]) -> None:
+        super().__init__()
+        self.stages = nn.Sequential(*stages)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x)
+
+
+class FeatureCache:
+    """Disk-backed store of per-image backbone outputs under ``root/features/<key>/``."""
+
+    MAX_CHUNKS = 16
+
+    def __init__(self, root: str | Path | None = None, enabled: bool = True) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.enabled = enabled
+        self._stores: dict[str, dict[str, np.ndarray]] = {}
+
+    def _dir(self, key: str) -> Path:
+        return self.root / "features" / key
+
+    def _load(self, key: str) -> dict[str, np.ndarray]:
+        store = self._stores.get(key)
+        if store is not None:
+            return store
+        store = {}
+        d = self._dir(key)
+        chunks = sorted(d.glob("chunk-*.npz")) if self.enabled and d.is_dir() else []
+        for c in chunks:
+            try:
+                with np.load(c, allow_pickle=False) as z:
+                    for k, v in zip(z["keys"].tolist(), z["values"], strict=True):
+                        store[k] = v
+            except (OSError, ValueError, KeyError) as exc:  # a damaged chunk is recomputed
+                log.warning("feature cache: ignoring unreadable %s (%s)", c, exc)
+        self._stores[key] = store
+        if len(chunks) > self.MAX_CHUNKS and store:
+            self._write(key, list(store), np.stack(list(store.values())))
+            for c in chunks:
+                c.unlink(missing_ok=True)
+        return store
+
+    def _write(self, key: str, keys: list[str], values: np.ndarray) -> None:
+        if not self.enabled:
+            return
+        d = self._dir(key)
+        d.mkdir(parents=True, exist_ok=True)
+        final = d / f"chunk-{uuid.uuid4().hex}.npz"
+        tmp = d / f".tmp-{final.name}"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, keys=np.asarray(keys), values=values)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+
+    def features(
+        self, backbone: Backbone, files: Sequence[Path], *, upto_stage: int | None = None,
+        batch_size: int = 64, device: str | None = None, progress: bool = True,
+        num_workers: int | None = None,
+    ) -> np.ndarray:
+        """Backbone outputs for ``files``, computing only those not cached yet.
+
+        ``upto_stage=None`` gives pooled feature vectors (N, D) as float32; an integer
+        gives the activations entering that stage (``Backbone.stages()``), stored as
+        float16 to halve their size.
+        """
+        tune_malloc()
+        extra = {} if upto_stage is None else {"upto_stage": upto_stage}
+        key = backbone.cache_key(extra)
+        store = self._load(key)
+        hashes = [content_hash(Path(f)) for f in files]
+        missing = sorted({h: i for i, h in enumerate(hashes) if h not in store}.values())
+        if missing:
+            net: nn.Module = backbone if upto_stage is None else _Upto(backbone.stages()[:upto_stage])
+            vals = self._compute(net, backbone, [Path(files[i]) for i in missing], batch_size, device,
+                                 progress, num_workers)
+            if upto_stage is not None:
+                vals = vals.astype(np.float16)
+            new_keys = [hashes[i] for i in missing]
+            self._write(key, new_keys, vals)
+            store.update(zip(new_keys, vals, strict=True))
+        return np.stack([store[h] for h in hashes]).astype(np.float32, copy=False)
+
+    @staticmethod
+    def _compute(
+        net: nn.Module, backbone: Backbone, files: list[Path], batch_size: int, device: str | None,
+        progress: bool, num_workers: int | None,
+    ) -> np.ndarray:
+        dev = pick_device(device)
+        pre = backbone.preprocessing
+        ds = ImageFiles(files, None, eval_transform(pre), min_side=pre.resize)
+        workers = num_workers if num_workers is not None else (4 if dev.type == "cuda" else 0)
+        dl = DataLoader(ds, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda")
+        was_training = net.training
+        net.eval().to(dev)
+        out: list[np.ndarray] = []
+        from lowshot.progress import progress_bar
+
+        with torch.inference_mode(), progress_bar(len(files), f"features {backbone.name}", enabled=progress) as adv:
+            for x, _ in dl:
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                    y = net(x.to(dev, non_blocking=True))
+                out.append(y.float().cpu().numpy())
+                adv(len(x))
+        net.train(was_training)
+        backbone.to("cpu")
+        return np.concatenate(out)
+
+
+_DEFAULT: FeatureCache | None = None
+
+
+def default_cache() -> FeatureCache:
+    global _DEFAULT
+    if _DEFAULT is None or _DEFAULT.root != default_cache_dir():
+        _DEFAULT = FeatureCache()
+    return _DEFAULT
