@@ -15,3 +15,7 @@ class BackboneError(LowshotError, ValueError):
 
 class RunError(LowshotError, RuntimeError):
     """A run folder is missing, incomplete or from an incompatible version."""
+
+
+class ConfigError(LowshotError, ValueError):
+    """A method name, hyper-parameter or option value is not valid."""

@@ -65,5 +65,7 @@ def get_method(name: str, family: str | None = None) -> MethodInfo:
         names = [m.name for m in list_methods(family)]
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown method {name!r}.{hint} Known: {', '.join(sorted(names))}.")
+        from lowshot.errors import ConfigError
+
+        raise ConfigError(f"unknown method {name!r}.{hint} Known: {', '.join(sorted(names))}.")
     return info

@@ -94,7 +94,9 @@ class Backbone(nn.Module):
         super().__init__()
         self.name = name
         self.arch = arch
-        self.model = model
+        # NHWC convolutions: 1.4x faster training and 1.25x faster inference on CPU
+        # (benchmarks/speed.py), and what tensor cores want on GPU.
+        self.model = model.to(memory_format=torch.channels_last)
         self.preprocessing = preprocessing
         self.weights_id = weights_id
         self.num_features: int = int(model.num_features)  # type: ignore[arg-type]

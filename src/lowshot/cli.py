@@ -1,0 +1,227 @@
+"""The ``lowshot`` command line. Thin: every command calls the Python API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from lowshot._log import log
+from lowshot.errors import LowshotError
+
+app = typer.Typer(
+    name="lowshot", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Transfer learning when labels and compute are scarce.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets: where they are, and fetching them.")
+app.add_typer(data_app, name="data")
+console = Console()
+err = Console(stderr=True)
+
+
+def _setup_logging(quiet: bool) -> None:
+    log.handlers.clear()
+    log.addHandler(RichHandler(console=err, show_time=False, show_path=False, markup=False))
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+def _params(items: list[str] | None) -> dict:
+    out: dict = {}
+    for it in items or []:
+        if "=" not in it:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {it!r}", param_hint="--param")
+        k, v = it.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+@app.command()
+def fit(
+    train: Annotated[str, typer.Argument(help="Training images: a folder of class folders (root/<class>/*, "
+                                              "or root/images/<class>/*), a '<path> <label>' list file, or a "
+                                              "named set such as office31:webcam.")],
+    test: Annotated[Optional[str], typer.Option(help="Test images, same forms. Default: the training images "
+                                                     "not used for training.")] = None,
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="How to transfer (`lowshot methods`).")] = "linear-probe",
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (`lowshot backbones`).")] = "lite0",
+    weights: Annotated[Optional[Path], typer.Option(help="Local checkpoint for the backbone (.safetensors or .pth).")] = None,
+    shots: Annotated[Optional[int], typer.Option(help="Labelled images per class to train on (K-shot).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the K-shot sample, splits and training.")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path("runs/latest"),
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Strategy hyper-parameter NAME=VALUE (repeatable), e.g. -p epochs=20.")] = None,
+    baseline: Annotated[bool, typer.Option(help="Also train from scratch on the same split to report transfer gain.")] = True,
+    strict: Annotated[bool, typer.Option(help="Fail on unreadable images or classes with too few images instead of warning.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and the result.")] = False,
+) -> None:
+    """Train on a few labelled images and evaluate; writes OUT/metrics.json, the model, plots and a log."""
+    _setup_logging(quiet)
+    from lowshot.api import fit as api_fit
+
+    m = api_fit(train, test=test, strategy=strategy, backbone=backbone, weights=weights, shots=shots,
+                seed=seed, out=out, baseline=baseline, strict=strict, resume=resume, overwrite=overwrite,
+                device=device, params=_params(param), progress=not quiet)
+    _print_summary(m, out)
+
+
+def _print_summary(m: dict, out: Path | None) -> None:
+    t = Table(show_header=False, box=None)
+    t.add_row("accuracy", f"{m['accuracy']:.4f}")
+    t.add_row("balanced accuracy", f"{m['balanced_accuracy']:.4f}")
+    t.add_row("macro-F1", f"{m['macro_f1']:.4f}")
+    if "transfer_gain" in m:
+        gain = m["transfer_gain"]
+        style = "red" if gain <= 0 else "green"
+        t.add_row("from scratch", f"{m['scratch_accuracy']:.4f}")
+        t.add_row("transfer gain", f"[{style}]{gain:+.4f}[/{style}]")
+    if "fit_and_eval_seconds" in m:
+        t.add_row("time", f"{m['fit_and_eval_seconds']:.1f} s")
+    console.print(t)
+    if out is not None:
+        console.print(f"run folder: {out}  (metrics.json, model.safetensors, plots/, log.txt)")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A finished `lowshot fit` run folder.")],
+    data: Annotated[str, typer.Argument(help="Labelled images to evaluate on (same forms as fit's TRAIN).")],
+    strict: Annotated[bool, typer.Option(help="Fail on unreadable images.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Evaluate a trained run on other labelled images; writes RUN_DIR/eval-<name>.json."""
+    _setup_logging(json_out)
+    from lowshot.api import evaluate as api_eval
+
+    m = api_eval(run_dir, data, strict=strict, device=device, progress=not json_out)
+    if json_out:
+        print(json.dumps({k: v for k, v in m.items() if k != "confusion_matrix"}, indent=2))
+    else:
+        _print_summary(m, None)
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished `lowshot fit` run folder.")],
+    files: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 3,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Predict the class of images with a trained run's model."""
+    _setup_logging(True)
+    from lowshot.api import predict as api_predict
+
+    preds = api_predict(run_dir, list(files), top_k=top, device=device, progress=not json_out)
+    if json_out:
+        print(json.dumps(preds, indent=2))
+        return
+    t = Table("file", "class", "probability", "runners-up")
+    for p in preds:
+        t.add_row(p["file"], p["class"], f"{p['probability']:.3f}",
+                  ", ".join(f"{r['class']} {r['probability']:.2f}" for r in p["top"][1:]))
+    console.print(t)
+
+
+@app.command()
+def backbones(
+    all_: Annotated[bool, typer.Option("--all", help="Also list every timm architecture (weights need internet).")] = False,
+    pattern: Annotated[Optional[str], typer.Option(help="Filter timm names, e.g. '*resnet*'.")] = None,
+) -> None:
+    """List backbones: the offline ones first, then timm's."""
+    from lowshot.backbones import list_backbones
+
+    t = Table("name", "architecture", "weights")
+    for b in list_backbones():
+        t.add_row(b.name, b.arch, b.description)
+    console.print(t)
+    if all_ or pattern:
+        import timm
+
+        names = timm.list_models(pattern or "*")
+        console.print(f"{len(names)} timm architectures{' matching ' + pattern if pattern else ''}:")
+        console.print(", ".join(names))
+
+
+@app.command()
+def methods(
+    family: Annotated[Optional[str], typer.Option(help="Only this family.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List every registered transfer method with its family."""
+    from lowshot.registry import list_methods
+
+    ms = list_methods(family)
+    if json_out:
+        print(json.dumps([{"name": m.name, "family": m.family, "summary": m.summary} for m in ms], indent=2))
+        return
+    t = Table("method", "family", "what it does")
+    for m in ms:
+        t.add_row(m.name, m.family, m.summary)
+    console.print(t)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's runs.")] = Path("runs/demo"),
+    data_root: Annotated[Optional[Path], typer.Option(help="Data root holding office31/ (default: $LOWSHOT_DATA, ../shared/data).")] = None,
+) -> None:
+    """Few-shot transfer on real data, offline, in a few minutes: pretrained vs from scratch."""
+    _setup_logging(False)
+    from lowshot.demo import run_demo
+
+    run_demo(out, data_root, console)
+
+
+@data_app.command("list")
+def data_list(root: Annotated[Optional[Path], typer.Option(help="Data root to look in.")] = None) -> None:
+    """The named data sets, and where each was found."""
+    from lowshot.data.benchmarks import DATASETS, find_dataset
+
+    t = Table("name", "kind", "domains", "found at")
+    for s in DATASETS.values():
+        d = find_dataset(s.name, root)
+        t.add_row(s.name, s.kind, ", ".join(s.domains), str(d) if d else "[dim]not found[/dim]")
+    console.print(t)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Data set name (`lowshot data list`).")],
+    root: Annotated[Path, typer.Option(help="Data root to download into.")] = Path.home() / ".cache" / "lowshot" / "data",
+) -> None:
+    """Download a data set (resumable; verified by checksum)."""
+    _setup_logging(False)
+    from lowshot.data.benchmarks import fetch as do_fetch
+
+    d = do_fetch(name, root)
+    console.print(f"{name}: ready at {d}")
+
+
+def main() -> None:
+    try:
+        app()
+    except LowshotError as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted. Finished files are intact; continue a deep run with `lowshot fit ... --resume`.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from lowshot.evaluation.metrics import classification_report, mean_ci
+
+__all__ = ["classification_report", "mean_ci"]

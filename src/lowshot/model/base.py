@@ -1,0 +1,88 @@
+"""The contract every model-based strategy follows.
+
+A strategy is built from hyper-parameters only (``__init__``), then
+``fit(train, backbone, ctx)`` returns a :class:`FitResult` holding a
+:class:`Classifier`: the backbone plus a linear head over ``train.classes``. Whatever
+the strategy, the result is one kind of model, so evaluation, saving, ``predict``
+and export treat them all alike.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from lowshot.backbones import Backbone
+from lowshot.data.images import ImageSet
+from lowshot.errors import ConfigError
+from lowshot.features import FeatureCache, default_cache
+
+
+class Classifier(nn.Module):
+    """``head(backbone(x))``: images (B, 3, H, W) -> logits (B, C)."""
+
+    def __init__(self, backbone: Backbone, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+@dataclass
+class FitContext:
+    """What a strategy may use besides its hyper-parameters: shared machinery, not settings."""
+
+    cache: FeatureCache = field(default_factory=default_cache)
+    run_dir: Path | None = None  # checkpoints and logs go here when given
+    seed: int = 0
+    device: str | None = None
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass
+class FitResult:
+    model: Classifier
+    # True when the backbone is the untouched pretrained one: test features can then
+    # come from the feature cache instead of a new forward pass.
+    backbone_frozen: bool
+    history: list[dict] = field(default_factory=list)  # one row per epoch (or per shot count)
+    info: dict = field(default_factory=dict)
+    # With a partly frozen backbone, the number of leading stages left unchanged: test
+    # activations entering the first trained stage can come from the feature cache.
+    frozen_stages: int | None = None
+
+
+class Strategy:
+    """Base class. Subclasses declare hyper-parameters as keyword arguments of ``__init__``."""
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = "model"
+    pretrained: ClassVar[bool] = True  # False: the backbone starts from random weights
+    images_only: ClassVar[bool] = True  # False: also works on plain feature arrays
+
+    def get_params(self) -> dict[str, Any]:
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
+
+    def set_params(self, **params: Any) -> Strategy:
+        valid = self.get_params()
+        for k, v in params.items():
+            if k not in valid:
+                raise ConfigError(f"{self.name}: unknown hyper-parameter {k!r}; known: {', '.join(valid)}")
+            setattr(self, k, v)
+        return self
+
+    def fit(self, train: ImageSet, backbone: Backbone, ctx: FitContext) -> FitResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

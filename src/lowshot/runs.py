@@ -1,0 +1,80 @@
+"""Run folders: what a run writes, and loading a trained model back.
+
+A run folder holds ``config.json`` (resolved settings), ``metrics.json`` (written
+last: its presence marks a finished run), ``model.safetensors`` + ``model.json``
+(weights, class names, architecture and preprocessing: enough to predict without
+the training data), ``plots/``, ``log.txt`` and, for deep strategies,
+``checkpoints/last.ckpt`` (resume) and ``logs/metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import timm
+from safetensors.torch import load_file, save_file
+
+from lowshot import __version__
+from lowshot._log import log
+from lowshot.backbones import Backbone, Preprocessing
+from lowshot.errors import RunError
+from lowshot.io import atomic_path, write_json
+from lowshot.model.base import Classifier
+
+MODEL_FORMAT = "lowshot-model/1"
+
+
+def save_model(model: Classifier, classes: list[str], run_dir: Path, *, strategy: str, backbone_frozen: bool) -> None:
+    bb = model.backbone
+    meta = {
+        "format": MODEL_FORMAT, "lowshot_version": __version__, "arch": bb.arch, "backbone": bb.name,
+        "num_features": bb.num_features, "classes": classes, "preprocessing": bb.preprocessing.to_dict(),
+        "strategy": strategy, "backbone_frozen": backbone_frozen,
+        # With an unchanged backbone, predictions can reuse cached features.
+        "backbone_weights_id": bb.weights_id if backbone_frozen else None,
+    }
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(run_dir / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": MODEL_FORMAT})
+    write_json(run_dir / "model.json", meta)
+
+
+def load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
+    run_dir = Path(run_dir)
+    meta_path, weights = run_dir / "model.json", run_dir / "model.safetensors"
+    if not meta_path.is_file() or not weights.is_file():
+        raise RunError(
+            f"{run_dir} has no trained model (model.json + model.safetensors). Is it a finished "
+            "`lowshot fit` run folder? An interrupted deep run continues with `lowshot fit ... --resume`."
+        )
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != MODEL_FORMAT:
+        raise RunError(f"{meta_path}: unknown model format {meta.get('format')!r}.")
+    net = timm.create_model(meta["arch"], pretrained=False, num_classes=0)
+    pre = Preprocessing.from_dict(meta["preprocessing"])
+    wid = meta.get("backbone_weights_id") or f"run:{run_dir.resolve()}:{weights.stat().st_mtime_ns}"
+    bb = Backbone(meta["backbone"], meta["arch"], net, pre, wid)
+    model = Classifier(bb, len(meta["classes"]))
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    model.eval()
+    return model, meta
+
+
+@contextmanager
+def run_log(run_dir: Path) -> Iterator[None]:
+    """Mirror lowshot's log messages into ``run_dir/log.txt`` for the duration of a run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
