@@ -4,27 +4,45 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
+import sys
+
+import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from typer.core import TyperGroup
 
 from lowshot._log import log
 from lowshot.errors import LowshotError
 
+class _Group(TyperGroup):
+    """Bad input ends as one clear line and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except LowshotError as exc:
+            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            err.print("interrupted. Finished files are intact; continue a deep run with "
+                      "`lowshot fit ... --resume`.")
+            sys.exit(130)
+
+
+err = Console(stderr=True)
 app = typer.Typer(
-    name="lowshot", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="lowshot", cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Transfer learning when labels and compute are scarce.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets: where they are, and fetching them.")
+data_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Benchmark data sets: where they are, and fetching them.")
 app.add_typer(data_app, name="data")
 console = Console()
-err = Console(stderr=True)
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -213,14 +231,7 @@ def data_fetch(
 
 
 def main() -> None:
-    try:
-        app()
-    except LowshotError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted. Finished files are intact; continue a deep run with `lowshot fit ... --resume`.")
-        sys.exit(130)
+    app()
 
 
 if __name__ == "__main__":

@@ -147,7 +147,6 @@ class FeatureCache:
         ds = ImageFiles(files, None, eval_transform(pre), min_side=pre.resize)
         workers = num_workers if num_workers is not None else (4 if dev.type == "cuda" else 0)
         dl = DataLoader(ds, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda")
-        was_training = net.training
         net.eval().to(dev)
         out: list[np.ndarray] = []
         from lowshot.progress import progress_bar
@@ -158,7 +157,6 @@ class FeatureCache:
                     y = net(x.to(dev, non_blocking=True))
                 out.append(y.float().cpu().numpy())
                 adv(len(x))
-        net.train(was_training)
         backbone.to("cpu")
         return np.concatenate(out)
 

@@ -101,8 +101,10 @@ class Backbone(nn.Module):
         self.weights_id = weights_id
         self.num_features: int = int(model.num_features)  # type: ignore[arg-type]
         # The pretrained classifier (e.g. ImageNet's 1000 classes), kept for scores
-        # that need source-class probabilities; not part of forward().
-        self.source_head = source_head
+        # that need source-class probabilities. Deliberately not a registered submodule:
+        # it is not part of forward(), must not train, and is not saved with models.
+        self.__dict__["source_head"] = source_head
+        self.eval()  # a feature extractor: training code switches modes explicitly
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -145,7 +145,9 @@ def run_trainer(
     ckpt_path = None
     if ctx.run_dir is not None:
         ckdir = ctx.run_dir / "checkpoints"
-        callbacks.append(ModelCheckpoint(dirpath=ckdir, save_last=True, save_top_k=0, every_n_epochs=1))
+        # One rolling checkpoint, rewritten (atomically) after every epoch.
+        callbacks.append(ModelCheckpoint(dirpath=ckdir, filename="last", save_top_k=1, every_n_epochs=1,
+                                         enable_version_counter=False))
         logger = CSVLogger(str(ctx.run_dir), name="logs", version="")
         if ctx.resume and (ckdir / "last.ckpt").is_file():
             ckpt_path = str(ckdir / "last.ckpt")

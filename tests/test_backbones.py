@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from lowshot.backbones import create_backbone
+from lowshot.backbones.efficientnet_lite import checkpoint_path, convert_state_dict
+from lowshot.data.torchdata import eval_transform
+from lowshot.errors import BackboneError
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return create_backbone("lite0")
+
+
+def _imagenet_top5(b, images):
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    tf = eval_transform(b.preprocessing)
+    x = torch.stack([tf(Image.fromarray(np.asarray(i)).convert("RGB")) for i in images])
+    with torch.no_grad():
+        logits = b.source_head(b(x))
+    return [[info.index_to_description(int(j)).lower() for j in row.topk(5).indices] for row in logits]
+
+
+def test_lite0_names_real_photos(lite0):
+    """Photos shipped with scikit-learn and scikit-image, named by the mapped ImageNet head."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    images = [china, flower, skimage.data.chelsea(), skimage.data.coffee(), skimage.data.rocket()]
+    expect = [("palace", "monastery", "pagoda", "bell cote"), ("daisy",), ("cat",), ("espresso", "cup"),
+              ("missile",)]
+    for top5, words in zip(_imagenet_top5(lite0, images), expect, strict=True):
+        assert any(w in name for w in words for name in top5[:2]), top5
+
+
+def test_mapping_is_complete_and_strict():
+    sd = torch.load(checkpoint_path(0), map_location="cpu", weights_only=True)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    converted = convert_state_dict(sd, [len(s) for s in model.blocks])
+    assert set(converted) == set(model.state_dict())
+    for k, v in converted.items():
+        assert v.shape == model.state_dict()[k].shape, k
+    with pytest.raises(BackboneError, match="unexpected checkpoint tensor"):
+        convert_state_dict({"_blocks.0._weird.weight": torch.zeros(1)}, [1, 2, 2, 3, 3, 4, 1])
+
+
+@pytest.mark.parametrize("name,size", [("lite1", 240), ("lite2", 260)])
+def test_bigger_lite_variants_load(name, size):
+    b = create_backbone(name)
+    assert b.preprocessing.input_size == size and b.preprocessing.mean == (0.5, 0.5, 0.5)
+    assert b.weights_id.startswith("sha256:")
+
+
+def test_unknown_backbone_suggests_close_names():
+    with pytest.raises(BackboneError, match="Did you mean.*lite0"):
+        create_backbone("lite00")
+    with pytest.raises(BackboneError, match="resnet50"):
+        create_backbone("resnet5O")
+
+
+def test_local_checkpoint_roundtrip_and_no_pickles(tmp_path, lite0):
+    sd = {k: v.contiguous() for k, v in lite0.model.state_dict().items()}
+    save_file(sd, str(tmp_path / "w.safetensors"))
+    b = create_backbone("tf_efficientnet_lite0", weights=tmp_path / "w.safetensors")
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(b(x), lite0(x), atol=1e-5)
+    assert b.weights_id.startswith("file:")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(BackboneError, match="never unpickles"):
+        create_backbone("tf_efficientnet_lite0", weights=tmp_path / "evil.pth")
+
+
+def test_random_init_differs_and_stages_compose(lite0):
+    r = create_backbone("lite0", pretrained=False, seed=1)
+    assert r.weights_id == "random:seed=1" and r.source_head is None
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        y = x
+        for s in lite0.stages():
+            y = s(y)
+        assert torch.allclose(y, lite0(x), atol=1e-5)
+        assert not torch.allclose(r(x), lite0(x))

@@ -1,0 +1,136 @@
+"""Conformance: every registered model-based strategy goes through the same checks."""
+
+import numpy as np
+import pytest
+import torch
+
+from lowshot.api import logits_for, make_strategy, train_and_score
+from lowshot.backbones import create_backbone
+from lowshot.data import load_image_folder
+from lowshot.errors import ConfigError
+from lowshot.features import FeatureCache
+from lowshot.model import Classifier, FitContext, Strategy
+from lowshot.model.deep import TransferModule
+from lowshot.registry import list_methods
+from lowshot.runs import load_model, save_model
+
+STRATEGIES = [m.name for m in list_methods("model")]
+# Few epochs keep the suite fast; the data is real (Office-31 webcam, 6 classes).
+FAST = {"epochs": 3}
+
+
+@pytest.fixture(scope="module")
+def sets(mini):
+    return load_image_folder(mini["train"]), load_image_folder(mini["test"]).relabel(
+        load_image_folder(mini["train"]).classes)
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return create_backbone("lite0")
+
+
+def test_registry_covers_the_model_family():
+    assert set(STRATEGIES) >= {"linear-probe", "finetune", "partial", "l2sp", "lp-ft", "bitfit", "scratch"}
+    assert all(m.summary for m in list_methods("model"))
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_strategy_contract(name, sets, lite0, cache_dir, tmp_path):
+    train, test = sets
+    strat = make_strategy(name)
+    assert isinstance(strat, Strategy) and strat.name == name
+    params = strat.get_params()
+    assert type(strat)(**params).get_params() == params  # hyper-parameters only, clone-able
+    with pytest.raises(ConfigError, match="unknown hyper-parameter"):
+        strat.set_params(no_such_param=1)
+    if "epochs" in params:
+        strat.set_params(**FAST)
+    before = {k: v.clone() for k, v in lite0.state_dict().items()}
+    ctx = FitContext(cache=FeatureCache(cache_dir), seed=0, progress=False)
+    result, logits, _, _ = train_and_score(strat, train, test, lite0, ctx)
+    # the caller's pretrained backbone is never modified
+    after = lite0.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert isinstance(result.model, Classifier)
+    assert logits.shape == (len(test), len(train.classes)) and np.isfinite(logits).all()
+    acc = float((logits.argmax(1) == test.labels).mean())
+    if strat.pretrained:  # 6 classes: chance is 0.17
+        assert acc >= 0.5, (name, acc)
+    assert result.history and all(0 <= h.get("train_acc", 0) <= 1 for h in result.history)
+    # the saved model predicts exactly what the trained one did, with no training data
+    save_model(result.model, train.classes, tmp_path, strategy=name, backbone_frozen=result.backbone_frozen)
+    loaded, meta = load_model(tmp_path)
+    assert meta["classes"] == train.classes
+    relog = logits_for(loaded, test.files, backbone_frozen=False, cache=ctx.cache, progress=False)
+    assert np.allclose(relog, logits, atol=0.05, rtol=0.05)  # cached (float16 partial) vs full pass
+    assert (relog.argmax(1) == logits.argmax(1)).mean() >= 0.95
+
+
+def _trained(name, sets, lite0, cache_dir, **params):
+    train, _ = sets
+    strat = make_strategy(name)
+    strat.set_params(**{k: v for k, v in {**FAST, **params}.items() if k in strat.get_params()})
+    return strat.fit(train, lite0, FitContext(cache=FeatureCache(cache_dir), seed=0, progress=False))
+
+
+def _changed(a, b):
+    return {k for k in a.state_dict() if not torch.equal(a.state_dict()[k], b.state_dict()[k])}
+
+
+def test_partial_trains_only_the_top_stages(sets, lite0, cache_dir):
+    res = _trained("partial", sets, lite0, cache_dir, blocks=1)
+    changed = _changed(res.model.backbone.model, lite0.model)
+    assert changed and all(k.startswith(("blocks.6", "conv_head", "bn2")) for k in changed)
+    assert res.frozen_stages == 7
+
+
+def test_bitfit_trains_only_norms_and_biases(sets, lite0, cache_dir):
+    res = _trained("bitfit", sets, lite0, cache_dir)
+    changed = _changed(res.model.backbone.model, lite0.model)
+    assert changed and all(k.rsplit(".", 1)[-1] in {"weight", "bias"} and ".bn" in "." + k or k.startswith("bn")
+                           for k in changed)
+    assert all("conv" not in k.rsplit(".", 2)[-2] for k in changed)
+    assert res.info["trainable_params"] < 0.05 * sum(p.numel() for p in lite0.parameters())
+
+
+def test_l2sp_penalty_pulls_towards_the_pretrained_weights(sets, lite0, cache_dir):
+    strong = _trained("l2sp", sets, lite0, cache_dir, alpha=10.0)
+    weak = _trained("l2sp", sets, lite0, cache_dir, alpha=0.0, beta=0.0)
+
+    def dist(m):
+        return sum(float(((p - q) ** 2).sum()) for p, q in zip(m.backbone.parameters(), lite0.parameters(), strict=True))
+
+    assert dist(strong.model) < dist(weak.model)
+    strat = make_strategy("l2sp")
+    model = Classifier(lite0, 6)
+    pen = strat.penalty(model)
+    with torch.no_grad():
+        model.head.weight.zero_()
+    assert float(pen()) == 0.0
+
+
+def test_scratch_starts_from_random_weights(sets, lite0, cache_dir):
+    res = _trained("scratch", sets, lite0, cache_dir, epochs=1)
+    assert res.model.backbone.weights_id.startswith("random:")
+    first = next(iter(lite0.model.state_dict()))
+    assert not torch.allclose(res.model.backbone.model.state_dict()[first], lite0.model.state_dict()[first])
+
+
+def test_lp_ft_starts_from_the_probe(sets, lite0, cache_dir):
+    res = _trained("lp-ft", sets, lite0, cache_dir, epochs=1)
+    assert res.info["probe_C"] > 0 and res.history[0]["train_acc"] > 0.8
+
+
+def test_frozen_bn_keeps_running_stats(sets, lite0):
+    model = Classifier(lite0, 6)
+    module = TransferModule(model, [(list(model.head.parameters()), 0.1, 0.0)], epochs=1)
+    model.train()
+    module.on_train_epoch_start()
+    assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_linear_probe_is_deterministic(sets, lite0, cache_dir):
+    a = _trained("linear-probe", sets, lite0, cache_dir)
+    b = _trained("linear-probe", sets, lite0, cache_dir)
+    assert torch.equal(a.model.head.weight, b.model.head.weight)
