@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,15 +18,16 @@ def machine() -> dict:
     import torch
 
     info = {
-        "python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
         "cpu": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                        text=True, check=False).stdout.strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
     return info
 
 
@@ -35,7 +37,9 @@ class ResultStore:
 
     def __init__(self, path: Path, meta: dict) -> None:
         self.path = path
-        self.data = json.loads(path.read_text()) if path.is_file() else {"meta": meta, "records": {}}
+        self.data = (
+            json.loads(path.read_text()) if path.is_file() else {"meta": meta, "records": {}}
+        )
         self.data["meta"].update(meta)
 
     def has(self, key: str) -> bool:

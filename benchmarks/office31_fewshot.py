@@ -33,7 +33,9 @@ DEEP = ["lp-ft", "finetune", "l2sp", "bitfit", "scratch"]
 
 
 def run(args: argparse.Namespace) -> ResultStore:
-    store = ResultStore(args.out, {"benchmark": "office31_fewshot", "machine": machine(), "backbone": args.backbone})
+    store = ResultStore(
+        args.out, {"benchmark": "office31_fewshot", "machine": machine(), "backbone": args.backbone}
+    )
     root = dataset_dir("office31", args.data_root)
     cache = FeatureCache(args.cache_dir) if args.cache_dir else default_cache()
     bb = create_backbone(args.backbone)
@@ -43,8 +45,14 @@ def run(args: argparse.Namespace) -> ResultStore:
     # Cheap strategies over the whole grid first, then the deep ones from the cheapest
     # domain up: an interrupted run still leaves complete, comparable columns.
     order = sorted(args.domains, key=lambda d: len(sets[d]))
-    plan = [(s, d, k, seed) for strat_group in (cheap, deep) for seed in args.seeds for d in order
-            for k in args.shots for s in strat_group]
+    plan = [
+        (s, d, k, seed)
+        for strat_group in (cheap, deep)
+        for seed in args.seeds
+        for d in order
+        for k in args.shots
+        for s in strat_group
+    ]
     for strat_name, d, k, seed in plan:
         full = sets[d]
         if min(full.class_counts().values()) <= k:
@@ -59,23 +67,42 @@ def run(args: argparse.Namespace) -> ResultStore:
         t0 = time.perf_counter()
         _, logits, fit_s, total_s = train_and_score(strat, train, test, bb, ctx)
         acc = float((logits.argmax(1) == test.labels).mean())
-        store.put(key, {"domain": d, "shots": k, "seed": seed, "strategy": strat_name, "accuracy": acc,
-                        "n_train": len(train), "n_test": len(test), "fit_seconds": round(fit_s, 2),
-                        "seconds": round(time.perf_counter() - t0, 2)})
+        store.put(
+            key,
+            {
+                "domain": d,
+                "shots": k,
+                "seed": seed,
+                "strategy": strat_name,
+                "accuracy": acc,
+                "n_train": len(train),
+                "n_test": len(test),
+                "fit_seconds": round(fit_s, 2),
+                "seconds": round(time.perf_counter() - t0, 2),
+            },
+        )
         print(f"{key}: {acc:.4f} ({total_s:.0f} s)", flush=True)
     return store
 
 
 def table(store: ResultStore, strategies: list[str], domains: list[str], shots: list[int]) -> str:
     recs = store.records()
-    cols = [(d, k) for d in domains for k in shots
-            if any(r["domain"] == d and r["shots"] == k for r in recs)]
+    cols = [
+        (d, k)
+        for d in domains
+        for k in shots
+        if any(r["domain"] == d and r["shots"] == k for r in recs)
+    ]
     head = "| strategy | " + " | ".join(f"{d} K={k}" for d, k in cols) + " | mean |"
     lines = [head, "|" + "---|" * (len(cols) + 2)]
     for s in strategies:
         cells, means = [], []
         for d, k in cols:
-            v = [r["accuracy"] for r in recs if r["strategy"] == s and r["domain"] == d and r["shots"] == k]
+            v = [
+                r["accuracy"]
+                for r in recs
+                if r["strategy"] == s and r["domain"] == d and r["shots"] == k
+            ]
             cells.append(fmt_mean_std(v))
             if v:
                 means.append(np.mean(v))
@@ -83,13 +110,18 @@ def table(store: ResultStore, strategies: list[str], domains: list[str], shots: 
         avg = f"{100 * np.mean(means):.1f}" if complete and means else "–"
         lines.append(f"| {s} | " + " | ".join(cells) + f" | {avg} |")
     secs = {s: [r["seconds"] for r in recs if r["strategy"] == s] for s in strategies}
-    lines += ["", "Mean wall time per run (fit + test), seconds: " + ", ".join(
-        f"{s} {np.mean(v):.1f}" for s, v in secs.items() if v)]
+    lines += [
+        "",
+        "Mean wall time per run (fit + test), seconds: "
+        + ", ".join(f"{s} {np.mean(v):.1f}" for s, v in secs.items() if v),
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--domains", default="amazon,dslr,webcam")
     ap.add_argument("--shots", default="1,3,5,10")
     ap.add_argument("--seeds", default="0,1,2,3,4")
@@ -98,7 +130,9 @@ def main() -> None:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "office31_fewshot.json")
-    ap.add_argument("--table", type=Path, default=HERE.parent / "docs" / "benchmarks" / "office31_fewshot.md")
+    ap.add_argument(
+        "--table", type=Path, default=HERE.parent / "docs" / "benchmarks" / "office31_fewshot.md"
+    )
     ap.add_argument("--table-only", action="store_true")
     a = ap.parse_args()
     a.domains = a.domains.split(",")

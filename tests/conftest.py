@@ -41,7 +41,7 @@ def make_subset(dest: Path, domain: str, classes: int, per_class: int, start: in
     for cdir in sorted(src.iterdir())[:classes]:
         out = dest / cdir.name
         out.mkdir(parents=True, exist_ok=True)
-        for f in sorted(cdir.iterdir())[start:start + per_class]:
+        for f in sorted(cdir.iterdir())[start : start + per_class]:
             (out / f.name).symlink_to(f)
     return dest
 

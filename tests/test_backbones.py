@@ -24,7 +24,9 @@ def _imagenet_top5(b, images):
     x = torch.stack([tf(Image.fromarray(np.asarray(i)).convert("RGB")) for i in images])
     with torch.no_grad():
         logits = b.source_head(b(x))
-    return [[info.index_to_description(int(j)).lower() for j in row.topk(5).indices] for row in logits]
+    return [
+        [info.index_to_description(int(j)).lower() for j in row.topk(5).indices] for row in logits
+    ]
 
 
 def test_lite0_names_real_photos(lite0):
@@ -34,8 +36,13 @@ def test_lite0_names_real_photos(lite0):
 
     china, flower = load_sample_images().images
     images = [china, flower, skimage.data.chelsea(), skimage.data.coffee(), skimage.data.rocket()]
-    expect = [("palace", "monastery", "pagoda", "bell cote"), ("daisy",), ("cat",), ("espresso", "cup"),
-              ("missile",)]
+    expect = [
+        ("palace", "monastery", "pagoda", "bell cote"),
+        ("daisy",),
+        ("cat",),
+        ("espresso", "cup"),
+        ("missile",),
+    ]
     for top5, words in zip(_imagenet_top5(lite0, images), expect, strict=True):
         assert any(w in name for w in words for name in top5[:2]), top5
 

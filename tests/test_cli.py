@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import lowshot.model.deep as deep
+import lowshot.training as deep
 from lowshot.api import fit
 from lowshot.cli import app
 from lowshot.errors import RunError
@@ -21,8 +21,22 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def lp_run(mini, cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "lp"
-    r = invoke("fit", mini["train"], "--test", mini["test"], "--strategy", "linear-probe",
-               "--shots", 3, "--seed", 1, "--out", out, "--no-baseline", "-q")
+    r = invoke(
+        "fit",
+        mini["train"],
+        "--test",
+        mini["test"],
+        "--strategy",
+        "linear-probe",
+        "--shots",
+        3,
+        "--seed",
+        1,
+        "--out",
+        out,
+        "--no-baseline",
+        "-q",
+    )
     assert r.exit_code == 0, r.output
     return out
 
@@ -33,9 +47,19 @@ def test_fit_writes_the_run_folder(lp_run):
     assert m["n_train"] == 18 and m["n_test"] == 24 and len(m["per_class"]) == 6
     assert np.array(m["confusion_matrix"]).sum() == 24
     cfg = json.loads((lp_run / "config.json").read_text())
-    assert cfg["strategy"] == "linear-probe" and cfg["shots"] == 3 and cfg["backbone_weights_id"].startswith("sha256:")
-    for f in ("model.safetensors", "model.json", "plots/confusion_matrix.png", "plots/learning_curve.png",
-              "per_class.md", "log.txt"):
+    assert (
+        cfg["strategy"] == "linear-probe"
+        and cfg["shots"] == 3
+        and cfg["backbone_weights_id"].startswith("sha256:")
+    )
+    for f in (
+        "model.safetensors",
+        "model.json",
+        "plots/confusion_matrix.png",
+        "plots/learning_curve.png",
+        "per_class.md",
+        "log.txt",
+    ):
         assert (lp_run / f).is_file(), f
     assert (lp_run / "plots/confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert [h["shots"] for h in m["history"]] == [1, 2, 3]
@@ -59,8 +83,17 @@ def test_evaluate_and_predict(lp_run, mini):
 def test_methods_and_backbones():
     r = invoke("methods", "--json")
     ms = json.loads(r.output)
-    assert {"name": "finetune", "family": "model"}.items() <= ms[[m["name"] for m in ms].index("finetune")].items()
-    assert {m["name"] for m in ms} >= {"linear-probe", "partial", "l2sp", "lp-ft", "bitfit", "scratch"}
+    assert {"name": "finetune", "family": "model"}.items() <= ms[
+        [m["name"] for m in ms].index("finetune")
+    ].items()
+    assert {m["name"] for m in ms} >= {
+        "linear-probe",
+        "partial",
+        "l2sp",
+        "lp-ft",
+        "bitfit",
+        "scratch",
+    }
     r = invoke("backbones")
     assert r.exit_code == 0 and "lite0" in r.output and "lite2" in r.output
 
@@ -86,7 +119,9 @@ def test_existing_run_folder_is_not_clobbered(lp_run, mini):
 def test_no_test_set_splits_the_rest_and_reports_gain(mini, tmp_path, cache_dir):
     m = fit(mini["train"], shots=2, out=tmp_path / "g", progress=False, params=None)
     assert m["n_train"] == 12 and m["n_test"] == 12
-    assert "scratch_accuracy" in m and m["transfer_gain"] == pytest.approx(m["accuracy"] - m["scratch_accuracy"])
+    assert "scratch_accuracy" in m and m["transfer_gain"] == pytest.approx(
+        m["accuracy"] - m["scratch_accuracy"]
+    )
     assert m["negative_transfer"] is (m["transfer_gain"] <= 0)
 
 
@@ -100,7 +135,9 @@ def test_resume_continues_an_interrupted_deep_run(mini, tmp_path, cache_dir, mon
         orig(self)
 
     monkeypatch.setattr(deep.TransferModule, "on_train_epoch_start", crash_in_second_epoch)
-    kw = dict(test=mini["test"], strategy="finetune", params={"epochs": 3}, baseline=False, progress=False)
+    kw = dict(
+        test=mini["test"], strategy="finetune", params={"epochs": 3}, baseline=False, progress=False
+    )
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(mini["train"], out=out, **kw)
     assert (out / "checkpoints" / "last.ckpt").is_file() and not (out / "metrics.json").exists()

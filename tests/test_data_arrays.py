@@ -19,7 +19,7 @@ def test_mnist_usps_v73_mat(data_root):
     u = load_benchmark_arrays("mnist-usps", "usps", root=data_root)
     assert m.X.shape == (2000, 256) and u.X.shape == (1800, 256)
     assert m.classes == [str(i) for i in range(1, 11)]
-    assert 0 <= m.X.min() and m.X.max() <= 1
+    assert m.X.min() >= 0 and m.X.max() <= 1
 
 
 def test_v5_mat_npz_npy_csv(tmp_path):
@@ -32,7 +32,9 @@ def test_v5_mat_npz_npy_csv(tmp_path):
     assert load_arrays(tmp_path / "d.npz").n_features == 4
     np.save(tmp_path / "d.npy", np.column_stack([X, y]))
     assert load_arrays(tmp_path / "d.npy").X.shape == (20, 4)
-    rows = ["f1,f2,f3,f4,label"] + [",".join(map(str, r)) + f",{c}" for r, c in zip(X, ["a", "b"] * 10)]
+    rows = ["f1,f2,f3,f4,label"] + [
+        ",".join(map(str, r)) + f",{c}" for r, c in zip(X, ["a", "b"] * 10, strict=True)
+    ]
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
     c = load_arrays(tmp_path / "d.csv", label_column="label")
     assert c.classes == ["a", "b"] and c.X.shape == (20, 4)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from conftest import OFFICE, make_subset
 
-from lowshot.data import kshot_split, load_file_list, load_image_folder, load_images, stratified_split
+from lowshot.data import (
+    kshot_split,
+    load_file_list,
+    load_image_folder,
+    load_images,
+    stratified_split,
+)
 from lowshot.data.benchmarks import load_benchmark_images
 from lowshot.errors import DataError
 
@@ -82,7 +88,9 @@ def test_relabel_rejects_unknown_test_classes(tmp_path):
     te = load_image_folder(make_subset(tmp_path / "te", "webcam", 4, 2))
     with pytest.raises(DataError, match="do not occur in the training data"):
         te.relabel(tr.classes)
-    same = load_image_folder(make_subset(tmp_path / "te2", "webcam", 3, 2, start=2)).relabel(tr.classes)
+    same = load_image_folder(make_subset(tmp_path / "te2", "webcam", 3, 2, start=2)).relabel(
+        tr.classes
+    )
     assert same.classes == tr.classes
 
 

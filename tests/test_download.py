@@ -87,7 +87,10 @@ def test_unreachable_server_says_what_to_do(tmp_path):
 
 def test_fetch_unpacks_an_archive_and_checks_the_tree(server, tmp_path, monkeypatch):
     url, h = server
-    files = {"amazon/images/mug/frame_0001.jpg": b"jpeg-bytes-1", "dslr/images/mug/frame_0001.jpg": b"xyz"}
+    files = {
+        "amazon/images/mug/frame_0001.jpg": b"jpeg-bytes-1",
+        "dslr/images/mug/frame_0001.jpg": b"xyz",
+    }
     src = tmp_path / "src"
     for rel, data in files.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -102,19 +105,25 @@ def test_fetch_unpacks_an_archive_and_checks_the_tree(server, tmp_path, monkeypa
     h.files["/office.tar.gz"] = buf.getvalue()
     spec = benchmarks.DATASETS["office31"]
     good = benchmarks.RemoteArchive(url + "/office.tar.gz", "data/Office31/", digest[0], digest[1])
-    monkeypatch.setitem(benchmarks.DATASETS, "office31", spec.__class__(**{**spec.__dict__, "archives": (good,)}))
+    monkeypatch.setitem(
+        benchmarks.DATASETS, "office31", spec.__class__(**{**spec.__dict__, "archives": (good,)})
+    )
     out = benchmarks.fetch("office31", tmp_path / "root")
     assert (out / "amazon/images/mug/frame_0001.jpg").read_bytes() == b"jpeg-bytes-1"
     assert benchmarks.find_dataset("office31", tmp_path / "root") == out
     bad = benchmarks.RemoteArchive(url + "/office.tar.gz", "data/Office31/", "f" * 64, 2)
-    monkeypatch.setitem(benchmarks.DATASETS, "office31", spec.__class__(**{**spec.__dict__, "archives": (bad,)}))
+    monkeypatch.setitem(
+        benchmarks.DATASETS, "office31", spec.__class__(**{**spec.__dict__, "archives": (bad,)})
+    )
     with pytest.raises(DataError, match="differs from the release"):
         benchmarks.fetch("office31", tmp_path / "root2")
 
 
 def test_pinned_checksums_match_the_shared_copies(data_root):
     for f in benchmarks.DATASETS["amazon-reviews"].files + benchmarks.DATASETS["mnist-usps"].files:
-        folder = benchmarks.DATASETS["amazon-reviews" if f.dest.endswith("svmlight") else "mnist-usps"].folder
+        folder = benchmarks.DATASETS[
+            "amazon-reviews" if f.dest.endswith("svmlight") else "mnist-usps"
+        ].folder
         assert hashlib.sha256((data_root / folder / f.dest).read_bytes()).hexdigest() == f.sha256
 
 

@@ -36,8 +36,9 @@ def test_atomic_json_leaves_no_temporary(tmp_path):
 
 def _tuned(env: dict) -> str:
     code = "import lowshot, lowshot._runtime as r; print(r.malloc_tuned())"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")

@@ -11,5 +11,13 @@ from lowshot.api import evaluate, fit, predict  # noqa: E402
 from lowshot.backbones import create_backbone, list_backbones  # noqa: E402
 from lowshot.registry import get_method, list_methods  # noqa: E402
 
-__all__ = ["__version__", "create_backbone", "evaluate", "fit", "get_method", "list_backbones",
-           "list_methods", "predict"]
+__all__ = [
+    "__version__",
+    "create_backbone",
+    "evaluate",
+    "fit",
+    "get_method",
+    "list_backbones",
+    "list_methods",
+    "predict",
+]

@@ -21,14 +21,13 @@ from torch.utils.data import DataLoader
 from lowshot import __version__
 from lowshot._log import log
 from lowshot._runtime import malloc_tuned, tune_malloc
-from lowshot.backbones import DEFAULT_BACKBONE, Backbone, create_backbone
+from lowshot.backbones import DEFAULT_BACKBONE, Backbone, create_backbone, fold_batchnorm
 from lowshot.data.arrays import is_array_file
 from lowshot.data.images import ImageSet, load_images
 from lowshot.data.splits import kshot_split, stratified_split
 from lowshot.data.torchdata import ImageFiles, eval_transform
 from lowshot.errors import DataError, RunError
 from lowshot.evaluation.metrics import classification_report
-from lowshot.evaluation.plots import confusion_matrix_png, learning_curve_png
 from lowshot.features import FeatureCache, content_hash, default_cache, pick_device
 from lowshot.io import write_json, write_text
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
@@ -46,9 +45,16 @@ def make_strategy(name: str, params: dict[str, Any] | None = None) -> Strategy:
 
 
 def logits_for(
-    model: Classifier, files: list[Path], *, backbone_frozen: bool, cache: FeatureCache,
-    device: str | None = None, batch_size: int = 64, progress: bool = True,
-    frozen_stages: int | None = None, pretrained: Backbone | None = None,
+    model: Classifier,
+    files: list[Path],
+    *,
+    backbone_frozen: bool,
+    cache: FeatureCache,
+    device: str | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    frozen_stages: int | None = None,
+    pretrained: Backbone | None = None,
 ) -> np.ndarray:
     """Logits for image files: through the cached features when the backbone is the
     pretrained one; through cached activations of the ``frozen_stages`` leading stages
@@ -63,22 +69,34 @@ def logits_for(
         top = torch.nn.Sequential(*model.backbone.stages()[frozen_stages:], model.head).eval()
         outs = []
         for i in range(0, len(files), 256):  # activations are large: a slice at a time
-            A = cache.features(pretrained, files[i:i + 256], upto_stage=frozen_stages, device=device,
-                               progress=progress)
+            A = cache.features(
+                pretrained,
+                files[i : i + 256],
+                upto_stage=frozen_stages,
+                device=device,
+                progress=progress,
+            )
             with torch.inference_mode():
-                outs += [top(torch.from_numpy(A[j:j + batch_size])).numpy() for j in range(0, len(A), batch_size)]
+                outs += [
+                    top(torch.from_numpy(A[j : j + batch_size])).numpy()
+                    for j in range(0, len(A), batch_size)
+                ]
         return np.concatenate(outs)
     dev = pick_device(device)
     pre = model.backbone.preprocessing
-    dl = DataLoader(ImageFiles(files, None, eval_transform(pre), min_side=pre.resize), batch_size=batch_size)
-    model.eval().to(dev)
+    dl = DataLoader(
+        ImageFiles(files, None, eval_transform(pre), min_side=pre.resize), batch_size=batch_size
+    )
+    model.eval()
+    # inference copy with BatchNorm folded into the convolutions (exact, faster)
+    net = torch.nn.Sequential(fold_batchnorm(model.backbone, reuse=False), model.head).to(dev)
     out = []
     from lowshot.progress import progress_bar
 
     with torch.inference_mode(), progress_bar(len(files), "predict", enabled=progress) as adv:
         for x, _ in dl:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                out.append(model(x.to(dev)).float().cpu().numpy())
+                out.append(net(x.to(dev)).float().cpu().numpy())
             adv(len(x))
     model.to("cpu")
     return np.concatenate(out)
@@ -94,8 +112,12 @@ def _load(spec: str | Path, strict: bool) -> ImageSet:
 
 
 def prepare_split(
-    train_spec: str | Path, test_spec: str | Path | None, shots: int | None, seed: int,
-    strict: bool = False, test_fraction: float = 0.2,
+    train_spec: str | Path,
+    test_spec: str | Path | None,
+    shots: int | None,
+    seed: int,
+    strict: bool = False,
+    test_fraction: float = 0.2,
 ) -> tuple[ImageSet, ImageSet]:
     """The (train, test) sets a run uses: K shots per class from ``train_spec`` and
     ``test_spec`` as test set, or, with no test set, the rest of ``train_spec``."""
@@ -109,8 +131,14 @@ def prepare_split(
             train = full
     else:
         if shots is not None:
-            idx, rest = kshot_split(full.labels, shots, seed, classes=full.classes, strict=strict,
-                                    keep_one_for_test=True)
+            idx, rest = kshot_split(
+                full.labels,
+                shots,
+                seed,
+                classes=full.classes,
+                strict=strict,
+                keep_one_for_test=True,
+            )
         else:
             idx, rest = stratified_split(full.labels, test_fraction, seed)
         train, test = full.subset(idx), full.subset(rest, name=f"{full.name} (held out)")
@@ -129,15 +157,24 @@ def train_and_score(
     t0 = time.perf_counter()
     result = strat.fit(train, backbone, ctx)
     fit_s = time.perf_counter() - t0
-    logits = logits_for(result.model, test.files, backbone_frozen=result.backbone_frozen, cache=ctx.cache,
-                        device=ctx.device, progress=ctx.progress, frozen_stages=result.frozen_stages,
-                        pretrained=backbone)
+    logits = logits_for(
+        result.model,
+        test.files,
+        backbone_frozen=result.backbone_frozen,
+        cache=ctx.cache,
+        device=ctx.device,
+        progress=ctx.progress,
+        frozen_stages=result.frozen_stages,
+        pretrained=backbone,
+    )
     return result, logits, fit_s, time.perf_counter() - t0
 
 
 def _baseline_key(train: ImageSet, test: ImageSet, arch: str, seed: int, params: dict) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"arch": arch, "seed": seed, "params": params, "v": 1}, sort_keys=True).encode())
+    h.update(
+        json.dumps({"arch": arch, "seed": seed, "params": params, "v": 1}, sort_keys=True).encode()
+    )
     for f, y in zip(train.files, train.labels, strict=True):
         h.update(f"{content_hash(Path(f))}:{y};".encode())
     h.update(b"|")
@@ -147,8 +184,13 @@ def _baseline_key(train: ImageSet, test: ImageSet, arch: str, seed: int, params:
 
 
 def scratch_baseline(
-    train: ImageSet, test: ImageSet, backbone: Backbone, seed: int, cache: FeatureCache,
-    device: str | None = None, progress: bool = True,
+    train: ImageSet,
+    test: ImageSet,
+    backbone: Backbone,
+    seed: int,
+    cache: FeatureCache,
+    device: str | None = None,
+    progress: bool = True,
 ) -> float:
     """Accuracy of the same architecture trained from random weights on the same split
     (cached by split, seed and settings, so every strategy compared on a split shares it)."""
@@ -166,8 +208,15 @@ def scratch_baseline(
     return acc
 
 
-def _probe_learning_curve(train: ImageSet, test: ImageSet, backbone: Backbone, cache: FeatureCache,
-                          seed: int, progress: bool) -> list[dict]:
+def _probe_learning_curve(
+    train: ImageSet,
+    test: ImageSet,
+    backbone: Backbone,
+    cache: FeatureCache,
+    seed: int,
+    progress: bool,
+    C: float | None = None,
+) -> list[dict]:
     """Test accuracy of the linear probe on nested subsets of 1, 2, 5, 10... shots per class."""
     Xtr = cache.features(backbone, train.files, progress=progress)
     Xte = cache.features(backbone, test.files, progress=progress)
@@ -187,7 +236,7 @@ def _probe_learning_curve(train: ImageSet, test: ImageSet, backbone: Backbone, c
         idx_a = np.asarray(idx)
         seen = np.unique(train.labels[idx_a])
         pos = {c: j for j, c in enumerate(seen)}
-        W, b, _ = fit_logistic(Xtr[idx_a], np.array([pos[c] for c in train.labels[idx_a]]), None, seed)
+        W, b, _ = fit_logistic(Xtr[idx_a], np.array([pos[c] for c in train.labels[idx_a]]), C, seed)
         pred = seen[(Xte @ W.T + b).argmax(1)]
         rows.append({"shots": k, "test_acc": float((pred == test.labels).mean())})
     return rows
@@ -206,11 +255,23 @@ def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def fit(
-    train: str | Path, *, test: str | Path | None = None, strategy: str = "linear-probe",
-    backbone: str = DEFAULT_BACKBONE, weights: str | Path | None = None, shots: int | None = None,
-    seed: int = 0, out: str | Path | None = None, baseline: bool = True, strict: bool = False,
-    resume: bool = False, overwrite: bool = False, device: str | None = None,
-    cache_dir: str | Path | None = None, progress: bool = True, params: dict[str, Any] | None = None,
+    train: str | Path,
+    *,
+    test: str | Path | None = None,
+    strategy: str = "linear-probe",
+    backbone: str = DEFAULT_BACKBONE,
+    weights: str | Path | None = None,
+    shots: int | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    baseline: bool = True,
+    strict: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    params: dict[str, Any] | None = None,
     test_fraction: float = 0.2,
 ) -> dict:
     """Train ``strategy`` on ``train`` (K shots per class with ``shots``) and evaluate.
@@ -224,44 +285,89 @@ def fit(
     cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
     run_dir = Path(out) if out is not None else None
     config = {
-        "lowshot_version": __version__, "strategy": strategy, "strategy_params": strat.get_params(),
-        "backbone": backbone, "weights": str(weights) if weights else None, "train": str(train),
-        "test": str(test) if test else None, "shots": shots, "seed": seed, "baseline": baseline,
-        "strict": strict, "test_fraction": None if test else test_fraction,
+        "lowshot_version": __version__,
+        "strategy": strategy,
+        "strategy_params": strat.get_params(),
+        "backbone": backbone,
+        "weights": str(weights) if weights else None,
+        "train": str(train),
+        "test": str(test) if test else None,
+        "shots": shots,
+        "seed": seed,
+        "baseline": baseline,
+        "strict": strict,
+        "test_fraction": None if test else test_fraction,
     }
     if run_dir is not None:
         if resume and (run_dir / "config.json").is_file():
             old = json.loads((run_dir / "config.json").read_text())
-            diff = {k for k in ("strategy", "strategy_params", "backbone", "train", "test", "shots", "seed")
-                    if old.get(k) != config.get(k)}
+            diff = {
+                k
+                for k in (
+                    "strategy",
+                    "strategy_params",
+                    "backbone",
+                    "train",
+                    "test",
+                    "shots",
+                    "seed",
+                )
+                if old.get(k) != config.get(k)
+            }
             if diff:
-                raise RunError(f"--resume: {run_dir} was started with different settings ({', '.join(sorted(diff))}).")
+                raise RunError(
+                    f"--resume: {run_dir} was started with different settings ({', '.join(sorted(diff))})."
+                )
         _prepare_run_dir(run_dir, resume, overwrite)
     ctx_log = run_log(run_dir) if run_dir is not None else _null()
     with ctx_log:
         train_set, test_set = prepare_split(train, test, shots, seed, strict, test_fraction)
         bb = create_backbone(backbone, pretrained=True, weights=weights, seed=seed)
-        config.update({
-            "backbone_arch": bb.arch, "backbone_weights_id": bb.weights_id,
-            "preprocessing": bb.preprocessing.to_dict(), "classes": train_set.classes,
-            "n_train": len(train_set), "n_test": len(test_set),
-            "skipped_files": [[str(p), why] for p, why in train_set.skipped],
-            "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                        "device": str(pick_device(device)), "malloc_tuned": malloc_tuned()},
-        })
+        config.update(
+            {
+                "backbone_arch": bb.arch,
+                "backbone_weights_id": bb.weights_id,
+                "preprocessing": bb.preprocessing.to_dict(),
+                "classes": train_set.classes,
+                "n_train": len(train_set),
+                "n_test": len(test_set),
+                "skipped_files": [[str(p), why] for p, why in train_set.skipped],
+                "machine": {
+                    "python": platform.python_version(),
+                    "torch": torch.__version__,
+                    "device": str(pick_device(device)),
+                    "malloc_tuned": malloc_tuned(),
+                },
+            }
+        )
         if run_dir is not None:
             write_json(run_dir / "config.json", config)
-        log.info("%s: %d training / %d test images, %d classes, backbone %s", strategy,
-                 len(train_set), len(test_set), len(train_set.classes), bb.name)
-        ctx = FitContext(cache=cache, run_dir=run_dir, seed=seed, device=device, resume=resume, progress=progress)
+        log.info(
+            "%s: %d training / %d test images, %d classes, backbone %s",
+            strategy,
+            len(train_set),
+            len(test_set),
+            len(train_set.classes),
+            bb.name,
+        )
+        ctx = FitContext(
+            cache=cache, run_dir=run_dir, seed=seed, device=device, resume=resume, progress=progress
+        )
         result, logits, fit_s, total_s = train_and_score(strat, train_set, test_set, bb, ctx)
         metrics: dict[str, Any] = {"accuracy": None}
         metrics.update(classification_report(test_set.labels, logits.argmax(1), train_set.classes))
-        metrics.update({
-            "strategy": strategy, "backbone": bb.name, "seed": seed, "shots": shots,
-            "n_train": len(train_set), "fit_seconds": round(fit_s, 3),
-            "fit_and_eval_seconds": round(total_s, 3), "info": result.info,
-        })
+        metrics.update(
+            {
+                "strategy": strategy,
+                "backbone": bb.name,
+                "seed": seed,
+                "shots": shots,
+                "n_train": len(train_set),
+                "fit_seconds": round(fit_s, 3),
+                "fit_and_eval_seconds": round(total_s, 3),
+                "info": result.info,
+            }
+        )
         if baseline and strat.pretrained:
             scratch_acc = scratch_baseline(train_set, test_set, bb, seed, cache, device, progress)
             metrics["scratch_accuracy"] = scratch_acc
@@ -271,30 +377,54 @@ def fit(
                 log.warning(
                     "negative transfer: %s reached %.3f, no better than training from scratch (%.3f). "
                     "Try another backbone or strategy (`lowshot methods`).",
-                    strategy, metrics["accuracy"], scratch_acc,
+                    strategy,
+                    metrics["accuracy"],
+                    scratch_acc,
                 )
         history = result.history
         if result.backbone_frozen and strategy == "linear-probe":
-            history = _probe_learning_curve(train_set, test_set, bb, cache, seed, progress)
+            # the C chosen on all shots: the curve shows the effect of data, not of tuning
+            history = _probe_learning_curve(
+                train_set, test_set, bb, cache, seed, progress, C=result.info.get("C")
+            )
         metrics["history"] = history
         if run_dir is not None:
-            save_model(result.model, train_set.classes, run_dir, strategy=strategy,
-                       backbone_frozen=result.backbone_frozen)
-            confusion_matrix_png(metrics["confusion_matrix"], train_set.classes,
-                                 run_dir / "plots" / "confusion_matrix.png",
-                                 f"{strategy} on {test_set.name}: accuracy {metrics['accuracy']:.3f}")
-            learning_curve_png(history, run_dir / "plots" / "learning_curve.png", f"{strategy}, {bb.name}")
+            from lowshot.evaluation.plots import confusion_matrix_png, learning_curve_png
+
+            save_model(
+                result.model,
+                train_set.classes,
+                run_dir,
+                strategy=strategy,
+                backbone_frozen=result.backbone_frozen,
+            )
+            confusion_matrix_png(
+                metrics["confusion_matrix"],
+                train_set.classes,
+                run_dir / "plots" / "confusion_matrix.png",
+                f"{strategy} on {test_set.name}: accuracy {metrics['accuracy']:.3f}",
+            )
+            learning_curve_png(
+                history, run_dir / "plots" / "learning_curve.png", f"{strategy}, {bb.name}"
+            )
             write_text(run_dir / "per_class.md", _per_class_md(metrics))
             write_json(run_dir / "metrics.json", metrics)  # last: marks the run finished
-        log.info("accuracy %.4f (balanced %.4f, macro-F1 %.4f) in %.1f s", metrics["accuracy"],
-                 metrics["balanced_accuracy"], metrics["macro_f1"], total_s)
+        log.info(
+            "accuracy %.4f (balanced %.4f, macro-F1 %.4f) in %.1f s",
+            metrics["accuracy"],
+            metrics["balanced_accuracy"],
+            metrics["macro_f1"],
+            total_s,
+        )
     return metrics
 
 
 def _per_class_md(m: dict) -> str:
     rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    rows += [f"| {r['class']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
-             for r in m["per_class"]]
+    rows += [
+        f"| {r['class']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
+        for r in m["per_class"]
+    ]
     return "\n".join(rows) + "\n"
 
 
@@ -306,23 +436,43 @@ class _null:
         return None
 
 
-def evaluate(run_dir: str | Path, data: str | Path, *, strict: bool = False, device: str | None = None,
-             cache_dir: str | Path | None = None, progress: bool = True) -> dict:
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path,
+    *,
+    strict: bool = False,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
     """Evaluate a finished run's model on a labelled image folder; writes ``eval-<name>.json``."""
     run_dir = Path(run_dir)
     model, meta = load_model(run_dir)
     ds = load_images(data, strict=strict).relabel(meta["classes"])
     cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
-    logits = logits_for(model, ds.files, backbone_frozen=bool(meta.get("backbone_weights_id")),
-                        cache=cache, device=device, progress=progress)
+    logits = logits_for(
+        model,
+        ds.files,
+        backbone_frozen=bool(meta.get("backbone_weights_id")),
+        cache=cache,
+        device=device,
+        progress=progress,
+    )
     m = classification_report(ds.labels, logits.argmax(1), meta["classes"])
     m["data"] = str(data)
     write_json(run_dir / f"eval-{Path(str(data)).name or 'data'}.json", m)
     return m
 
 
-def predict(run_dir: str | Path, files: list[str | Path], *, top_k: int = 3, device: str | None = None,
-            cache_dir: str | Path | None = None, progress: bool = True) -> list[dict]:
+def predict(
+    run_dir: str | Path,
+    files: list[str | Path],
+    *,
+    top_k: int = 3,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """Predicted class and top-k probabilities for each image file (folders are expanded)."""
     from lowshot.data.images import IMAGE_EXTENSIONS, check_image
 
@@ -342,13 +492,25 @@ def predict(run_dir: str | Path, files: list[str | Path], *, top_k: int = 3, dev
     if not paths:
         raise DataError("no image files to predict.")
     cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
-    logits = logits_for(model, paths, backbone_frozen=bool(meta.get("backbone_weights_id")),
-                        cache=cache, device=device, progress=progress)
+    logits = logits_for(
+        model,
+        paths,
+        backbone_frozen=bool(meta.get("backbone_weights_id")),
+        cache=cache,
+        device=device,
+        progress=progress,
+    )
     probs = torch.from_numpy(logits).softmax(1).numpy()
     classes = meta["classes"]
     out = []
     for p, row in zip(paths, probs, strict=True):
         top = np.argsort(-row)[:top_k]
-        out.append({"file": str(p), "class": classes[int(top[0])], "probability": float(row[top[0]]),
-                    "top": [{"class": classes[int(i)], "probability": float(row[i])} for i in top]})
+        out.append(
+            {
+                "file": str(p),
+                "class": classes[int(top[0])],
+                "probability": float(row[top[0]]),
+                "top": [{"class": classes[int(i)], "probability": float(row[i])} for i in top],
+            }
+        )
     return out

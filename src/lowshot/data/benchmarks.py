@@ -57,7 +57,9 @@ class DatasetSpec:
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
 
-_GRAAL = "https://raw.githubusercontent.com/GRAAL-Research/domain_adversarial_neural_network/master/data"
+_GRAAL = (
+    "https://raw.githubusercontent.com/GRAAL-Research/domain_adversarial_neural_network/master/data"
+)
 _AMAZON_SHA = {
     "books_test": "fe4605c7dcf0e0a9410fd2a32f247caaf9abb352cc6e4c3e0f400853163ad9c4",
     "books_train": "317f9a2ec34b81de770b63a84d8c5cc2dc16bd0be6e079d2ff5b5bad5213ea19",
@@ -75,18 +77,26 @@ DATASETS: dict[str, DatasetSpec] = {
     s.name: s
     for s in [
         DatasetSpec(
-            "office31", "office31", "images",
+            "office31",
+            "office31",
+            "images",
             "Office-31: 31 office object classes in 3 domains (amazon 2,817, dslr 498, webcam 795 images)",
             ("amazon", "dslr", "webcam"),
             "Saenko et al., Adapting visual category models to new domains, ECCV 2010",
-            archives=(RemoteArchive(
-                "https://github.com/syorami/DDC-transfer-learning/archive/9090f7fd.tar.gz",
-                "data/Office31/",
-                "8a4ca158203e104904a5732fa7548ad589000ce9a67a42042bbcc640c3d626e0", 4110),),
+            archives=(
+                RemoteArchive(
+                    "https://github.com/syorami/DDC-transfer-learning/archive/9090f7fd.tar.gz",
+                    "data/Office31/",
+                    "8a4ca158203e104904a5732fa7548ad589000ce9a67a42042bbcc640c3d626e0",
+                    4110,
+                ),
+            ),
             aliases=("office-31",),
         ),
         DatasetSpec(
-            "pacs", "pacs", "images",
+            "pacs",
+            "pacs",
+            "images",
             "PACS: 7 classes in 4 styles (photo, art_painting, cartoon, sketch), 9,991 images",
             ("art_painting", "cartoon", "photo", "sketch"),
             "Li et al., Deeper, broader and artier domain generalization, ICCV 2017",
@@ -96,37 +106,58 @@ DATASETS: dict[str, DatasetSpec] = {
             ),
         ),
         DatasetSpec(
-            "amazon-reviews", "amazon-reviews", "arrays",
+            "amazon-reviews",
+            "amazon-reviews",
+            "arrays",
             "Amazon multi-domain sentiment, 5,000 count features as in the DANN paper; labels -1/+1",
             ("books", "dvd", "electronics", "kitchen"),
             "Blitzer et al. 2007; Ganin et al., JMLR 2016 (sec. 5.1)",
             files=tuple(
-                RemoteFile(f"{_GRAAL}/{k}.svmlight", f"{k}.svmlight", v) for k, v in _AMAZON_SHA.items()
+                RemoteFile(f"{_GRAAL}/{k}.svmlight", f"{k}.svmlight", v)
+                for k, v in _AMAZON_SHA.items()
             ),
             aliases=("amazon",),
         ),
         DatasetSpec(
-            "mnist-usps", "mnist-usps", "arrays",
+            "mnist-usps",
+            "mnist-usps",
+            "arrays",
             "MNIST (2,000) vs USPS (1,800) digits, 16x16 grey, as in the JDA paper",
             ("mnist", "usps"),
             "Long et al., Transfer feature learning with joint distribution adaptation, ICCV 2013",
             files=(
-                RemoteFile(f"{_JPDA}/MNIST_vs_USPS.mat", "MNIST_vs_USPS.mat",
-                           "7fbb67f14af7236e18a38dc8a0a836142361e9e720e4b763a5e2db511d306d6c"),
-                RemoteFile(f"{_JPDA}/USPS_vs_MNIST.mat", "USPS_vs_MNIST.mat",
-                           "1f3f217d303cc4891589024bf7b620ee3f4dee867652fd27767387e64475d979"),
+                RemoteFile(
+                    f"{_JPDA}/MNIST_vs_USPS.mat",
+                    "MNIST_vs_USPS.mat",
+                    "7fbb67f14af7236e18a38dc8a0a836142361e9e720e4b763a5e2db511d306d6c",
+                ),
+                RemoteFile(
+                    f"{_JPDA}/USPS_vs_MNIST.mat",
+                    "USPS_vs_MNIST.mat",
+                    "1f3f217d303cc4891589024bf7b620ee3f4dee867652fd27767387e64475d979",
+                ),
             ),
         ),
         DatasetSpec(
-            "omniglot", "omniglot-small", "images",
+            "omniglot",
+            "omniglot-small",
+            "images",
             "Omniglot minimal background sets: small1 (5 alphabets, 136 characters), small2 (5, 156)",
             ("images_background_small1", "images_background_small2"),
             "Lake et al., Human-level concept learning through probabilistic program induction, Science 2015",
             archives=(
-                RemoteArchive(f"{_OMNI}/images_background_small1.zip", "images_background_small1/",
-                              "79b7c9b7453f4b7e358431fc2008777da12d409c419c59d2c52aa513b0732f16", 2720),
-                RemoteArchive(f"{_OMNI}/images_background_small2.zip", "images_background_small2/",
-                              "99422a019f0bebf830a755040b283975c2530ca6182607dafd6f497c5da13050", 3120),
+                RemoteArchive(
+                    f"{_OMNI}/images_background_small1.zip",
+                    "images_background_small1/",
+                    "79b7c9b7453f4b7e358431fc2008777da12d409c419c59d2c52aa513b0732f16",
+                    2720,
+                ),
+                RemoteArchive(
+                    f"{_OMNI}/images_background_small2.zip",
+                    "images_background_small2/",
+                    "99422a019f0bebf830a755040b283975c2530ca6182607dafd6f497c5da13050",
+                    3120,
+                ),
             ),
             aliases=("omniglot-small",),
         ),
@@ -161,7 +192,9 @@ def find_dataset(name: str, root: str | Path | None = None) -> Path | None:
     return None
 
 
-def dataset_dir(name: str, root: str | Path | None = None, *, download_missing: bool = False) -> Path:
+def dataset_dir(
+    name: str, root: str | Path | None = None, *, download_missing: bool = False
+) -> Path:
     d = find_dataset(name, root)
     if d is not None:
         return d
@@ -170,7 +203,10 @@ def dataset_dir(name: str, root: str | Path | None = None, *, download_missing: 
     if download_missing:
         target = candidate_roots(root)[0]
         return fetch(name, target)
-    how = spec.manual or f"run `lowshot data fetch {spec.name} --root DIR`, or point LOWSHOT_DATA at a folder holding {spec.folder}/"
+    how = (
+        spec.manual
+        or f"run `lowshot data fetch {spec.name} --root DIR`, or point LOWSHOT_DATA at a folder holding {spec.folder}/"
+    )
     raise DataError(f"data set {spec.name!r} not found (looked in {looked}). {how}")
 
 
@@ -179,7 +215,8 @@ def tree_digest(root: str | Path) -> tuple[str, int]:
     root = Path(root)
     h = hashlib.sha256()
     files = sorted(
-        p for p in root.rglob("*")
+        p
+        for p in root.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     for p in files:
@@ -196,7 +233,7 @@ def _unpack(archive: Path, prefix: str, dest: Path) -> None:
         for start in (0, 1):  # GitHub tarballs wrap everything in <repo>-<sha>/
             rest = "/".join(parts[start:])
             if rest.startswith(prefix):
-                return rest[len(prefix):]
+                return rest[len(prefix) :]
         return None
 
     dest_resolved = dest.resolve()
@@ -229,7 +266,9 @@ def _unpack(archive: Path, prefix: str, dest: Path) -> None:
                         shutil.copyfileobj(src, dst)
 
 
-def fetch(name: str, root: str | Path, *, progress: Callable[[int, int | None], None] | None = None) -> Path:
+def fetch(
+    name: str, root: str | Path, *, progress: Callable[[int, int | None], None] | None = None
+) -> Path:
     """Download data set ``name`` into ``root/<folder>`` and verify it; return that folder."""
     spec = get_spec(name)
     if spec.manual:
@@ -273,7 +312,9 @@ def load_benchmark_images(
     domains = list_domains(d)
     if domain not in domains:
         raise DataError(f"{spec.name}: no domain {domain!r}; domains are {', '.join(domains)}.")
-    return load_image_folder(d / domain, strict=strict, validate=validate, name=f"{spec.name}:{domain}")
+    return load_image_folder(
+        d / domain, strict=strict, validate=validate, name=f"{spec.name}:{domain}"
+    )
 
 
 def load_benchmark_arrays(
@@ -285,14 +326,18 @@ def load_benchmark_arrays(
     d = dataset_dir(spec.name, root)
     if spec.name == "amazon-reviews":
         if domain not in spec.domains or split not in ("train", "test"):
-            raise DataError(f"amazon-reviews: domain must be one of {spec.domains}, split train|test.")
+            raise DataError(
+                f"amazon-reviews: domain must be one of {spec.domains}, split train|test."
+            )
         return load_svmlight(d / f"{domain}_{split}.svmlight", n_features=5000)
     if spec.name == "mnist-usps":
         if domain not in ("mnist", "usps"):
             raise DataError("mnist-usps: domain must be mnist or usps.")
         m = _read_mat(d / "MNIST_vs_USPS.mat")
-        X, y = (m["X_src"], m["Y_src"]) if "X_src" in m else (
-            (m["Xs"], m["Ys"]) if domain == "mnist" else (m["Xt"], m["Yt"])
+        X, y = (
+            (m["X_src"], m["Y_src"])
+            if "X_src" in m
+            else ((m["Xs"], m["Ys"]) if domain == "mnist" else (m["Xt"], m["Yt"]))
         )
         X = np.asarray(X, dtype=np.float32)
         if X.shape[0] in (256,) and X.shape[1] != 256:  # stored feature-major

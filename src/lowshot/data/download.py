@@ -26,7 +26,11 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def download(
-    url: str, dest: str | Path, sha256: str | None, *, timeout: float = 60.0,
+    url: str,
+    dest: str | Path,
+    sha256: str | None,
+    *,
+    timeout: float = 60.0,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming a previous partial transfer.
@@ -48,7 +52,9 @@ def download(
         if exc.code == 416 and have:  # already have every byte
             resp = None
         else:
-            raise DataError(f"downloading {url} failed: HTTP {exc.code}. Download it by hand to {dest}.") from exc
+            raise DataError(
+                f"downloading {url} failed: HTTP {exc.code}. Download it by hand to {dest}."
+            ) from exc
     except (urllib.error.URLError, OSError) as exc:
         raise DataError(
             f"cannot reach {url} ({exc}). Without internet access, download it elsewhere and "
@@ -73,6 +79,8 @@ def download(
         got = sha256_file(part)
         if got != sha256:
             part.unlink()
-            raise DataError(f"{url}: checksum mismatch (expected sha256 {sha256}, got {got}); the download was removed, try again.")
+            raise DataError(
+                f"{url}: checksum mismatch (expected sha256 {sha256}, got {got}); the download was removed, try again."
+            )
     os.replace(part, dest)
     return dest

@@ -44,7 +44,9 @@ class ImageSet:
     def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> ImageSet:
         idx = np.asarray(index, dtype=np.int64)
         return ImageSet(
-            [self.files[i] for i in idx], self.labels[idx], list(self.classes),
+            [self.files[i] for i in idx],
+            self.labels[idx],
+            list(self.classes),
             name=self.name if name is None else name,
         )
 
@@ -138,7 +140,9 @@ def load_image_folder(
     """
     root = Path(root).expanduser()
     if not root.exists():
-        raise DataError(f"{root}: no such folder. Check the path (relative paths start at {Path.cwd()}).")
+        raise DataError(
+            f"{root}: no such folder. Check the path (relative paths start at {Path.cwd()})."
+        )
     if not root.is_dir():
         raise DataError(f"{root}: expected a folder of class sub-folders, found a file.")
     croot = resolve_class_root(root)
@@ -157,7 +161,9 @@ def load_image_folder(
         try:
             entries = sorted(p for p in cdir.rglob("*") if p.is_file() and not _is_hidden(p))
         except PermissionError as exc:
-            raise DataError(f"{cdir}: cannot read the folder ({exc}). Check its permissions.") from exc
+            raise DataError(
+                f"{cdir}: cannot read the folder ({exc}). Check its permissions."
+            ) from exc
         imgs = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
         ignored += [p for p in entries if p.suffix.lower() not in IMAGE_EXTENSIONS]
         if not imgs:
@@ -171,7 +177,10 @@ def load_image_folder(
         shown = ", ".join(str(p) for p in ignored[:5])
         log.warning(
             "%s: ignored %d file(s) that are not images: %s%s",
-            root, len(ignored), shown, " ..." if len(ignored) > 5 else "",
+            root,
+            len(ignored),
+            shown,
+            " ..." if len(ignored) > 5 else "",
         )
     skipped: list[tuple[Path, str]] = []
     if validate:
@@ -180,14 +189,19 @@ def load_image_folder(
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
     empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
     if empty:
-        raise DataError(f"{root}: after skipping unreadable images, classes {empty} have no images left.")
+        raise DataError(
+            f"{root}: after skipping unreadable images, classes {empty} have no images left."
+        )
     out = ImageSet(files, np.asarray(labels), classes, name=name or root.name)
     out.skipped = skipped
     return out
 
 
 def load_file_list(
-    list_file: str | Path, *, strict: bool = False, validate: bool = True,
+    list_file: str | Path,
+    *,
+    strict: bool = False,
+    validate: bool = True,
     classes: Sequence[str] | None = None,
 ) -> ImageSet:
     """Load a ``<path> <label>`` list (one image a line; paths relative to the list's folder).
@@ -220,11 +234,20 @@ def load_file_list(
         try:
             names = [classes[int(r)] if r.lstrip("-").isdigit() else r for r in raw]
         except IndexError as exc:
-            raise DataError(f"{list_file}: a label index is outside the {len(classes)} classes given.") from exc
+            raise DataError(
+                f"{list_file}: a label index is outside the {len(classes)} classes given."
+            ) from exc
         class_list = list(classes)
     else:
         names = raw
-        class_list = sorted(set(raw), key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+        class_list = sorted(
+            set(raw),
+            key=lambda s: (
+                not s.lstrip("-").isdigit(),
+                int(s) if s.lstrip("-").isdigit() else 0,
+                s,
+            ),
+        )
     pos = {c: i for i, c in enumerate(class_list)}
     unknown = sorted(set(names) - set(pos))
     if unknown:
@@ -256,6 +279,8 @@ def load_images(spec: str | Path, *, strict: bool = False, validate: bool = True
         return load_benchmark_images(s, strict=strict, validate=validate)
     if p.is_file():
         if p.suffix.lower() in IMAGE_EXTENSIONS:
-            raise DataError(f"{p}: expected a folder of class sub-folders or a file list, got a single image.")
+            raise DataError(
+                f"{p}: expected a folder of class sub-folders or a file list, got a single image."
+            )
         return load_file_list(p, strict=strict, validate=validate)
     return load_image_folder(p, strict=strict, validate=validate)

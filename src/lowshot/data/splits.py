@@ -9,8 +9,13 @@ from lowshot.errors import DataError
 
 
 def kshot_split(
-    labels: np.ndarray, shots: int, seed: int, *, classes: list[str] | None = None,
-    strict: bool = False, keep_one_for_test: bool = False,
+    labels: np.ndarray,
+    shots: int,
+    seed: int,
+    *,
+    classes: list[str] | None = None,
+    strict: bool = False,
+    keep_one_for_test: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pick ``shots`` examples per class (seeded); return (train index, rest index).
 
@@ -48,7 +53,9 @@ def kshot_split(
     return train_idx, rest
 
 
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified (train, test) index split; every class keeps one training example."""
     if not 0 < test_fraction < 1:
         raise DataError(f"test fraction must be in (0, 1), got {test_fraction}.")

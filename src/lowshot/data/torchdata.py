@@ -33,19 +33,32 @@ def open_rgb(path: Path, min_side: int | None = None) -> Image.Image:
 
 
 def eval_transform(p: Preprocessing) -> T.Compose:
-    return T.Compose([
-        T.Resize(p.resize, interpolation=_INTERP.get(p.interpolation, T.InterpolationMode.BICUBIC)),
-        T.CenterCrop(p.input_size), T.ToTensor(), T.Normalize(p.mean, p.std),
-    ])
+    return T.Compose(
+        [
+            T.Resize(
+                p.resize, interpolation=_INTERP.get(p.interpolation, T.InterpolationMode.BICUBIC)
+            ),
+            T.CenterCrop(p.input_size),
+            T.ToTensor(),
+            T.Normalize(p.mean, p.std),
+        ]
+    )
 
 
 def train_transform(p: Preprocessing, scale: tuple[float, float] = (0.35, 1.0)) -> T.Compose:
     """Light augmentation that suits few-shot fine-tuning: random crops and flips."""
-    return T.Compose([
-        T.RandomResizedCrop(p.input_size, scale=scale,
-                            interpolation=_INTERP.get(p.interpolation, T.InterpolationMode.BICUBIC)),
-        T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(p.mean, p.std),
-    ])
+    return T.Compose(
+        [
+            T.RandomResizedCrop(
+                p.input_size,
+                scale=scale,
+                interpolation=_INTERP.get(p.interpolation, T.InterpolationMode.BICUBIC),
+            ),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(p.mean, p.std),
+        ]
+    )
 
 
 class ImageFiles(Dataset):
@@ -53,8 +66,12 @@ class ImageFiles(Dataset):
     (at the preprocessing's resize) so that training epochs do not decode JPEGs again."""
 
     def __init__(
-        self, files: Sequence[Path], labels: Sequence[int] | np.ndarray | None, transform: T.Compose,
-        min_side: int | None = None, preload: bool = False,
+        self,
+        files: Sequence[Path],
+        labels: Sequence[int] | np.ndarray | None,
+        transform: T.Compose,
+        min_side: int | None = None,
+        preload: bool = False,
     ) -> None:
         self.files = list(files)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
@@ -18,10 +23,18 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[
     return {
         "accuracy": float((y_true == y_pred).mean()),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+        ),
         "n_test": int(len(y_true)),
         "per_class": [
-            {"class": c, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            {
+                "class": c,
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
             for i, c in enumerate(classes)
         ],
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
@@ -36,5 +49,7 @@ def mean_ci(values: list[float], confidence: float = 0.95) -> dict:
     n = len(a)
     mean = float(a.mean()) if n else math.nan
     std = float(a.std(ddof=1)) if n > 1 else 0.0
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)) if n > 1 else math.nan
+    half = (
+        float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)) if n > 1 else math.nan
+    )
     return {"mean": mean, "std": std, "ci95": half, "n": n}

@@ -13,7 +13,9 @@ import numpy as np  # noqa: E402
 from lowshot.io import atomic_path  # noqa: E402
 
 
-def confusion_matrix_png(cm: list[list[int]], classes: list[str], path: Path, title: str = "") -> None:
+def confusion_matrix_png(
+    cm: list[list[int]], classes: list[str], path: Path, title: str = ""
+) -> None:
     m = np.asarray(cm, dtype=float)
     norm = m / np.maximum(m.sum(1, keepdims=True), 1)
     n = len(classes)
@@ -28,8 +30,15 @@ def confusion_matrix_png(cm: list[list[int]], classes: list[str], path: Path, ti
     if n <= 12:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -53,7 +62,13 @@ def learning_curve_png(history: list[dict], path: Path, title: str = "") -> None
     ax.set_ylabel("accuracy")
     if any("train_loss" in h for h in history):
         ax2 = ax.twinx()
-        ax2.plot(xs, [h.get("train_loss", np.nan) for h in history], "--", color="grey", label="train loss")
+        ax2.plot(
+            xs,
+            [h.get("train_loss", np.nan) for h in history],
+            "--",
+            color="grey",
+            label="train loss",
+        )
         ax2.set_ylabel("loss")
     ax.legend(loc="lower right")
     ax.set_title(title or "learning curve")

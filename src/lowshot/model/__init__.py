@@ -4,10 +4,19 @@ Importing this package registers every strategy in :mod:`lowshot.registry`.
 """
 
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
-from lowshot.model.deep import BitFit, FineTune, L2SP, LPFT, Partial, Scratch
+from lowshot.model.deep import L2SP, LPFT, BitFit, FineTune, Partial, Scratch
 from lowshot.model.linear_probe import LinearProbe
 
 __all__ = [
-    "L2SP", "LPFT", "BitFit", "Classifier", "FineTune", "FitContext", "FitResult", "LinearProbe",
-    "Partial", "Scratch", "Strategy",
+    "L2SP",
+    "LPFT",
+    "BitFit",
+    "Classifier",
+    "FineTune",
+    "FitContext",
+    "FitResult",
+    "LinearProbe",
+    "Partial",
+    "Scratch",
+    "Strategy",
 ]

@@ -76,7 +76,9 @@ class Strategy:
         valid = self.get_params()
         for k, v in params.items():
             if k not in valid:
-                raise ConfigError(f"{self.name}: unknown hyper-parameter {k!r}; known: {', '.join(valid)}")
+                raise ConfigError(
+                    f"{self.name}: unknown hyper-parameter {k!r}; known: {', '.join(valid)}"
+                )
             setattr(self, k, v)
         return self
 

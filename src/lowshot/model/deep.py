@@ -1,179 +1,41 @@
 """Deep strategies: the network is trained, on Lightning.
 
 Each strategy only says *what* trains and how it is regularised (trainable
-parameters, learning rates, a penalty, the starting head); :class:`TransferModule`
-holds that as a LightningModule and Lightning's Trainer owns the loop, devices,
-precision, checkpoints (atomic, resumable) and logging.
+parameters, learning rates, a penalty, the starting head);
+:class:`lowshot.training.TransferModule` holds that as a LightningModule and
+Lightning's Trainer owns the loop, devices, precision, checkpoints (atomic,
+resumable) and logging.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
-import math
-import os
 import uuid
-import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-
-import lightning as L  # noqa: E402
 import numpy as np
 import torch
-import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger  # noqa: E402
-from lightning.pytorch.plugins.io import TorchCheckpointIO  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from lowshot._runtime import tune_malloc
 from lowshot.backbones import Backbone, create_backbone
 from lowshot.data.images import ImageSet
 from lowshot.data.torchdata import ImageFiles, train_transform
 from lowshot.errors import ConfigError
-from lowshot.features import pick_device
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.linear_probe import fit_logistic, set_head
 from lowshot.registry import register_method
-
-Penalty = Callable[[Classifier], torch.Tensor]
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints to a temporary file, then rename: a crash or Ctrl-C while
-    saving leaves the previous checkpoint intact."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
-
-
-def _set_bn_eval(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-class TransferModule(L.LightningModule):
-    """Cross-entropy training of ``net`` (inputs -> logits) with optional penalty.
-
-    ``param_groups`` are ``(parameters, lr, weight_decay)`` triples; only those train.
-    ``freeze_bn`` keeps BatchNorm statistics at their pretrained values, which suits
-    the tiny, single-domain batches of few-shot training.
-    """
-
-    def __init__(
-        self, net: nn.Module, param_groups: list[tuple[list[nn.Parameter], float, float]],
-        epochs: int, penalty: Callable[[], torch.Tensor] | None = None,
-        freeze_bn: bool = True, optimizer: str = "sgd", label_smoothing: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.net = net
-        self.groups = param_groups
-        self.epochs = epochs
-        self.penalty = penalty
-        self.freeze_bn = freeze_bn
-        self.optimizer_name = optimizer
-        self.label_smoothing = label_smoothing
-        self.history: list[dict] = []
-        self._epoch_stats: list[tuple[float, int, int]] = []
-
-    def on_train_epoch_start(self) -> None:
-        if self.freeze_bn:
-            _set_bn_eval(self.net)
-        self._epoch_stats = []
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        logits = self.net(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        total = loss + self.penalty() if self.penalty is not None else loss
-        correct = int((logits.argmax(1) == y).sum())
-        self._epoch_stats.append((float(loss.detach()), correct, len(y)))
-        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
-        return total
-
-    def on_train_epoch_end(self) -> None:
-        n = sum(s[2] for s in self._epoch_stats)
-        if n:
-            self.history.append({
-                "epoch": self.current_epoch + 1,
-                "train_loss": sum(s[0] * s[2] for s in self._epoch_stats) / n,
-                "train_acc": sum(s[1] for s in self._epoch_stats) / n,
-                "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
-            })
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["lowshot_history"] = self.history
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.history = list(checkpoint.get("lowshot_history", []))
-
-    def configure_optimizers(self) -> Any:
-        groups = [{"params": p, "lr": lr, "weight_decay": wd} for p, lr, wd in self.groups if p]
-        if self.optimizer_name == "adamw":
-            opt: torch.optim.Optimizer = torch.optim.AdamW(groups)
-        else:
-            opt = torch.optim.SGD(groups, momentum=0.9, nesterov=True)
-        warm = max(1, self.epochs // 10)
-
-        def factor(epoch: int) -> float:  # linear warm-up, then cosine decay
-            if epoch < warm:
-                return (epoch + 1) / warm
-            return 0.5 * (1 + math.cos(math.pi * (epoch - warm) / max(1, self.epochs - warm)))
-
-        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor)}
-
-
-def run_trainer(
-    module: TransferModule, loader: DataLoader, epochs: int, ctx: FitContext
-) -> None:
-    """Fit with Lightning: checkpoints every epoch under ``run_dir/checkpoints`` (last.ckpt
-    resumes an interrupted run), CSV log under ``run_dir/logs``."""
-    L.seed_everything(ctx.seed, workers=True, verbose=False)
-    dev = pick_device(ctx.device)
-    callbacks: list[Any] = []
-    logger: Any = False
-    ckpt_path = None
-    if ctx.run_dir is not None:
-        ckdir = ctx.run_dir / "checkpoints"
-        # One rolling checkpoint, rewritten (atomically) after every epoch.
-        callbacks.append(ModelCheckpoint(dirpath=ckdir, filename="last", save_top_k=1, every_n_epochs=1,
-                                         enable_version_counter=False))
-        logger = CSVLogger(str(ctx.run_dir), name="logs", version="")
-        if ctx.resume and (ckdir / "last.ckpt").is_file():
-            ckpt_path = str(ckdir / "last.ckpt")
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    trainer = L.Trainer(
-        max_epochs=epochs, accelerator="gpu" if dev.type == "cuda" else "cpu", devices=1,
-        precision="bf16-mixed" if dev.type == "cuda" else "32-true",
-        callbacks=callbacks, logger=logger, enable_checkpointing=bool(callbacks),
-        enable_progress_bar=ctx.progress and os.isatty(2), enable_model_summary=False,
-        log_every_n_steps=1, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
-        default_root_dir=str(ctx.run_dir) if ctx.run_dir else None,
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*number of training batches.*")
-        warnings.filterwarnings("ignore", ".*weights_only.*")
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
-    module.to("cpu")
 
 
 def _bn_and_bias(module: nn.Module) -> list[nn.Parameter]:
     out = []
     for m in module.modules():
         for pname, p in m.named_parameters(recurse=False):
-            if pname == "bias" or isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)):
+            if pname == "bias" or isinstance(
+                m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+            ):
                 out.append(p)
     return out
 
@@ -189,7 +51,11 @@ class DeepStrategy(Strategy):
     optimizer: str = "sgd"
 
     def __init__(
-        self, epochs: int = 12, batch_size: int = 16, lr: float = 1e-3, head_lr: float = 1e-2,
+        self,
+        epochs: int = 12,
+        batch_size: int = 16,
+        lr: float = 1e-3,
+        head_lr: float = 1e-2,
         weight_decay: float = 1e-4,
     ) -> None:
         self.epochs = epochs
@@ -207,18 +73,26 @@ class DeepStrategy(Strategy):
     def penalty(self, model: Classifier) -> Callable[[], torch.Tensor] | None:
         return None
 
-    def init_head(self, model: Classifier, train: ImageSet, backbone: Backbone, ctx: FitContext) -> dict:
+    def init_head(
+        self, model: Classifier, train: ImageSet, backbone: Backbone, ctx: FitContext
+    ) -> dict:
         return {}
 
     def make_backbone(self, backbone: Backbone, ctx: FitContext) -> Backbone:
         return backbone
 
-    def loader(self, train: ImageSet, model: Classifier, ctx: FitContext) -> tuple[DataLoader, nn.Module]:
+    def loader(
+        self, train: ImageSet, model: Classifier, ctx: FitContext
+    ) -> tuple[DataLoader, nn.Module]:
         pre = model.backbone.preprocessing
-        ds = ImageFiles(train.files, train.labels, train_transform(pre), min_side=pre.resize, preload=True)
+        ds = ImageFiles(
+            train.files, train.labels, train_transform(pre), min_side=pre.resize, preload=True
+        )
         g = torch.Generator().manual_seed(ctx.seed)
         bs = min(self.batch_size, len(ds))
-        return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g), model
+        return DataLoader(
+            ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g
+        ), model
 
     def fit(self, train: ImageSet, backbone: Backbone, ctx: FitContext) -> FitResult:
         tune_malloc()
@@ -232,8 +106,14 @@ class DeepStrategy(Strategy):
         for p in model.parameters():
             p.requires_grad_(id(p) in trainable_ids)
         loader, net = self.loader(train, model, ctx)
+        from lowshot.training import TransferModule, run_trainer
+
         module = TransferModule(
-            net, groups, self.epochs, penalty=self.penalty(model), freeze_bn=self.freeze_bn,
+            net,
+            groups,
+            self.epochs,
+            penalty=self.penalty(model),
+            freeze_bn=self.freeze_bn,
             optimizer=self.optimizer,
         )
         run_trainer(module, loader, self.epochs, ctx)
@@ -242,9 +122,16 @@ class DeepStrategy(Strategy):
         model.eval()
         # Trained weights must never be served pretrained features from the cache.
         model.backbone.weights_id = f"{model.backbone.weights_id}+{self.name}:{uuid.uuid4().hex}"
-        info["trainable_params"] = sum(p.numel() for p in set().union(*[set(ps) for ps, _, _ in groups]))
-        return FitResult(model, backbone_frozen=False, history=module.history, info=info,
-                         frozen_stages=self.frozen_stages(model.backbone))
+        info["trainable_params"] = sum(
+            p.numel() for p in set().union(*[set(ps) for ps, _, _ in groups])
+        )
+        return FitResult(
+            model,
+            backbone_frozen=False,
+            history=module.history,
+            info=info,
+            frozen_stages=self.frozen_stages(model.backbone),
+        )
 
     def frozen_stages(self, backbone: Backbone) -> int | None:
         return None
@@ -266,8 +153,14 @@ class Scratch(DeepStrategy):
     freeze_bn = False
     optimizer = "adamw"
 
-    def __init__(self, epochs: int = 12, batch_size: int = 16, lr: float = 2e-3, head_lr: float = 2e-3,
-                 weight_decay: float = 0.05) -> None:
+    def __init__(
+        self,
+        epochs: int = 12,
+        batch_size: int = 16,
+        lr: float = 2e-3,
+        head_lr: float = 2e-3,
+        weight_decay: float = 0.05,
+    ) -> None:
         super().__init__(epochs, batch_size, lr, head_lr, weight_decay)
 
     def make_backbone(self, backbone: Backbone, ctx: FitContext) -> Backbone:
@@ -285,8 +178,15 @@ class L2SP(DeepStrategy):
 
     name = "l2sp"
 
-    def __init__(self, epochs: int = 12, batch_size: int = 16, lr: float = 1e-3, head_lr: float = 1e-2,
-                 alpha: float = 0.01, beta: float = 0.01) -> None:
+    def __init__(
+        self,
+        epochs: int = 12,
+        batch_size: int = 16,
+        lr: float = 1e-3,
+        head_lr: float = 1e-2,
+        alpha: float = 0.01,
+        beta: float = 0.01,
+    ) -> None:
         super().__init__(epochs, batch_size, lr, head_lr, weight_decay=0.0)
         self.alpha = alpha
         self.beta = beta
@@ -297,7 +197,10 @@ class L2SP(DeepStrategy):
         return p
 
     def trainable(self, model: Classifier) -> list[tuple[list[nn.Parameter], float, float]]:
-        return [(list(model.backbone.parameters()), self.lr, 0.0), (list(model.head.parameters()), self.head_lr, 0.0)]
+        return [
+            (list(model.backbone.parameters()), self.lr, 0.0),
+            (list(model.head.parameters()), self.head_lr, 0.0),
+        ]
 
     def penalty(self, model: Classifier) -> Callable[[], torch.Tensor]:
         params = [p for p in model.backbone.parameters()]
@@ -306,7 +209,7 @@ class L2SP(DeepStrategy):
 
         def pen() -> torch.Tensor:
             sp = sum(((p - s.to(p.device)) ** 2).sum() for p, s in zip(params, start, strict=True))
-            return 0.5 * self.alpha * sp + 0.5 * self.beta * (head_w ** 2).sum()  # type: ignore[return-value]
+            return 0.5 * self.alpha * sp + 0.5 * self.beta * (head_w**2).sum()  # type: ignore[return-value]
 
         return pen
 
@@ -321,11 +224,19 @@ class LPFT(DeepStrategy):
 
     name = "lp-ft"
 
-    def __init__(self, epochs: int = 8, batch_size: int = 16, lr: float = 5e-4, head_lr: float = 5e-4,
-                 weight_decay: float = 1e-4) -> None:
+    def __init__(
+        self,
+        epochs: int = 8,
+        batch_size: int = 16,
+        lr: float = 5e-4,
+        head_lr: float = 5e-4,
+        weight_decay: float = 1e-4,
+    ) -> None:
         super().__init__(epochs, batch_size, lr, head_lr, weight_decay)
 
-    def init_head(self, model: Classifier, train: ImageSet, backbone: Backbone, ctx: FitContext) -> dict:
+    def init_head(
+        self, model: Classifier, train: ImageSet, backbone: Backbone, ctx: FitContext
+    ) -> dict:
         X = ctx.cache.features(backbone, train.files, device=ctx.device, progress=ctx.progress)
         seen = np.unique(train.labels)
         pos = {c: i for i, c in enumerate(seen)}
@@ -346,12 +257,21 @@ class BitFit(DeepStrategy):
 
     name = "bitfit"
 
-    def __init__(self, epochs: int = 12, batch_size: int = 16, lr: float = 1e-2, head_lr: float = 1e-2,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        epochs: int = 12,
+        batch_size: int = 16,
+        lr: float = 1e-2,
+        head_lr: float = 1e-2,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(epochs, batch_size, lr, head_lr, weight_decay)
 
     def trainable(self, model: Classifier) -> list[tuple[list[nn.Parameter], float, float]]:
-        return [(_bn_and_bias(model.backbone), self.lr, 0.0), (list(model.head.parameters()), self.head_lr, self.weight_decay)]
+        return [
+            (_bn_and_bias(model.backbone), self.lr, 0.0),
+            (list(model.head.parameters()), self.head_lr, self.weight_decay),
+        ]
 
 
 class _Top(nn.Module):
@@ -375,8 +295,15 @@ class Partial(DeepStrategy):
 
     name = "partial"
 
-    def __init__(self, blocks: int = 2, epochs: int = 30, batch_size: int = 32, lr: float = 3e-3,
-                 head_lr: float = 1e-2, weight_decay: float = 1e-4) -> None:
+    def __init__(
+        self,
+        blocks: int = 2,
+        epochs: int = 30,
+        batch_size: int = 32,
+        lr: float = 3e-3,
+        head_lr: float = 1e-2,
+        weight_decay: float = 1e-4,
+    ) -> None:
         super().__init__(epochs, batch_size, lr, head_lr, weight_decay)
         self.blocks = blocks
 
@@ -384,23 +311,33 @@ class Partial(DeepStrategy):
         stages = backbone.stages()
         n_body = len(stages) - 2  # the last two are the head conv and pooling
         if not 1 <= self.blocks <= n_body - 1:
-            raise ConfigError(f"partial: blocks must be in 1..{n_body - 1} for {backbone.name}, got {self.blocks}")
+            raise ConfigError(
+                f"partial: blocks must be in 1..{n_body - 1} for {backbone.name}, got {self.blocks}"
+            )
         start = len(stages) - 2 - self.blocks
         return start, stages
 
     def trainable(self, model: Classifier) -> list[tuple[list[nn.Parameter], float, float]]:
         start, stages = self._split(model.backbone)
         top = [p for s in stages[start:] for p in s.parameters()]
-        return [(top, self.lr, self.weight_decay), (list(model.head.parameters()), self.head_lr, self.weight_decay)]
+        return [
+            (top, self.lr, self.weight_decay),
+            (list(model.head.parameters()), self.head_lr, self.weight_decay),
+        ]
 
     def frozen_stages(self, backbone: Backbone) -> int | None:
         return self._split(backbone)[0]
 
-    def loader(self, train: ImageSet, model: Classifier, ctx: FitContext) -> tuple[DataLoader, nn.Module]:
+    def loader(
+        self, train: ImageSet, model: Classifier, ctx: FitContext
+    ) -> tuple[DataLoader, nn.Module]:
         start, stages = self._split(model.backbone)
-        acts = ctx.cache.features(model.backbone, train.files, upto_stage=start, device=ctx.device,
-                                  progress=ctx.progress)
+        acts = ctx.cache.features(
+            model.backbone, train.files, upto_stage=start, device=ctx.device, progress=ctx.progress
+        )
         ds = TensorDataset(torch.from_numpy(acts), torch.from_numpy(train.labels))
         g = torch.Generator().manual_seed(ctx.seed)
         bs = min(self.batch_size, len(ds))
-        return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g), _Top(stages[start:], model.head)
+        return DataLoader(
+            ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g
+        ), _Top(stages[start:], model.head)

@@ -1,0 +1,178 @@
+"""Training on Lightning: the module that holds a strategy's choices, and the trainer.
+
+Imported only when a deep strategy runs, so that linear probing and prediction start
+without loading Lightning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lowshot.features import pick_device
+from lowshot.model.base import FitContext
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temporary file, then rename: a crash or Ctrl-C while
+    saving leaves the previous checkpoint intact."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+
+def _set_bn_eval(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+class TransferModule(L.LightningModule):
+    """Cross-entropy training of ``net`` (inputs -> logits) with optional penalty.
+
+    ``param_groups`` are ``(parameters, lr, weight_decay)`` triples; only those train.
+    ``freeze_bn`` keeps BatchNorm statistics at their pretrained values, which suits
+    the tiny, single-domain batches of few-shot training.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        param_groups: list[tuple[list[nn.Parameter], float, float]],
+        epochs: int,
+        penalty: Callable[[], torch.Tensor] | None = None,
+        freeze_bn: bool = True,
+        optimizer: str = "sgd",
+        label_smoothing: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.groups = param_groups
+        self.epochs = epochs
+        self.penalty = penalty
+        self.freeze_bn = freeze_bn
+        self.optimizer_name = optimizer
+        self.label_smoothing = label_smoothing
+        self.history: list[dict] = []
+        self._epoch_stats: list[tuple[float, int, int]] = []
+
+    def on_train_epoch_start(self) -> None:
+        if self.freeze_bn:
+            _set_bn_eval(self.net)
+        self._epoch_stats = []
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        x, y = batch
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        total = loss + self.penalty() if self.penalty is not None else loss
+        correct = int((logits.argmax(1) == y).sum())
+        self._epoch_stats.append((float(loss.detach()), correct, len(y)))
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
+        return total
+
+    def on_train_epoch_end(self) -> None:
+        n = sum(s[2] for s in self._epoch_stats)
+        if n:
+            self.history.append(
+                {
+                    "epoch": self.current_epoch + 1,
+                    "train_loss": sum(s[0] * s[2] for s in self._epoch_stats) / n,
+                    "train_acc": sum(s[1] for s in self._epoch_stats) / n,
+                    "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
+                }
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lowshot_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = list(checkpoint.get("lowshot_history", []))
+
+    def configure_optimizers(self) -> Any:
+        groups = [{"params": p, "lr": lr, "weight_decay": wd} for p, lr, wd in self.groups if p]
+        if self.optimizer_name == "adamw":
+            opt: torch.optim.Optimizer = torch.optim.AdamW(groups)
+        else:
+            opt = torch.optim.SGD(groups, momentum=0.9, nesterov=True)
+        warm = max(1, self.epochs // 10)
+
+        def factor(epoch: int) -> float:  # linear warm-up, then cosine decay
+            if epoch < warm:
+                return (epoch + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * (epoch - warm) / max(1, self.epochs - warm)))
+
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor)}
+
+
+def run_trainer(module: TransferModule, loader: DataLoader, epochs: int, ctx: FitContext) -> None:
+    """Fit with Lightning: checkpoints every epoch under ``run_dir/checkpoints`` (last.ckpt
+    resumes an interrupted run), CSV log under ``run_dir/logs``."""
+    L.seed_everything(ctx.seed, workers=True, verbose=False)
+    dev = pick_device(ctx.device)
+    callbacks: list[Any] = []
+    logger: Any = False
+    ckpt_path = None
+    if ctx.run_dir is not None:
+        ckdir = ctx.run_dir / "checkpoints"
+        # One rolling checkpoint, rewritten (atomically) after every epoch.
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckdir,
+                filename="last",
+                save_top_k=1,
+                every_n_epochs=1,
+                enable_version_counter=False,
+            )
+        )
+        logger = CSVLogger(str(ctx.run_dir), name="logs", version="")
+        if ctx.resume and (ckdir / "last.ckpt").is_file():
+            ckpt_path = str(ckdir / "last.ckpt")
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="gpu" if dev.type == "cuda" else "cpu",
+        devices=1,
+        precision="bf16-mixed" if dev.type == "cuda" else "32-true",
+        callbacks=callbacks,
+        logger=logger,
+        enable_checkpointing=bool(callbacks),
+        enable_progress_bar=ctx.progress and os.isatty(2),
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(ctx.run_dir) if ctx.run_dir else None,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*number of training batches.*")
+        warnings.filterwarnings("ignore", ".*weights_only.*")
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
+    module.to("cpu")
