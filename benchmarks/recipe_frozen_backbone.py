@@ -11,6 +11,7 @@ lowshot only to load the same offline Lite0 weights and the same K-shot split.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,11 @@ def main() -> None:
     train_rows = [(p, int(y)) for p, y in json.loads(Path(sys.argv[1]).read_text())]
     test_rows = [(p, int(y)) for p, y in json.loads(Path(sys.argv[2]).read_text())]
     n_classes = 1 + max(y for _, y in train_rows)
-    backbone = create_backbone("lite0").model
+    # Plain PyTorch runs NCHW; the "tuned" variant gets lowshot's runtime tuning
+    # (malloc, set by lowshot at import, and channels-last) to isolate what caching gives.
+    tuned = os.environ.get("LOWSHOT_TUNE_MALLOC") != "0"
+    fmt = torch.channels_last if tuned else torch.contiguous_format
+    backbone = create_backbone("lite0").model.to(memory_format=fmt)
     backbone.eval()
     for p in backbone.parameters():
         p.requires_grad_(False)

@@ -121,3 +121,10 @@ def test_image_set_subset(tmp_path):
     sub = s.subset([0, 4, 8])
     assert [Path(f).name for f in sub.files] == [Path(s.files[i]).name for i in (0, 4, 8)]
     assert list(sub.labels) == [0, 1, 2]
+
+
+def test_omniglot_classes_are_characters_within_alphabets(data_root):
+    s = load_benchmark_images("omniglot:images_background_small1", root=data_root, validate=False)
+    assert len(s.classes) == 136 and len(s) == 2720
+    assert all(c.count("/") == 1 for c in s.classes)
+    assert set(s.class_counts().values()) == {20}  # 20 drawers per character

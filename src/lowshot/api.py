@@ -25,7 +25,7 @@ from lowshot.backbones import DEFAULT_BACKBONE, Backbone, create_backbone, fold_
 from lowshot.data.arrays import is_array_file
 from lowshot.data.images import ImageSet, load_images
 from lowshot.data.splits import kshot_split, stratified_split
-from lowshot.data.torchdata import ImageFiles, eval_transform
+from lowshot.data.torchdata import ImageFiles, eval_transform, prefetch
 from lowshot.errors import DataError, RunError
 from lowshot.evaluation.metrics import classification_report
 from lowshot.features import FeatureCache, content_hash, default_cache, pick_device
@@ -94,7 +94,7 @@ def logits_for(
     from lowshot.progress import progress_bar
 
     with torch.inference_mode(), progress_bar(len(files), "predict", enabled=progress) as adv:
-        for x, _ in dl:
+        for x, _ in prefetch(dl):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 out.append(net(x.to(dev)).float().cpu().numpy())
             adv(len(x))

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from lowshot._log import log
 from lowshot._runtime import tune_malloc
 from lowshot.backbones import Backbone, fold_batchnorm
-from lowshot.data.torchdata import ImageFiles, eval_transform
+from lowshot.data.torchdata import ImageFiles, eval_transform, prefetch
 
 _HASHES: dict[tuple[str, int, int], str] = {}
 
@@ -176,7 +176,7 @@ class FeatureCache:
             torch.inference_mode(),
             progress_bar(len(files), f"features {backbone.name}", enabled=progress) as adv,
         ):
-            for x, _ in dl:
+            for x, _ in prefetch(dl) if workers == 0 else dl:
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                     y = net(x.to(dev, non_blocking=True))
                 out.append(y.float().cpu().numpy())

@@ -55,6 +55,7 @@ class DatasetSpec:
     archives: tuple[RemoteArchive, ...] = ()
     manual: str = ""  # how to obtain it when no stable download exists
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    class_depth: int = 1  # 2: classes are <group>/<class> folders (Omniglot's alphabets)
 
 
 _GRAAL = (
@@ -160,6 +161,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 ),
             ),
             aliases=("omniglot-small",),
+            class_depth=2,
         ),
     ]
 }
@@ -313,7 +315,11 @@ def load_benchmark_images(
     if domain not in domains:
         raise DataError(f"{spec.name}: no domain {domain!r}; domains are {', '.join(domains)}.")
     return load_image_folder(
-        d / domain, strict=strict, validate=validate, name=f"{spec.name}:{domain}"
+        d / domain,
+        strict=strict,
+        validate=validate,
+        name=f"{spec.name}:{domain}",
+        class_depth=spec.class_depth,
     )
 
 

@@ -131,12 +131,19 @@ def resolve_class_root(root: Path) -> Path:
 
 
 def load_image_folder(
-    root: str | Path, *, strict: bool = False, validate: bool = True, name: str | None = None
+    root: str | Path,
+    *,
+    strict: bool = False,
+    validate: bool = True,
+    name: str | None = None,
+    class_depth: int = 1,
 ) -> ImageSet:
     """Load ``root/<class>/*`` (or ``root/images/<class>/*``) as an :class:`ImageSet`.
 
     Non-image files are ignored with a warning; hidden files silently. An empty class
     folder is an error naming it: it would otherwise become a class no model can learn.
+    ``class_depth=2`` makes each second-level folder a class named ``<a>/<b>``, as
+    Omniglot's ``<alphabet>/<character>/`` layout needs.
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -147,7 +154,11 @@ def load_image_folder(
         raise DataError(f"{root}: expected a folder of class sub-folders, found a file.")
     croot = resolve_class_root(root)
     try:
-        class_dirs = sorted(p for p in croot.iterdir() if p.is_dir() and not _is_hidden(p))
+        class_dirs = [croot]
+        for _ in range(class_depth):
+            class_dirs = sorted(
+                c for d in class_dirs for c in d.iterdir() if c.is_dir() and not _is_hidden(c)
+            )
     except PermissionError as exc:
         raise DataError(f"{croot}: cannot read the folder ({exc}). Check its permissions.") from exc
     if not class_dirs:
@@ -185,7 +196,7 @@ def load_image_folder(
     skipped: list[tuple[Path, str]] = []
     if validate:
         files, labels, skipped = _validate(files, labels, strict, str(root))
-    classes = [d.name for d in class_dirs]
+    classes = [d.relative_to(croot).as_posix() for d in class_dirs]
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
     empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
     if empty:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -12,6 +15,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from lowshot.backbones import Preprocessing
+
+T_co = TypeVar("T_co")
 
 _INTERP = {
     "bicubic": T.InterpolationMode.BICUBIC,
@@ -89,3 +94,31 @@ class ImageFiles(Dataset):
         im = self._images[i] if self._images is not None else open_rgb(self.files[i], self.min_side)
         y = -1 if self.labels is None else int(self.labels[i])
         return self.transform(im), y
+
+
+def prefetch(batches: Iterable[T_co], depth: int = 2) -> Iterator[T_co]:
+    """Yield from ``batches`` while a background thread prepares the next ones.
+
+    Image decoding and resizing (PIL) and tensor maths (torch) both release the GIL, so
+    one thread overlaps them without the start-up cost and memory of worker processes.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for b in batches:
+                q.put(b)
+        except BaseException as exc:  # re-raised in the consumer
+            failure.append(exc)
+        finally:
+            q.put(done)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    while (item := q.get()) is not done:
+        yield item
+    t.join()
+    if failure:
+        raise failure[0]
