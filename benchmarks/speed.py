@@ -142,7 +142,7 @@ commit {m["commit"]}. Each number is one end-to-end run in a fresh process.
 
 | pipeline | accuracy | wall time (s) | lowshot speed-up |
 |---|---|---|---|
-| seed recipe: frozen backbone recomputed each epoch, 10 epochs (glibc malloc) | {r["recipe"]["default_malloc"]["accuracy"]:.3f} | {r["recipe"]["default_malloc"]["seconds"]:.1f} | {r["speedup_vs_recipe"]:.1f}x |
+| seed recipe: frozen backbone recomputed each epoch, 10 epochs (plain PyTorch: glibc malloc, NCHW) | {r["recipe"]["default_malloc"]["accuracy"]:.3f} | {r["recipe"]["default_malloc"]["seconds"]:.1f} | {r["speedup_vs_recipe"]:.1f}x |
 | same recipe with lowshot's runtime tuning (malloc, channels-last) | {r["recipe"]["tuned_malloc"]["accuracy"]:.3f} | {r["recipe"]["tuned_malloc"]["seconds"]:.1f} | {r["speedup_vs_recipe_tuned_malloc"]:.1f}x |
 | `lowshot fit --strategy linear-probe` (empty feature cache) | {r["lowshot"]["accuracy"]:.3f} | {r["lowshot"]["seconds"]:.1f} | |
 """

@@ -155,3 +155,15 @@ def test_linear_probe_is_deterministic(sets, lite0, cache_dir):
     a = _trained("linear-probe", sets, lite0, cache_dir)
     b = _trained("linear-probe", sets, lite0, cache_dir)
     assert torch.equal(a.model.head.weight, b.model.head.weight)
+
+
+def test_early_stopping_keeps_the_best_epoch(sets, lite0, cache_dir):
+    train, _ = sets
+    strat = make_strategy("finetune", {"epochs": 4})
+    ctx = FitContext(
+        cache=FeatureCache(cache_dir), seed=0, progress=False, val_fraction=0.25, patience=1
+    )
+    res = strat.fit(train, lite0, ctx)
+    losses = [h["val_loss"] for h in res.history]
+    assert all("val_acc" in h for h in res.history) and len(res.history) <= 4
+    assert res.info["best_epoch"] == 1 + losses.index(min(losses))

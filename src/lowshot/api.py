@@ -273,6 +273,8 @@ def fit(
     progress: bool = True,
     params: dict[str, Any] | None = None,
     test_fraction: float = 0.2,
+    val_fraction: float = 0.0,
+    patience: int = 5,
 ) -> dict:
     """Train ``strategy`` on ``train`` (K shots per class with ``shots``) and evaluate.
 
@@ -296,6 +298,8 @@ def fit(
         "seed": seed,
         "baseline": baseline,
         "strict": strict,
+        "val_fraction": val_fraction,
+        "patience": patience,
         "test_fraction": None if test else test_fraction,
     }
     if run_dir is not None:
@@ -351,7 +355,14 @@ def fit(
             bb.name,
         )
         ctx = FitContext(
-            cache=cache, run_dir=run_dir, seed=seed, device=device, resume=resume, progress=progress
+            cache=cache,
+            run_dir=run_dir,
+            seed=seed,
+            device=device,
+            resume=resume,
+            progress=progress,
+            val_fraction=val_fraction,
+            patience=patience,
         )
         result, logits, fit_s, total_s = train_and_score(strat, train_set, test_set, bb, ctx)
         metrics: dict[str, Any] = {"accuracy": None}

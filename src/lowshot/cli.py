@@ -123,6 +123,15 @@ def fit(
             help="Fail on unreadable images or classes with too few images instead of warning."
         ),
     ] = False,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Deep strategies: hold out this fraction of the training images for early stopping (keeps the best epoch)."
+        ),
+    ] = 0.0,
+    patience: Annotated[
+        int, typer.Option(help="Epochs without validation improvement before stopping.")
+    ] = 5,
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted run in --out from its last checkpoint.")
     ] = False,
@@ -151,6 +160,8 @@ def fit(
         overwrite=overwrite,
         device=device,
         params=_params(param),
+        val_fraction=val_fraction,
+        patience=patience,
         progress=not quiet,
     )
     _print_summary(m, out)

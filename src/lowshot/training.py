@@ -20,7 +20,7 @@ warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
@@ -77,6 +77,10 @@ class TransferModule(L.LightningModule):
         self.optimizer_name = optimizer
         self.label_smoothing = label_smoothing
         self.history: list[dict] = []
+        self.best_epoch: int | None = None
+        self._best_loss = math.inf
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._val_stats: list[tuple[float, int, int]] = []
         self._epoch_stats: list[tuple[float, int, int]] = []
 
     def on_train_epoch_start(self) -> None:
@@ -96,17 +100,40 @@ class TransferModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
         return total
 
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        self._val_stats.append((float(loss), int((logits.argmax(1) == y).sum()), len(y)))
+        self.log("val_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
+
+    def on_validation_epoch_end(self) -> None:
+        n = sum(s[2] for s in self._val_stats)
+        if not n:
+            return
+        loss = sum(s[0] * s[2] for s in self._val_stats) / n
+        self._last_val = {"val_loss": loss, "val_acc": sum(s[1] for s in self._val_stats) / n}
+        self._val_stats = []
+        if loss < self._best_loss:  # keep the best epoch's weights in memory
+            self._best_loss = loss
+            self.best_epoch = self.current_epoch + 1
+            self._best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
     def on_train_epoch_end(self) -> None:
         n = sum(s[2] for s in self._epoch_stats)
         if n:
-            self.history.append(
-                {
-                    "epoch": self.current_epoch + 1,
-                    "train_loss": sum(s[0] * s[2] for s in self._epoch_stats) / n,
-                    "train_acc": sum(s[1] for s in self._epoch_stats) / n,
-                    "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
-                }
-            )
+            row = {
+                "epoch": self.current_epoch + 1,
+                "train_loss": sum(s[0] * s[2] for s in self._epoch_stats) / n,
+                "train_acc": sum(s[1] for s in self._epoch_stats) / n,
+                "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
+            }
+            row.update(getattr(self, "_last_val", {}))
+            self.history.append(row)
+
+    def restore_best(self) -> None:
+        if self._best_state is not None:
+            self.net.load_state_dict(self._best_state)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lowshot_history"] = self.history
@@ -130,9 +157,16 @@ class TransferModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor)}
 
 
-def run_trainer(module: TransferModule, loader: DataLoader, epochs: int, ctx: FitContext) -> None:
+def run_trainer(
+    module: TransferModule,
+    loader: DataLoader,
+    epochs: int,
+    ctx: FitContext,
+    val_loader: DataLoader | None = None,
+) -> None:
     """Fit with Lightning: checkpoints every epoch under ``run_dir/checkpoints`` (last.ckpt
-    resumes an interrupted run), CSV log under ``run_dir/logs``."""
+    resumes an interrupted run), CSV log under ``run_dir/logs``; with ``val_loader``,
+    early stopping on validation loss and the best epoch's weights restored."""
     L.seed_everything(ctx.seed, workers=True, verbose=False)
     dev = pick_device(ctx.device)
     callbacks: list[Any] = []
@@ -153,6 +187,8 @@ def run_trainer(module: TransferModule, loader: DataLoader, epochs: int, ctx: Fi
         logger = CSVLogger(str(ctx.run_dir), name="logs", version="")
         if ctx.resume and (ckdir / "last.ckpt").is_file():
             ckpt_path = str(ckdir / "last.ckpt")
+    if val_loader is not None:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=ctx.patience))
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
@@ -167,6 +203,7 @@ def run_trainer(module: TransferModule, loader: DataLoader, epochs: int, ctx: Fi
         enable_model_summary=False,
         log_every_n_steps=1,
         num_sanity_val_steps=0,
+        limit_val_batches=1.0 if val_loader is not None else 0,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(ctx.run_dir) if ctx.run_dir else None,
     )
@@ -174,5 +211,8 @@ def run_trainer(module: TransferModule, loader: DataLoader, epochs: int, ctx: Fi
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
         warnings.filterwarnings("ignore", ".*weights_only.*")
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
+        trainer.fit(
+            module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt_path
+        )
+    module.restore_best()
     module.to("cpu")

@@ -45,6 +45,11 @@ class FitContext:
     device: str | None = None
     resume: bool = False
     progress: bool = True
+    # Deep strategies hold out this stratified fraction of the training images, stop
+    # when its loss has not improved for ``patience`` epochs and keep the best epoch.
+    # Off by default: with a few images per class every one is worth training on.
+    val_fraction: float = 0.0
+    patience: int = 5
 
 
 @dataclass

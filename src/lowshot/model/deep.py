@@ -19,10 +19,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lowshot._log import log
 from lowshot._runtime import tune_malloc
 from lowshot.backbones import Backbone, create_backbone
 from lowshot.data.images import ImageSet
-from lowshot.data.torchdata import ImageFiles, train_transform
+from lowshot.data.splits import stratified_split
+from lowshot.data.torchdata import ImageFiles, eval_transform, train_transform
 from lowshot.errors import ConfigError
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.linear_probe import fit_logistic, set_head
@@ -81,18 +83,32 @@ class DeepStrategy(Strategy):
     def make_backbone(self, backbone: Backbone, ctx: FitContext) -> Backbone:
         return backbone
 
-    def loader(
-        self, train: ImageSet, model: Classifier, ctx: FitContext
-    ) -> tuple[DataLoader, nn.Module]:
+    def net_for(self, model: Classifier) -> nn.Module:
+        """The module the trainer runs on a batch from :meth:`loader`."""
+        return model
+
+    def loader(self, data: ImageSet, model: Classifier, ctx: FitContext, train: bool) -> DataLoader:
         pre = model.backbone.preprocessing
-        ds = ImageFiles(
-            train.files, train.labels, train_transform(pre), min_side=pre.resize, preload=True
-        )
+        tf = train_transform(pre) if train else eval_transform(pre)
+        ds = ImageFiles(data.files, data.labels, tf, min_side=pre.resize, preload=True)
+        if not train:
+            return DataLoader(ds, batch_size=64)
         g = torch.Generator().manual_seed(ctx.seed)
         bs = min(self.batch_size, len(ds))
-        return DataLoader(
-            ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g
-        ), model
+        return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g)
+
+    def _val_split(self, train: ImageSet, ctx: FitContext) -> tuple[ImageSet, ImageSet | None]:
+        if ctx.val_fraction <= 0:
+            return train, None
+        if np.bincount(train.labels).min() < 2:
+            log.warning(
+                "validation split skipped: some classes have a single training image; "
+                "training runs all %d epochs without early stopping.",
+                self.epochs,
+            )
+            return train, None
+        tr, va = stratified_split(train.labels, ctx.val_fraction, ctx.seed)
+        return train.subset(tr), train.subset(va, name="validation")
 
     def fit(self, train: ImageSet, backbone: Backbone, ctx: FitContext) -> FitResult:
         tune_malloc()
@@ -105,7 +121,10 @@ class DeepStrategy(Strategy):
         trainable_ids = {id(p) for ps, _, _ in groups for p in ps}
         for p in model.parameters():
             p.requires_grad_(id(p) in trainable_ids)
-        loader, net = self.loader(train, model, ctx)
+        fit_set, val_set = self._val_split(train, ctx)
+        loader = self.loader(fit_set, model, ctx, train=True)
+        val_loader = self.loader(val_set, model, ctx, train=False) if val_set else None
+        net = self.net_for(model)
         from lowshot.training import TransferModule, run_trainer
 
         module = TransferModule(
@@ -116,7 +135,9 @@ class DeepStrategy(Strategy):
             freeze_bn=self.freeze_bn,
             optimizer=self.optimizer,
         )
-        run_trainer(module, loader, self.epochs, ctx)
+        run_trainer(module, loader, self.epochs, ctx, val_loader=val_loader)
+        if val_loader is not None:
+            info["best_epoch"] = module.best_epoch
         for p in model.parameters():
             p.requires_grad_(True)
         model.eval()
@@ -328,16 +349,18 @@ class Partial(DeepStrategy):
     def frozen_stages(self, backbone: Backbone) -> int | None:
         return self._split(backbone)[0]
 
-    def loader(
-        self, train: ImageSet, model: Classifier, ctx: FitContext
-    ) -> tuple[DataLoader, nn.Module]:
+    def net_for(self, model: Classifier) -> nn.Module:
         start, stages = self._split(model.backbone)
+        return _Top(stages[start:], model.head)
+
+    def loader(self, data: ImageSet, model: Classifier, ctx: FitContext, train: bool) -> DataLoader:
+        start, _ = self._split(model.backbone)
         acts = ctx.cache.features(
-            model.backbone, train.files, upto_stage=start, device=ctx.device, progress=ctx.progress
+            model.backbone, data.files, upto_stage=start, device=ctx.device, progress=ctx.progress
         )
-        ds = TensorDataset(torch.from_numpy(acts), torch.from_numpy(train.labels))
+        ds = TensorDataset(torch.from_numpy(acts), torch.from_numpy(data.labels))
+        if not train:
+            return DataLoader(ds, batch_size=64)
         g = torch.Generator().manual_seed(ctx.seed)
         bs = min(self.batch_size, len(ds))
-        return DataLoader(
-            ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g
-        ), _Top(stages[start:], model.head)
+        return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g)
