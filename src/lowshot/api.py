@@ -286,7 +286,7 @@ def fit(
     strat = make_strategy(strategy, params)
     cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
     run_dir = Path(out) if out is not None else None
-    config = {
+    config: dict[str, Any] = {
         "lowshot_version": __version__,
         "strategy": strategy,
         "strategy_params": strat.get_params(),

@@ -6,9 +6,8 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -22,7 +21,7 @@ from lowshot.errors import LowshotError
 class _Group(TyperGroup):
     """Bad input ends as one clear line and exit code 2, never a traceback."""
 
-    def invoke(self, ctx: click.Context) -> object:
+    def invoke(self, ctx: Any) -> object:  # a click Context (typer vendors click)
         try:
             return super().invoke(ctx)
         except LowshotError as exc:

@@ -31,7 +31,9 @@ def _digits_folder(dest: Path) -> Path:
         folder = root / str(y)
         folder.mkdir(parents=True, exist_ok=True)
         arr = (255 - img * 255 / 16).astype(np.uint8)  # dark ink on white, like a scan
-        Image.fromarray(arr).resize((64, 64), Image.NEAREST).save(folder / f"{i:04d}.png")
+        Image.fromarray(arr).resize((64, 64), Image.Resampling.NEAREST).save(
+            folder / f"{i:04d}.png"
+        )
     return root
 
 

@@ -20,6 +20,7 @@ import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -142,7 +143,7 @@ class Backbone(nn.Module):
         Supported: EfficientNet/MobileNet-style (``conv_stem``, ``blocks``, ``conv_head``)
         and ResNet-style (``layer1``..``layer4``) timm models.
         """
-        m = self.model
+        m: Any = self.model  # timm models differ in attribute names
         if hasattr(m, "conv_stem") and hasattr(m, "blocks") and hasattr(m, "conv_head"):
             return [
                 nn.Sequential(m.conv_stem, m.bn1),
@@ -307,7 +308,8 @@ def create_backbone(
         path = load_lite_weights(model, spec.lite_variant)
         weights_id = f"sha256:{file_sha256(path)}"
     elif pretrained:
-        weights_id = f"timm:{model.pretrained_cfg.get('hf_hub_id') or arch}"  # type: ignore[union-attr]
+        cfg: Any = model.pretrained_cfg
+        weights_id = f"timm:{cfg.get('hf_hub_id') or arch}"
     else:
         weights_id = f"random:seed={seed}"
     pre = _preprocessing_for(model)

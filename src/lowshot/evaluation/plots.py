@@ -33,7 +33,7 @@ def confusion_matrix_png(
                 ax.text(
                     j,
                     i,
-                    int(m[i, j]),
+                    str(int(m[i, j])),
                     ha="center",
                     va="center",
                     fontsize=8,
