@@ -211,6 +211,7 @@ def run_trainer(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
         warnings.filterwarnings("ignore", ".*weights_only.*")
+        warnings.filterwarnings("ignore", ".*validation_step.*but have no .val_dataloader.*")
         trainer.fit(
             module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt_path
         )
