@@ -42,16 +42,16 @@ def run(args: argparse.Namespace) -> ResultStore:
     sets = {d: load_image_folder(root / d, name=d) for d in args.domains}
     cheap = [s for s in args.strategies if s not in DEEP]
     deep = [s for s in args.strategies if s in DEEP]
-    # Cheap strategies over the whole grid first, then the deep ones from the cheapest
-    # domain up: an interrupted run still leaves complete, comparable columns.
+    # Seed by seed, every strategy (cheap ones first, deep ones from the smallest domain
+    # up): an interrupted run, resumed later, still leaves complete tables at n seeds.
     order = sorted(args.domains, key=lambda d: len(sets[d]))
     plan = [
         (s, d, k, seed)
-        for strat_group in (cheap, deep)
         for seed in args.seeds
+        for group in (cheap, deep)
         for d in order
         for k in args.shots
-        for s in strat_group
+        for s in group
     ]
     for strat_name, d, k, seed in plan:
         full = sets[d]

@@ -79,3 +79,14 @@ def test_intermediate_activations_are_cached_too(tmp_path, mini, lite0):
         pooled = top(torch.from_numpy(a)).numpy()
     full = FeatureCache(tmp_path).features(lite0, s.files[:3])
     assert np.allclose(pooled, full, atol=0.05)  # float16 storage of the activations
+
+
+def test_cache_usage_and_clear(tmp_path, mini, lite0):
+    from lowshot.features import cache_usage, clear_cache
+
+    s = load_image_folder(mini["train"])
+    FeatureCache(tmp_path).features(lite0, s.files[:2])
+    u = cache_usage(tmp_path)
+    assert u["feature_sets"] == 1 and u["chunks"] == 1 and u["bytes"] > 2 * 1280 * 4
+    assert clear_cache(tmp_path) == u["bytes"]
+    assert cache_usage(tmp_path)["chunks"] == 0

@@ -48,6 +48,12 @@ data_app = typer.Typer(
     cls=_Group, no_args_is_help=True, help="Benchmark data sets: where they are, and fetching them."
 )
 app.add_typer(data_app, name="data")
+cache_app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    help="The feature cache ($LOWSHOT_CACHE, default ~/.cache/lowshot).",
+)
+app.add_typer(cache_app, name="cache")
 console = Console()
 
 
@@ -325,6 +331,26 @@ def data_fetch(
 
     d = do_fetch(name, root)
     console.print(f"{name}: ready at {d}")
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Where the cache is and how much it holds."""
+    from lowshot.features import cache_usage, default_cache_dir
+
+    u = cache_usage()
+    console.print(
+        f"{default_cache_dir()}: {u['feature_sets']} feature sets in {u['chunks']} chunks, "
+        f"{u['baselines']} from-scratch baselines, {u['bytes'] / 2**20:.1f} MiB"
+    )
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Delete cached features and baselines (they are recomputed when needed)."""
+    from lowshot.features import clear_cache
+
+    console.print(f"freed {clear_cache() / 2**20:.1f} MiB")
 
 
 def main() -> None:

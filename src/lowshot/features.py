@@ -185,6 +185,31 @@ class FeatureCache:
         return np.concatenate(out)
 
 
+def cache_usage(root: str | Path | None = None) -> dict[str, int]:
+    """How much the cache holds: backbone keys, stored chunks, from-scratch baselines, bytes."""
+    root = Path(root).expanduser() if root is not None else default_cache_dir()
+    files = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+    feats = root / "features"
+    return {
+        "feature_sets": len([d for d in feats.iterdir() if d.is_dir()]) if feats.is_dir() else 0,
+        "chunks": sum(1 for p in files if p.name.startswith("chunk-")),
+        "baselines": sum(1 for p in files if p.parent.name == "baselines"),
+        "bytes": sum(p.stat().st_size for p in files),
+    }
+
+
+def clear_cache(root: str | Path | None = None) -> int:
+    """Delete every cached feature and baseline; return the bytes freed."""
+    import shutil
+
+    root = Path(root).expanduser() if root is not None else default_cache_dir()
+    freed = cache_usage(root)["bytes"]
+    for sub in ("features", "baselines"):
+        if (root / sub).is_dir():
+            shutil.rmtree(root / sub)
+    return freed
+
+
 _DEFAULT: FeatureCache | None = None
 
 
