@@ -1,0 +1,80 @@
+"""Shared contract of the importance-weighting estimators.
+
+``fit(X, sample_domain=sd)`` estimates w(x) = p_target(x) / p_source(x) and stores
+the weights of the source rows in ``weights_`` (scaled to mean 1), in row order;
+``predict_weights(X)`` gives w for any rows. Weights then go to any estimator that
+takes ``sample_weight`` (see :class:`ImportanceWeightedClassifier`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from lowshot.domains import check_finite, split_domains
+
+
+def median_gamma(X: np.ndarray, seed: int = 0, max_rows: int = 1000) -> float:
+    """RBF width by the median heuristic: 1 / median squared distance between rows."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(X.shape[0], size=min(max_rows, X.shape[0]), replace=False)
+    d2 = euclidean_distances(X[idx], squared=True)
+    med = float(np.median(d2[np.triu_indices_from(d2, k=1)])) if len(idx) > 1 else 1.0
+    return 1.0 / med if med > 0 else 1.0
+
+
+def kernel(A: np.ndarray, B: np.ndarray, gamma: float) -> np.ndarray:
+    return rbf_kernel(A, B, gamma=gamma)
+
+
+class BaseReweighter(BaseEstimator):
+    """Subclasses implement ``_fit(Xs, Xt) -> source weights`` and ``_predict(X)``."""
+
+    def fit(
+        self, X: np.ndarray, y: np.ndarray | None = None, sample_domain: np.ndarray | None = None
+    ) -> BaseReweighter:
+        name = type(self).__name__
+        X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
+        check_finite(X, name)
+        src, tgt = split_domains(X, sample_domain, name)
+        Xs, Xt = X[src], X[tgt]
+        self.n_features_in_ = X.shape[1]
+        w = np.asarray(self._fit(Xs, Xt), dtype=np.float64)
+        w = np.maximum(w, 0)
+        self._scale = float(w.mean()) if w.mean() > 0 else 1.0
+        self.weights_ = w / self._scale
+        return self
+
+    def predict_weights(self, X: np.ndarray) -> np.ndarray:
+        """w(x) for any rows, on the same scale as ``weights_`` (source mean 1)."""
+        check_is_fitted(self, "weights_")
+        X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
+        check_finite(X, type(self).__name__)
+        if X.shape[1] != self.n_features_in_:
+            from lowshot.errors import DataError
+
+            raise DataError(
+                f"{type(self).__name__}: X has {X.shape[1]} features, fitted on {self.n_features_in_}."
+            )
+        return np.maximum(np.asarray(self._predict(X), dtype=np.float64), 0) / self._scale
+
+    def _fit(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.requires_fit = True
+        return tags
+
+
+def dense(X: Any) -> np.ndarray:
+    return X.toarray() if sp.issparse(X) else np.asarray(X)
