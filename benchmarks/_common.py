@@ -54,8 +54,10 @@ class ResultStore:
 
 
 def fmt_mean_std(values: list[float], scale: float = 100.0) -> str:
+    """``mean ± std`` over seeds; fewer than 5 seeds show their count, one seed no std."""
     if not values:
         return "–"
     a = np.asarray(values) * scale
-    sd = a.std(ddof=1) if len(a) > 1 else 0.0
-    return f"{a.mean():.1f} ± {sd:.1f}" + (f" ({len(a)})" if len(a) < 5 else "")
+    if len(a) == 1:
+        return f"{a[0]:.1f} (1)"
+    return f"{a.mean():.1f} ± {a.std(ddof=1):.1f}" + (f" ({len(a)})" if len(a) < 5 else "")
