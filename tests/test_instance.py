@@ -14,11 +14,17 @@ from sklearn.preprocessing import StandardScaler
 from lowshot.data import load_benchmark_arrays
 from lowshot.domains import stack_domains
 from lowshot.errors import DataError
-from lowshot.instance import KMM, ImportanceWeightedClassifier
+from lowshot.instance import KMM, BaseReweighter, ClusterSelection, ImportanceWeightedClassifier
 from lowshot.instance.kmm import _project
 from lowshot.registry import list_methods
 
-METHODS = [m.name for m in list_methods("instance")]
+# Density-ratio estimators share these checks; boosting (a classifier / regressor) and
+# selection (0/1 weights) have their own in test_instance_boosting.py.
+METHODS = [
+    m.name
+    for m in list_methods("instance")
+    if issubclass(m.factory, BaseReweighter) and not issubclass(m.factory, ClusterSelection)
+]
 
 
 def make(name):
@@ -45,6 +51,8 @@ def digits(data_root):
 
 def test_registry_lists_the_instance_family():
     assert {"kmm", "kliep", "ulsif", "rulsif", "discriminative", "nn-weighting"} <= set(METHODS)
+    names = {m.name for m in list_methods("instance")}
+    assert {"tradaboost", "tradaboost-r2", "cluster-selection"} <= names
 
 
 @pytest.mark.parametrize("name", METHODS)

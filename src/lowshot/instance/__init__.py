@@ -6,10 +6,12 @@ fitted state ending in ``_``, clone-able) and takes ``sample_domain`` (see
 """
 
 from lowshot.instance._base import BaseReweighter
+from lowshot.instance.boosting import TrAdaBoost, TrAdaBoostR2
 from lowshot.instance.discriminative import DiscriminativeRatio
 from lowshot.instance.kliep import KLIEP
 from lowshot.instance.kmm import KMM
 from lowshot.instance.nearest import NearestNeighborWeighting
+from lowshot.instance.selection import ClusterSelection
 from lowshot.instance.ulsif import ULSIF, RuLSIF
 from lowshot.instance.weighted import ImportanceWeightedClassifier
 
@@ -18,8 +20,11 @@ __all__ = [
     "KMM",
     "ULSIF",
     "BaseReweighter",
+    "ClusterSelection",
     "DiscriminativeRatio",
     "ImportanceWeightedClassifier",
     "NearestNeighborWeighting",
     "RuLSIF",
+    "TrAdaBoost",
+    "TrAdaBoostR2",
 ]
