@@ -303,6 +303,90 @@ def demo(
     run_demo(out, data_root, console)
 
 
+@app.command()
+def adapt(
+    source: Annotated[
+        list[str],
+        typer.Option("--source", help="Labelled source array file (repeat for several sources)."),
+    ],
+    target: Annotated[
+        str,
+        typer.Option(
+            help="Unlabelled target array file (its labels, if any, are used only for scoring)."
+        ),
+    ],
+    method: Annotated[
+        str, typer.Option(help="erm (no adaptation) or an array method: `lowshot methods`.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
+        "runs/adapt"
+    ),
+    target_test: Annotated[
+        str | None, typer.Option(help="Labelled target test file to score on.")
+    ] = None,
+    classifier: Annotated[str, typer.Option(help="logreg or 1nn.")] = "logreg",
+    preprocess: Annotated[str, typer.Option(help="none, l2 or log1p-l2 (word counts).")] = "none",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Method hyper-parameter NAME=VALUE.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for methods with randomness.")] = 0,
+) -> None:
+    """Domain adaptation on feature arrays; writes OUT/metrics.json with target_accuracy."""
+    _setup_logging(False)
+    from lowshot.adapt import adapt_arrays
+
+    m = adapt_arrays(
+        source,
+        target,
+        method=method,
+        out=out,
+        target_test=target_test,
+        classifier=classifier,
+        preprocess_as=preprocess,
+        params=_params(param),
+        seed=seed,
+    )
+    acc = m["target_accuracy"]
+    console.print(
+        f"target accuracy: {acc:.4f}"
+        if acc is not None
+        else "target accuracy: not measured (no target labels)"
+    )
+    console.print(f"run folder: {out}")
+
+
+@app.command()
+def reweight(
+    source: Annotated[str, typer.Option(help="Source array file.")],
+    target: Annotated[str, typer.Option(help="Target array file (labels not used).")],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="kmm, kliep, ulsif, rulsif, discriminative, nn-weighting, cluster-selection."
+        ),
+    ] = "kmm",
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Where to save the weights (.npy, one per source row)."),
+    ] = Path("weights.npy"),
+    preprocess: Annotated[str, typer.Option(help="none, l2 or log1p-l2.")] = "none",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Method hyper-parameter NAME=VALUE.")
+    ] = None,
+) -> None:
+    """Importance weights of source rows for a target: p_target(x) / p_source(x)."""
+    _setup_logging(False)
+    from lowshot.adapt import reweight_arrays
+
+    s = reweight_arrays(
+        source, target, method=method, out=out, params=_params(param), preprocess_as=preprocess
+    )
+    console.print(
+        f"{s['n_source']} weights in [{s['min']:.3g}, {s['max']:.3g}], effective sample size "
+        f"{s['effective_sample_size']:.0f}, saved to {out}"
+    )
+
+
 @data_app.command("list")
 def data_list(
     root: Annotated[Path | None, typer.Option(help="Data root to look in.")] = None,

@@ -1,0 +1,127 @@
+"""`lowshot adapt` and `lowshot reweight` on real array files."""
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from lowshot.adapt import adapt_arrays, array_methods
+from lowshot.cli import app
+
+runner = CliRunner()
+
+
+def _amazon(data_root, name):
+    return str(data_root / "amazon-reviews" / f"{name}.svmlight")
+
+
+def test_adapt_writes_target_accuracy(data_root, tmp_path):
+    r = runner.invoke(
+        app,
+        [
+            "adapt",
+            "--source",
+            _amazon(data_root, "books_train"),
+            "--target",
+            _amazon(data_root, "kitchen_train"),
+            "--target-test",
+            _amazon(data_root, "kitchen_test"),
+            "--method",
+            "subspace-alignment",
+            "--preprocess",
+            "log1p-l2",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0.6 < m["target_accuracy"] <= 1 and m["n_target"] == 2000
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["method"] == "subspace-alignment"
+
+
+def test_adapt_without_test_file_scores_on_target_labels_only(data_root, tmp_path):
+    # the MATLAB file holds both domains under named keys; write each as its own npz
+    from lowshot.data import load_benchmark_arrays
+
+    for dom in ("mnist", "usps"):
+        a = load_benchmark_arrays("mnist-usps", dom, root=data_root)
+        np.savez(
+            tmp_path / f"{dom}.npz", X=a.dense(), y=np.array([int(c) for c in a.classes])[a.labels]
+        )
+    m = adapt_arrays(
+        [tmp_path / "usps.npz"],
+        tmp_path / "mnist.npz",
+        method="subspace-alignment",
+        classifier="1nn",
+        preprocess_as="l2",
+    )
+    erm = adapt_arrays(
+        [tmp_path / "usps.npz"],
+        tmp_path / "mnist.npz",
+        method="erm",
+        classifier="1nn",
+        preprocess_as="l2",
+    )
+    assert m["target_accuracy"] > erm["target_accuracy"] + 0.05
+    assert "labels used only here" in m["evaluated_on"]
+
+
+def test_reweight_saves_one_weight_per_source_row(data_root, tmp_path):
+    out = tmp_path / "w.npy"
+    r = runner.invoke(
+        app,
+        [
+            "reweight",
+            "--source",
+            _amazon(data_root, "dvd_train"),
+            "--target",
+            _amazon(data_root, "electronics_train"),
+            "--method",
+            "nn-weighting",
+            "--preprocess",
+            "log1p-l2",
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    w = np.load(out)
+    assert w.shape == (2000,) and w.min() >= 0 and abs(w.mean() - 1) < 1e-3
+
+
+def test_adapt_bad_input(data_root, tmp_path):
+    np.savez(tmp_path / "small.npz", X=np.ones((4, 3)), y=np.array([0, 1, 0, 1]))
+    r = runner.invoke(
+        app,
+        [
+            "adapt",
+            "--source",
+            _amazon(data_root, "books_train"),
+            "--target",
+            str(tmp_path / "small.npz"),
+            "--method",
+            "kmm",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert r.exit_code == 2 and "5000 features but target rows have 3" in " ".join(r.output.split())
+    r = runner.invoke(
+        app,
+        [
+            "adapt",
+            "--source",
+            _amazon(data_root, "books_train"),
+            "--target",
+            _amazon(data_root, "dvd_train"),
+            "--method",
+            "tradaboost",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert r.exit_code == 2 and "does not run on arrays without target labels" in " ".join(
+        r.output.split()
+    )
+    assert {"coral", "jda", "kmm", "kliep"} <= set(array_methods())
