@@ -33,8 +33,12 @@ def measure(Xs: np.ndarray, Xt: np.ndarray) -> dict:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {
-        "n_source": len(Xs), "n_target": len(Xt), "dim": Xs.shape[1], "seconds": round(seconds, 2),
-        "peak_mib": round(peak / 2**20, 1), "dense_kernel_mib": round(len(Xs) ** 2 * 8 / 2**20, 1),
+        "n_source": len(Xs),
+        "n_target": len(Xt),
+        "dim": Xs.shape[1],
+        "seconds": round(seconds, 2),
+        "peak_mib": round(peak / 2**20, 1),
+        "dense_kernel_mib": round(len(Xs) ** 2 * 8 / 2**20, 1),
         "effective_sample_size": round(float(w.sum() ** 2 / (w**2).sum()), 1),
     }
 

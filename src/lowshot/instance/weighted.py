@@ -1,11 +1,11 @@
-"""Use importance weights with any scikit-learn estimator that takes ``sample_weight``."""
+"""Use importance weights with any scikit-learn estimator."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from lowshot.domains import split_domains
 from lowshot.instance._base import BaseReweighter
@@ -15,7 +15,9 @@ from lowshot.instance.kmm import KMM
 class ImportanceWeightedClassifier(ClassifierMixin, BaseEstimator):
     """Fit ``weighter`` on source + target rows, then ``estimator`` on the source rows
     with those weights. Works in ``Pipeline`` and ``GridSearchCV`` (pass
-    ``sample_domain`` to ``fit``; grid keys such as ``weighter__gamma``).
+    ``sample_domain`` to ``fit``; grid keys such as ``weighter__gamma``). An estimator
+    without ``sample_weight`` (k-NN) gets the source rows resampled in proportion to
+    their weights instead (seeded by ``seed``).
 
     Example::
 
@@ -25,10 +27,14 @@ class ImportanceWeightedClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(
-        self, weighter: BaseReweighter | None = None, estimator: BaseEstimator | None = None
+        self,
+        weighter: BaseReweighter | None = None,
+        estimator: BaseEstimator | None = None,
+        seed: int = 0,
     ) -> None:
         self.weighter = weighter
         self.estimator = estimator
+        self.seed = seed
 
     def fit(
         self, X: np.ndarray, y: np.ndarray, sample_domain: np.ndarray | None = None
@@ -36,14 +42,21 @@ class ImportanceWeightedClassifier(ClassifierMixin, BaseEstimator):
         src, _ = split_domains(X, sample_domain, type(self).__name__)
         self.weighter_ = clone(self.weighter) if self.weighter is not None else KMM()
         self.weighter_.fit(X, sample_domain=sample_domain)
-        self.estimator_ = (
+        est = (
             clone(self.estimator)
             if self.estimator is not None
             else LogisticRegression(max_iter=2000)
         )
-        ys = np.asarray(y)[src]
-        self.estimator_.fit(X[src], ys, sample_weight=self.weighter_.weights_)
-        self.classes_ = self.estimator_.classes_
+        w = self.weighter_.weights_
+        rows = np.flatnonzero(src)
+        if has_fit_parameter(est, "sample_weight"):
+            est.fit(X[rows], np.asarray(y)[rows], sample_weight=w)
+        else:
+            rng = np.random.default_rng(self.seed)
+            pick = rows[rng.choice(len(rows), size=len(rows), p=w / w.sum())]
+            est.fit(X[pick], np.asarray(y)[pick])
+        self.estimator_ = est
+        self.classes_ = est.classes_
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
