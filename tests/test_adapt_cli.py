@@ -37,7 +37,9 @@ def test_adapt_writes_target_accuracy(data_root, tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0.6 < m["target_accuracy"] <= 1 and m["n_target"] == 2000
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["method"] == "subspace-alignment"
+    assert (
+        json.loads((tmp_path / "run" / "config.json").read_text())["method"] == "subspace-alignment"
+    )
 
 
 def test_adapt_without_test_file_scores_on_target_labels_only(data_root, tmp_path):

@@ -167,3 +167,52 @@ def test_early_stopping_keeps_the_best_epoch(sets, lite0, cache_dir):
     losses = [h["val_loss"] for h in res.history]
     assert all("val_acc" in h for h in res.history) and len(res.history) <= 4
     assert res.info["best_epoch"] == 1 + losses.index(min(losses))
+
+
+def test_instance_weights_toward_a_target_reach_every_kind_of_strategy(mini, tmp_path, cache_dir):
+    """Training images weighted toward unlabelled dslr photos: the weights are computed on
+    cached features, favour the training classes the target holds, and weight the loss."""
+    from conftest import make_subset
+
+    from lowshot.api import fit
+
+    target = make_subset(tmp_path / "dslr", "dslr", 2, 5)  # only the first two classes
+    for strategy, params in (
+        ("linear-probe", None),
+        ("partial", {"epochs": 2}),
+        ("finetune", {"epochs": 1}),
+    ):
+        m = fit(
+            mini["train"],
+            test=mini["test"],
+            strategy=strategy,
+            params=params,
+            baseline=False,
+            progress=False,
+            target=target,
+            instance_weights="discriminative",
+            out=tmp_path / strategy,
+        )
+        info = m["instance_weights"]
+        assert info["n_target"] == 10 and 0 < info["effective_sample_size"] <= m["n_train"]
+    from lowshot.data import load_image_folder
+    from lowshot.errors import ConfigError
+
+    train = load_image_folder(mini["train"])
+    from lowshot.api import _importance_weights
+    from lowshot.backbones import create_backbone
+
+    _importance_weights(
+        train, target, "discriminative", create_backbone("lite0"), FeatureCache(cache_dir), 0, False
+    )
+    w = train.weights
+    first_two = np.isin(train.labels, [0, 1])
+    assert w[first_two].mean() > w[~first_two].mean()
+    with pytest.raises(ConfigError, match="go together"):
+        fit(
+            mini["train"],
+            strategy="linear-probe",
+            instance_weights="kmm",
+            baseline=False,
+            progress=False,
+        )

@@ -26,7 +26,7 @@ from lowshot.data.arrays import is_array_file
 from lowshot.data.images import ImageSet, load_images
 from lowshot.data.splits import kshot_split, stratified_split
 from lowshot.data.torchdata import ImageFiles, eval_transform, prefetch
-from lowshot.errors import DataError, RunError
+from lowshot.errors import ConfigError, DataError, RunError
 from lowshot.evaluation.metrics import classification_report
 from lowshot.features import FeatureCache, content_hash, default_cache, pick_device
 from lowshot.io import write_json, write_text
@@ -275,6 +275,8 @@ def fit(
     test_fraction: float = 0.2,
     val_fraction: float = 0.0,
     patience: int = 5,
+    target: str | Path | None = None,
+    instance_weights: str | None = None,
 ) -> dict:
     """Train ``strategy`` on ``train`` (K shots per class with ``shots``) and evaluate.
 
@@ -299,6 +301,8 @@ def fit(
         "baseline": baseline,
         "strict": strict,
         "val_fraction": val_fraction,
+        "target": str(target) if target else None,
+        "instance_weights": instance_weights,
         "patience": patience,
         "test_fraction": None if test else test_fraction,
     }
@@ -327,6 +331,11 @@ def fit(
     with ctx_log:
         train_set, test_set = prepare_split(train, test, shots, seed, strict, test_fraction)
         bb = create_backbone(backbone, pretrained=True, weights=weights, seed=seed)
+        weight_info = None
+        if instance_weights is not None or target is not None:
+            weight_info = _importance_weights(
+                train_set, target, instance_weights, bb, cache, seed, progress
+            )
         config.update(
             {
                 "backbone_arch": bb.arch,
@@ -392,6 +401,8 @@ def fit(
                     metrics["accuracy"],
                     scratch_acc,
                 )
+        if weight_info is not None:
+            metrics["instance_weights"] = weight_info
         history = result.history
         if result.backbone_frozen and strategy == "linear-probe":
             # the C chosen on all shots: the curve shows the effect of data, not of tuning
@@ -428,6 +439,57 @@ def fit(
             total_s,
         )
     return metrics
+
+
+def _importance_weights(
+    train: ImageSet,
+    target: str | Path | None,
+    method: str | None,
+    backbone: Backbone,
+    cache: FeatureCache,
+    seed: int,
+    progress: bool,
+) -> dict:
+    """Weight the training images toward an unlabelled target, in place (``train.weights``).
+
+    The weights are estimated on cached backbone features of both image sets, so any
+    instance-family method (KMM, KLIEP, ...) serves any strategy, deep or not.
+    """
+    from lowshot.data.images import list_images
+    from lowshot.domains import stack_domains
+    from lowshot.instance import BaseReweighter
+
+    if target is None or method is None:
+        raise ConfigError(
+            "--instance-weights and --target go together: the weights say how much "
+            "each training image resembles the target images."
+        )
+    reweighter = get_method(method, family="instance").factory()
+    if not isinstance(reweighter, BaseReweighter):
+        raise ConfigError(f"{method} does not produce importance weights.")
+    if "seed" in reweighter.get_params():
+        reweighter.set_params(seed=seed)
+    target_files = list_images(target)
+    Fs = cache.features(backbone, train.files, progress=progress)
+    Ft = cache.features(backbone, target_files, progress=progress)
+    X, _, sd = stack_domains(Fs, Ft)
+    w = reweighter.fit(X, sample_domain=sd).weights_
+    train.weights = w.astype(np.float32)
+    info = {
+        "method": method,
+        "n_target": len(target_files),
+        "min": float(w.min()),
+        "max": float(w.max()),
+        "effective_sample_size": float(w.sum() ** 2 / (w**2).sum()),
+    }
+    log.info(
+        "importance weights (%s) toward %d target images: effective sample size %.0f of %d",
+        method,
+        len(target_files),
+        info["effective_sample_size"],
+        len(w),
+    )
+    return info
 
 
 def _per_class_md(m: dict) -> str:

@@ -137,6 +137,16 @@ def fit(
     patience: Annotated[
         int, typer.Option(help="Epochs without validation improvement before stopping.")
     ] = 5,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Unlabelled images of the deployment domain: with --instance-weights, training images that resemble them count more."
+        ),
+    ] = None,
+    instance_weights: Annotated[
+        str | None,
+        typer.Option(help="Importance-weighting method (kmm, kliep, ulsif, discriminative, ...)."),
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted run in --out from its last checkpoint.")
     ] = False,
@@ -167,6 +177,8 @@ def fit(
         params=_params(param),
         val_fraction=val_fraction,
         patience=patience,
+        target=target,
+        instance_weights=instance_weights,
         progress=not quiet,
     )
     _print_summary(m, out)

@@ -88,12 +88,15 @@ class TransferModule(L.LightningModule):
             _set_bn_eval(self.net)
         self._epoch_stats = []
 
-    def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
-        x, y = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
         logits = self.net(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        if len(batch) > 2:  # per-sample importance weights: a weighted mean of the losses
+            w = batch[2].to(logits.dtype)
+            per = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing, reduction="none")
+            loss = (per * w).sum() / w.sum().clamp_min(1e-12)
+        else:
+            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         total = loss + self.penalty() if self.penalty is not None else loss
         correct = int((logits.argmax(1) == y).sum())
         self._epoch_stats.append((float(loss.detach()), correct, len(y)))

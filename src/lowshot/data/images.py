@@ -32,6 +32,8 @@ class ImageSet:
     classes: list[str]
     name: str = ""
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    # optional per-image training weights (importance weights toward a target domain)
+    weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -48,6 +50,7 @@ class ImageSet:
             self.labels[idx],
             list(self.classes),
             name=self.name if name is None else name,
+            weights=None if self.weights is None else self.weights[idx],
         )
 
     def class_counts(self) -> dict[str, int]:
@@ -295,3 +298,21 @@ def load_images(spec: str | Path, *, strict: bool = False, validate: bool = True
             )
         return load_file_list(p, strict=strict, validate=validate)
     return load_image_folder(p, strict=strict, validate=validate)
+
+
+def list_images(root: str | Path, *, strict: bool = False) -> list[Path]:
+    """Every readable image below ``root`` (flat or in sub-folders), for unlabelled data."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder of images.")
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not files:
+        raise DataError(f"{root}: the target is empty (no image files found below it).")
+    good, _, _ = _validate(files, [0] * len(files), strict, str(root))
+    return good

@@ -6,10 +6,9 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
-import torch
 import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import Dataset
@@ -77,9 +76,11 @@ class ImageFiles(Dataset):
         transform: T.Compose,
         min_side: int | None = None,
         preload: bool = False,
+        weights: np.ndarray | None = None,
     ) -> None:
         self.files = list(files)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         self.transform = transform
         self.min_side = min_side
         self._images: list[Image.Image] | None = None
@@ -90,9 +91,11 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
         im = self._images[i] if self._images is not None else open_rgb(self.files[i], self.min_side)
         y = -1 if self.labels is None else int(self.labels[i])
+        if self.weights is not None:
+            return self.transform(im), y, float(self.weights[i])
         return self.transform(im), y
 
 

@@ -90,7 +90,10 @@ class DeepStrategy(Strategy):
     def loader(self, data: ImageSet, model: Classifier, ctx: FitContext, train: bool) -> DataLoader:
         pre = model.backbone.preprocessing
         tf = train_transform(pre) if train else eval_transform(pre)
-        ds = ImageFiles(data.files, data.labels, tf, min_side=pre.resize, preload=True)
+        weights = data.weights if train else None
+        ds = ImageFiles(
+            data.files, data.labels, tf, min_side=pre.resize, preload=True, weights=weights
+        )
         if not train:
             return DataLoader(ds, batch_size=64)
         g = torch.Generator().manual_seed(ctx.seed)
@@ -261,7 +264,9 @@ class LPFT(DeepStrategy):
         X = ctx.cache.features(backbone, train.files, device=ctx.device, progress=ctx.progress)
         seen = np.unique(train.labels)
         pos = {c: i for i, c in enumerate(seen)}
-        W, b, C = fit_logistic(X, np.array([pos[c] for c in train.labels]), None, ctx.seed)
+        W, b, C = fit_logistic(
+            X, np.array([pos[c] for c in train.labels]), None, ctx.seed, sample_weight=train.weights
+        )
         set_head(model, W, b, seen)
         with torch.no_grad():  # the -1e4 bias of unseen classes would dominate the loss scale
             model.head.bias.clamp_(min=-20.0)
@@ -358,7 +363,10 @@ class Partial(DeepStrategy):
         acts = ctx.cache.features(
             model.backbone, data.files, upto_stage=start, device=ctx.device, progress=ctx.progress
         )
-        ds = TensorDataset(torch.from_numpy(acts), torch.from_numpy(data.labels))
+        tensors = [torch.from_numpy(acts), torch.from_numpy(data.labels)]
+        if train and data.weights is not None:
+            tensors.append(torch.from_numpy(data.weights.astype(np.float32)))
+        ds = TensorDataset(*tensors)
         if not train:
             return DataLoader(ds, batch_size=64)
         g = torch.Generator().manual_seed(ctx.seed)

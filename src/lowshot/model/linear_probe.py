@@ -42,22 +42,37 @@ class _RowSpace:
         return W, intercept - W @ self.mean
 
 
-def _path_scores(X: np.ndarray, y: np.ndarray, folds: int, seed: int, max_iter: int) -> np.ndarray:
-    """Mean validation accuracy for each C in C_GRID (warm-started along the path)."""
+def _path_scores(
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: int,
+    seed: int,
+    max_iter: int,
+    sample_weight: np.ndarray | None = None,
+) -> np.ndarray:
+    """Validation accuracy (weighted, when weights are given) for each C in C_GRID,
+    warm-started along the path."""
     scores = np.zeros(len(C_GRID))
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for tr, va in cv.split(X, y):
         rs = _RowSpace(X[tr])
         Zva = rs.transform(X[va])
         clf = LogisticRegression(C=C_GRID[0], max_iter=max_iter, warm_start=True)
         for i, c in enumerate(C_GRID):
-            clf.set_params(C=c).fit(rs.Z, y[tr])
-            scores[i] += (clf.predict(Zva) == y[va]).mean() / folds
+            clf.set_params(C=c).fit(rs.Z, y[tr], sample_weight=w[tr])
+            hit = clf.predict(Zva) == y[va]
+            scores[i] += float((hit * w[va]).sum() / w[va].sum()) / folds
     return scores
 
 
 def fit_logistic(
-    X: np.ndarray, y: np.ndarray, C: float | None, seed: int, max_iter: int = 1000
+    X: np.ndarray,
+    y: np.ndarray,
+    C: float | None,
+    seed: int,
+    max_iter: int = 1000,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Standardise, fit multinomial logistic regression, fold the scaling into (W, b).
 
@@ -72,12 +87,13 @@ def fit_logistic(
     X = np.asarray(X, dtype=np.float64)
     if C is None:
         if counts.min() >= 2:
-            scores = _path_scores(X, y, int(min(5, counts.min())), seed, max_iter)
+            scores = _path_scores(X, y, int(min(5, counts.min())), seed, max_iter, sample_weight)
             C = float(C_GRID[int(np.argmax(scores))])
         else:
             C = 0.1
     rs = _RowSpace(X)
-    clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(rs.Z, y)
+    clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+    clf.fit(rs.Z, y, sample_weight=sample_weight)
     W, b = rs.unproject(clf.coef_, clf.intercept_)
     if W.shape[0] == 1:  # binary: sklearn keeps one row; make two symmetric logits
         W = np.vstack([-W / 2, W / 2])
@@ -109,7 +125,12 @@ class LinearProbe(Strategy):
         seen = np.unique(train.labels)
         pos = {c: i for i, c in enumerate(seen)}
         W, b, C = fit_logistic(
-            X, np.array([pos[c] for c in train.labels]), self.C, ctx.seed, self.max_iter
+            X,
+            np.array([pos[c] for c in train.labels]),
+            self.C,
+            ctx.seed,
+            self.max_iter,
+            sample_weight=train.weights,
         )
         model = Classifier(backbone, len(train.classes))
         set_head(model, W, b, seen)
