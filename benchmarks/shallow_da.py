@@ -73,17 +73,26 @@ def tasks(
 
 def skada_for(method: str, clf: object, gamma: float) -> object | None:
     import skada
+    import sklearn
 
+    # skada routes importance weights through scikit-learn's metadata routing
+    sklearn.set_config(enable_metadata_routing=True)
     c = clone(clf)
+    from sklearn.utils.validation import has_fit_parameter
+
+    wants = method in ("kmm", "nn-weighting", "discriminative") and has_fit_parameter(
+        clf, "sample_weight"
+    )
+    weighted = clone(clf).set_fit_request(sample_weight=True) if wants else c
     return {
         "coral": lambda: skada.CORAL(c, reg=1.0),
         "subspace-alignment": lambda: skada.SubspaceAlignment(c, n_components=50),
         "tca": lambda: skada.TransferComponentAnalysis(
             c, kernel="linear", n_components=100, mu=0.1
         ),
-        "kmm": lambda: skada.KMMReweight(c, gamma=gamma, B=1000.0),
-        "nn-weighting": lambda: skada.NearestNeighborReweight(c, laplace_smoothing=True),
-        "discriminative": lambda: skada.DiscriminatorReweight(c),
+        "kmm": lambda: skada.KMMReweight(weighted, gamma=gamma, B=1000.0),
+        "nn-weighting": lambda: skada.NearestNeighborReweight(weighted, laplace_smoothing=True),
+        "discriminative": lambda: skada.DiscriminatorReweight(weighted),
         "ot": lambda: skada.EntropicOTMapping(c, reg_e=1.0),
     }.get(method, lambda: None)()
 

@@ -28,6 +28,20 @@ def median_gamma(X: np.ndarray, seed: int = 0, max_rows: int = 1000) -> float:
     return 1.0 / med if med > 0 else 1.0
 
 
+def target_centres(
+    Xs: Any, Xt: Any, n_centres: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Kernel centres for ratio models fitted on the target: (centre rows, their indices,
+    the other target rows' indices, the median-heuristic width of the source).
+
+    Cross-validation must score only the other rows: a centre's own kernel rewards ever
+    narrower widths, which is how KLIEP and uLSIF used to pick the narrowest one.
+    """
+    perm = np.random.default_rng(seed).permutation(Xt.shape[0])
+    n_c = min(n_centres, max(1, Xt.shape[0] // 2))
+    return Xt[perm[:n_c]], perm[:n_c], perm[n_c:], median_gamma(dense(Xs), seed)
+
+
 def kernel(A: np.ndarray, B: np.ndarray, gamma: float) -> np.ndarray:
     return rbf_kernel(A, B, gamma=gamma)
 

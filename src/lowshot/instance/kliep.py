@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import KFold
 
-from lowshot.instance._base import BaseReweighter, kernel, median_gamma
+from lowshot.instance._base import BaseReweighter, kernel, target_centres
 from lowshot.registry import register_method
 
 
@@ -58,21 +58,14 @@ class KLIEP(BaseReweighter):
         self.seed = seed
 
     def _fit(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
-        rng = np.random.default_rng(self.seed)
-        perm = rng.permutation(Xt.shape[0])
-        n_c = min(self.n_centers, max(1, Xt.shape[0] // 2))
-        self.centers_ = Xt[perm[:n_c]]
-        # Likelihood cross-validation scores held-out target rows that are not centres:
-        # a centre's own kernel would reward ever narrower widths.
-        rest = perm[n_c:]
-        base = median_gamma(np.asarray(Xs.toarray() if hasattr(Xs, "toarray") else Xs), self.seed)
+        self.centers_, centre_rows, rest, base = target_centres(Xs, Xt, self.n_centers, self.seed)
         scores = []
         for g in (base * m for m in self.gammas):
             Phi_s, Phi_t = kernel(Xs, self.centers_, g), kernel(Xt, self.centers_, g)
             ll = 0.0
             folds = KFold(min(self.cv, len(rest)), shuffle=True, random_state=self.seed)
             for tr, va in folds.split(rest):
-                fit_rows = np.r_[perm[:n_c], rest[tr]]
+                fit_rows = np.r_[centre_rows, rest[tr]]
                 a = _kliep_alpha(Phi_t[fit_rows], Phi_s.mean(0), self.max_iter)
                 ll += float(np.mean(np.log(np.maximum(Phi_t[rest[va]] @ a, 1e-300))))
             scores.append(ll)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import KFold
 
-from lowshot.instance._base import BaseReweighter, kernel, median_gamma
+from lowshot.instance._base import BaseReweighter, kernel, target_centres
 from lowshot.registry import register_method
 
 
@@ -53,14 +53,7 @@ class ULSIF(BaseReweighter):
         self.seed = seed
 
     def _fit(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:
-        rng = np.random.default_rng(self.seed)
-        perm = rng.permutation(Xt.shape[0])
-        n_c = min(self.n_centers, max(1, Xt.shape[0] // 2))
-        self.centers_ = Xt[perm[:n_c]]
-        # Held-out target rows exclude the centres: a centre's own kernel would reward
-        # ever narrower widths in the cross-validated criterion.
-        rest = perm[n_c:]
-        base = median_gamma(np.asarray(Xs.toarray() if hasattr(Xs, "toarray") else Xs), self.seed)
+        self.centers_, centre_rows, rest, base = target_centres(Xs, Xt, self.n_centers, self.seed)
         best = (np.inf, base, self.lambdas[0])
         k = min(self.cv, Xs.shape[0], len(rest))
         splits_s = list(
@@ -73,7 +66,7 @@ class ULSIF(BaseReweighter):
             for lam in self.lambdas:
                 score = 0.0
                 for (trs, vas), (trt, vat) in zip(splits_s, splits_t, strict=True):
-                    fit_t = np.r_[perm[:n_c], rest[trt]]
+                    fit_t = np.r_[centre_rows, rest[trt]]
                     theta = _solve(Phi_s[trs], Phi_t[fit_t], lam, self.alpha)
                     score += _loss(Phi_s[vas], Phi_t[rest[vat]], theta, self.alpha)
                 if score < best[0]:
