@@ -93,7 +93,7 @@ def test_adapter_contract(adapter, digits):
     Z = fitted.transform(X, sample_domain=sd)
     assert Z.shape[0] == len(X) and np.isfinite(Z).all()
     assert np.allclose(fitted.transform(Xt), Z[len(Xs) :])  # no sample_domain: rows are target
-    with pytest.raises(DataError, match="fitted on 256"):
+    with pytest.raises(DataError, match="is expecting 256 features"):
         fitted.transform(np.ones((2, 5)))
 
 

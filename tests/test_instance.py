@@ -135,5 +135,5 @@ def test_bad_input_is_named():
     with pytest.raises(DataError, match="NaN or inf"):
         KMM().fit(bad, sample_domain=sd)
     est = KMM().fit(X, sample_domain=sd)
-    with pytest.raises(DataError, match="fitted on 3"):
+    with pytest.raises(DataError, match="is expecting 3 features"):
         est.predict_weights(rng.normal(size=(2, 5)))

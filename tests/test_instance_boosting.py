@@ -76,5 +76,5 @@ def test_boosting_bad_input():
     X, _, sd = stack_domains(np.ones((5, 2)), np.ones((3, 2)))
     with pytest.raises(DataError, match="single class"):
         TrAdaBoost().fit(X, np.zeros(8, int), sample_domain=sd)
-    with pytest.raises(DataError, match="needs labels"):
+    with pytest.raises(DataError, match="requires y to be passed"):
         TrAdaBoost().fit(X, None, sample_domain=sd)

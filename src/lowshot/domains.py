@@ -11,6 +11,8 @@ slices it with the rows, and in a ``Pipeline`` it goes to the step that needs it
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -66,6 +68,10 @@ def split_domains(
         raise DataError(
             f"{where}: sample_domain must be non-zero integers (> 0 source, < 0 target)."
         )
+    if len(sd) < 2:
+        raise DataError(
+            f"{where}: got 1 sample; adaptation needs at least one source and one target row."
+        )
     src, tgt = sd > 0, sd < 0
     if not src.any():
         raise DataError(f"{where}: no source rows (sample_domain > 0).")
@@ -81,3 +87,25 @@ def check_finite(X: np.ndarray, where: str) -> np.ndarray:
     if not np.all(np.isfinite(data)):
         raise DataError(f"{where}: X contains NaN or inf; impute or drop those rows first.")
     return X
+
+
+def check_n_features(X: Any, expected: int, name: str) -> None:
+    """The feature count must match fit's; the wording is scikit-learn's own."""
+    if X.shape[1] != expected:
+        raise DataError(
+            f"X has {X.shape[1]} features, but {name} is expecting {expected} features as input."
+        )
+
+
+def validate_rows(X: Any, name: str) -> Any:
+    """Any array-like (dense or CSR) as a float matrix, with a clear error for NaN/inf."""
+    from sklearn.utils.validation import check_array
+
+    X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
+    return check_finite(X, name)
+
+
+def sparse_tags(tags: Any) -> Any:
+    """scikit-learn tags for estimators that accept CSR input."""
+    tags.input_tags.sparse = True
+    return tags

@@ -14,9 +14,15 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
-from lowshot.domains import check_finite, split_domains
+from lowshot.domains import (
+    check_finite,
+    check_n_features,
+    sparse_tags,
+    split_domains,
+    validate_rows,
+)
 from lowshot.errors import DataError
 
 
@@ -47,10 +53,7 @@ class BaseAdapter(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "n_features_in_")
         X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
         check_finite(X, type(self).__name__)
-        if X.shape[1] != self.n_features_in_:
-            raise DataError(
-                f"{type(self).__name__}: X has {X.shape[1]} features, fitted on {self.n_features_in_}."
-            )
+        check_n_features(X, self.n_features_in_, type(self).__name__)
         if sample_domain is None:
             return self._map_target(X)
         sd = np.asarray(sample_domain)
@@ -73,6 +76,9 @@ class BaseAdapter(TransformerMixin, BaseEstimator):
         **kw: Any,
     ) -> np.ndarray:
         return self.fit(X, y, sample_domain=sample_domain).transform(X, sample_domain=sample_domain)
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        return sparse_tags(super().__sklearn_tags__())
 
     def _fit(self, Xs: Any, ys: np.ndarray | None, Xt: Any) -> None:
         raise NotImplementedError
@@ -99,7 +105,9 @@ class DAClassifier(ClassifierMixin, BaseEstimator):
         self.estimator = estimator
 
     def fit(self, X: Any, y: np.ndarray, sample_domain: np.ndarray | None = None) -> DAClassifier:
+        X, y = check_X_y(X, y, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
         src, _ = split_domains(X, sample_domain, type(self).__name__)
+        self.n_features_in_ = X.shape[1]
         self.adapter_ = clone(self.adapter).fit(X, y, sample_domain=sample_domain)
         Z = self.adapter_.transform(X, sample_domain=sample_domain)
         self.estimator_ = (
@@ -111,4 +119,9 @@ class DAClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        return self.estimator_.predict(self.adapter_.transform(X))
+        return self.estimator_.predict(
+            self.adapter_.transform(validate_rows(X, type(self).__name__))
+        )
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        return sparse_tags(super().__sklearn_tags__())

@@ -109,7 +109,7 @@ class _MMDEmbedding(BaseAdapter):
             a = K @ M @ K + self.mu * np.eye(n)
             b = K @ H @ K
         b = b + 1e-6 * np.trace(b) / len(b) * np.eye(len(b))
-        k = min(self.n_components, len(a) - 1)
+        k = max(1, min(self.n_components, len(a)))  # at most d (primal) or n (dual) components
         _, W = sla.eigh(a, b, subset_by_index=[0, k - 1])
         # eigh returns B-normalised vectors, which blow up low-variance directions; the
         # papers' reference code (MATLAB eigs) uses unit-norm ones

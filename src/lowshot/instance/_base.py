@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from lowshot.domains import check_finite, split_domains
+from lowshot.domains import check_finite, check_n_features, split_domains
 
 
 def median_gamma(X: np.ndarray, seed: int = 0, max_rows: int = 1000) -> float:
@@ -69,12 +69,7 @@ class BaseReweighter(BaseEstimator):
         check_is_fitted(self, "weights_")
         X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
         check_finite(X, type(self).__name__)
-        if X.shape[1] != self.n_features_in_:
-            from lowshot.errors import DataError
-
-            raise DataError(
-                f"{type(self).__name__}: X has {X.shape[1]} features, fitted on {self.n_features_in_}."
-            )
+        check_n_features(X, self.n_features_in_, type(self).__name__)
         return np.maximum(np.asarray(self._predict(X), dtype=np.float64), 0) / self._scale
 
     def _fit(self, Xs: np.ndarray, Xt: np.ndarray) -> np.ndarray:

@@ -12,9 +12,15 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted, check_X_y
 
-from lowshot.domains import check_finite, split_domains
+from lowshot.domains import (
+    check_finite,
+    check_n_features,
+    sparse_tags,
+    split_domains,
+    validate_rows,
+)
 from lowshot.errors import DataError
 from lowshot.registry import register_method
 
@@ -22,11 +28,14 @@ from lowshot.registry import register_method
 def _split(
     X: Any, y: Any, sample_domain: Any, name: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X = check_array(X, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
-    check_finite(X, name)
     if y is None:
-        raise DataError(f"{name}: needs labels for the source rows and the (few) target rows.")
-    src, tgt = split_domains(X, sample_domain, name)
+        raise DataError(
+            f"{name} requires y to be passed, but the target y is None: give labels for the source "
+            "rows and the (few) target rows."
+        )
+    X, y = check_X_y(X, y, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
+    check_finite(X, name)
+    src, _ = split_domains(X, sample_domain, name)
     return X, np.asarray(y), src
 
 
@@ -53,6 +62,7 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any, sample_domain: Any = None) -> TrAdaBoost:
         X, y, src = _split(X, y, sample_domain, type(self).__name__)
+        self.n_features_in_ = X.shape[1]
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise DataError("TrAdaBoost: the labels hold a single class; classification needs two.")
@@ -66,7 +76,7 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
             h = (
                 clone(self.estimator)
                 if self.estimator is not None
-                else DecisionTreeClassifier(max_depth=3)
+                else DecisionTreeClassifier(max_depth=3, random_state=0)
             )
             # weights summing to n: penalised learners weigh their data term against a fixed penalty
             h.fit(X, y, sample_weight=p * len(y))
@@ -84,6 +94,8 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimators_")
+        X = validate_rows(X, type(self).__name__)
+        check_n_features(X, self.n_features_in_, type(self).__name__)
         half = len(self.estimators_) // 2
         votes = np.zeros((X.shape[0], len(self.classes_)))
         for h, a in zip(self.estimators_[half:], self.estimator_weights_[half:], strict=True):
@@ -93,6 +105,9 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(1)]
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        return sparse_tags(super().__sklearn_tags__())
 
 
 @register_method("tradaboost-r2", family="instance")
@@ -111,6 +126,7 @@ class TrAdaBoostR2(RegressorMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any, sample_domain: Any = None) -> TrAdaBoostR2:
         X, y, src = _split(X, y, sample_domain, type(self).__name__)
+        self.n_features_in_ = X.shape[1]
         y = y.astype(np.float64)
         n_s = int(src.sum())
         w = np.ones(len(y)) / len(y)
@@ -122,7 +138,7 @@ class TrAdaBoostR2(RegressorMixin, BaseEstimator):
             h = (
                 clone(self.estimator)
                 if self.estimator is not None
-                else DecisionTreeRegressor(max_depth=4)
+                else DecisionTreeRegressor(max_depth=4, random_state=0)
             )
             # weights summing to n: penalised learners weigh their data term against a fixed penalty
             h.fit(X, y, sample_weight=p * len(y))
@@ -139,6 +155,8 @@ class TrAdaBoostR2(RegressorMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimators_")
+        X = validate_rows(X, type(self).__name__)
+        check_n_features(X, self.n_features_in_, type(self).__name__)
         half = len(self.estimators_) // 2
         preds = np.column_stack([h.predict(X) for h in self.estimators_[half:]])
         a = np.asarray(self.estimator_weights_[half:])
@@ -146,3 +164,6 @@ class TrAdaBoostR2(RegressorMixin, BaseEstimator):
         cum = np.cumsum(a[order], axis=1)
         pick = (cum >= 0.5 * a.sum()).argmax(1)
         return preds[np.arange(len(preds)), order[np.arange(len(preds)), pick]]
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        return sparse_tags(super().__sklearn_tags__())

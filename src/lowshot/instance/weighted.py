@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.validation import check_is_fitted, has_fit_parameter
+from sklearn.utils.validation import check_is_fitted, check_X_y, has_fit_parameter
 
-from lowshot.domains import split_domains
+from lowshot.domains import check_n_features, sparse_tags, split_domains, validate_rows
 from lowshot.instance._base import BaseReweighter
 from lowshot.instance.kmm import KMM
 
@@ -39,7 +39,9 @@ class ImportanceWeightedClassifier(ClassifierMixin, BaseEstimator):
     def fit(
         self, X: np.ndarray, y: np.ndarray, sample_domain: np.ndarray | None = None
     ) -> ImportanceWeightedClassifier:
+        X, y = check_X_y(X, y, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
         src, _ = split_domains(X, sample_domain, type(self).__name__)
+        self.n_features_in_ = X.shape[1]
         self.weighter_ = clone(self.weighter) if self.weighter is not None else KMM()
         self.weighter_.fit(X, sample_domain=sample_domain)
         est = (
@@ -59,10 +61,17 @@ class ImportanceWeightedClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = est.classes_
         return self
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def _rows(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        return self.estimator_.predict(X)
+        X = validate_rows(X, type(self).__name__)
+        check_n_features(X, self.n_features_in_, type(self).__name__)
+        return X
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.estimator_.predict(self._rows(X))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.predict_proba(X)
+        return self.estimator_.predict_proba(self._rows(X))
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        return sparse_tags(super().__sklearn_tags__())
