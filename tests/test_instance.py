@@ -134,6 +134,8 @@ def test_bad_input_is_named():
     bad[3, 1] = np.nan
     with pytest.raises(DataError, match="NaN or inf"):
         KMM().fit(bad, sample_domain=sd)
+    with pytest.raises(DataError, match="single class"):
+        ImportanceWeightedClassifier(KMM()).fit(X, np.zeros(len(X), int), sample_domain=sd)
     est = KMM().fit(X, sample_domain=sd)
     with pytest.raises(DataError, match="is expecting 3 features"):
         est.predict_weights(rng.normal(size=(2, 5)))

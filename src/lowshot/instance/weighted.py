@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted, check_X_y, has_fit_parameter
 
 from lowshot.domains import check_n_features, sparse_tags, split_domains, validate_rows
+from lowshot.errors import DataError
 from lowshot.instance._base import BaseReweighter
 from lowshot.instance.kmm import KMM
 
@@ -42,6 +43,10 @@ class ImportanceWeightedClassifier(ClassifierMixin, BaseEstimator):
         X, y = check_X_y(X, y, accept_sparse="csr", dtype=np.float64, ensure_all_finite=False)
         src, _ = split_domains(X, sample_domain, type(self).__name__)
         self.n_features_in_ = X.shape[1]
+        if len(np.unique(np.asarray(y)[src])) < 2:
+            raise DataError(
+                f"{type(self).__name__}: the source rows hold a single class; a classifier needs two."
+            )
         self.weighter_ = clone(self.weighter) if self.weighter is not None else KMM()
         self.weighter_.fit(X, sample_domain=sample_domain)
         est = (
