@@ -199,7 +199,11 @@ def scratch_baseline(
     path = cache.root / "baselines" / f"{key}.json"
     if path.is_file():
         return float(json.loads(path.read_text())["accuracy"])
-    log.info("training the from-scratch baseline (same architecture, random weights)")
+    log.info(
+        "training the from-scratch baseline on %d images (same architecture, random weights; "
+        "--no-baseline skips it)",
+        len(train),
+    )
     ctx = FitContext(cache=cache, seed=seed, device=device, progress=progress)
     _, logits, _, _ = train_and_score(strat, train, test, backbone, ctx)
     pred = logits.argmax(1)
@@ -236,7 +240,13 @@ def _probe_learning_curve(
         idx_a = np.asarray(idx)
         seen = np.unique(train.labels[idx_a])
         pos = {c: j for j, c in enumerate(seen)}
-        W, b, _ = fit_logistic(Xtr[idx_a], np.array([pos[c] for c in train.labels[idx_a]]), C, seed)
+        W, b, _ = fit_logistic(
+            Xtr[idx_a],
+            np.array([pos[c] for c in train.labels[idx_a]]),
+            C,
+            seed,
+            sample_weight=None if train.weights is None else train.weights[idx_a],
+        )
         pred = seen[(Xte @ W.T + b).argmax(1)]
         rows.append({"shots": k, "test_acc": float((pred == test.labels).mean())})
     return rows
