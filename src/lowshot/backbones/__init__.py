@@ -180,9 +180,10 @@ def fold_batchnorm(backbone: Backbone, reuse: bool = True) -> Backbone:
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+    # keyed by weights_id: a trained copy (which gets a new id) never sees a stale fold
     cached = backbone.__dict__.get("_folded") if reuse else None
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] == backbone.weights_id:
+        return cached[1]
     fused = copy.deepcopy(backbone).eval()
     n = 0
     for parent in list(fused.model.modules()):
@@ -211,7 +212,7 @@ def fold_batchnorm(backbone: Backbone, reuse: bool = True) -> Backbone:
         if torch.allclose(ref, out, rtol=1e-3, atol=1e-3 * float(ref.abs().max())):
             result = fused
     if reuse:
-        backbone.__dict__["_folded"] = result
+        backbone.__dict__["_folded"] = (backbone.weights_id, result)
     return result
 
 
