@@ -1,0 +1,259 @@
+"""Transferability scores: how well will features (or a source model) transfer to a
+labelled target, computed before any fine-tuning.
+
+Every score streams like a torchmetrics metric: ``update(features, labels)`` per batch,
+then ``compute()`` once. Where the math allows, only sufficient statistics are kept
+(LogME: F'F, F'Y, Y'Y; H-score: first and second moments; NCE: a joint count table),
+so 10,000 x 1,280 features cost a d x d matrix, not the features themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lowshot.errors import DataError
+from lowshot.registry import register_method
+
+
+def _check(F: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    F = np.asarray(F, dtype=np.float64)
+    y = np.asarray(y).ravel()
+    if F.ndim != 2 or len(F) != len(y):
+        raise DataError(
+            f"{name}: expected features (n, d) and n labels, got {F.shape} and {y.shape}."
+        )
+    if not np.all(np.isfinite(F)):
+        raise DataError(f"{name}: the features contain NaN or inf.")
+    return F, y
+
+
+class _Score:
+    """Streaming contract: ``update`` per batch, ``compute`` once, ``reset`` to reuse."""
+
+    name = ""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def update(self, features: np.ndarray, labels: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> float:
+        raise NotImplementedError
+
+    def __call__(self, features: np.ndarray, labels: np.ndarray) -> float:
+        self.reset()
+        self.update(features, labels)
+        return self.compute()
+
+
+def _labels_index(y: np.ndarray, classes: dict) -> np.ndarray:
+    out = np.empty(len(y), dtype=np.int64)
+    for i, v in enumerate(y.tolist()):
+        out[i] = classes.setdefault(v, len(classes))
+    return out
+
+
+@register_method("logme", family="transferability")
+class LogME(_Score):
+    """LogME (You et al., ICML 2021): the log marginal evidence, per sample, of a Bayesian
+    linear model from the features to each one-hot label column, maximised over the prior
+    precision alpha and noise precision beta by the paper's fixed-point iteration:
+
+    ``gamma = sum_i beta s_i / (alpha + beta s_i)``, ``m = beta (alpha I + beta F'F)^-1 F'y``,
+    ``alpha = gamma / m'm``, ``beta = (n - gamma) / ||y - F m||^2``; evidence
+    ``n/2 log beta + d/2 log alpha - n/2 log 2pi - beta/2 ||y - Fm||^2 - alpha/2 m'm
+    - 1/2 sum_i log(alpha + beta s_i)``, averaged over classes and divided by n.
+    Everything is computed from F'F, F'y and y'y, so it streams exactly. Higher is better.
+    """
+
+    name = "logme"
+
+    def __init__(self, max_iter: int = 100, tol: float = 1e-5) -> None:
+        self.max_iter = max_iter
+        self.tol = tol
+        super().__init__()
+
+    def reset(self) -> None:
+        self._FtF: np.ndarray | None = None
+        self._FtY: dict[int, np.ndarray] = {}
+        self._yy: dict[int, float] = {}
+        self._classes: dict = {}
+        self._n = 0
+
+    def update(self, features: np.ndarray, labels: np.ndarray) -> None:
+        F, y = _check(features, labels, "LogME")
+        idx = _labels_index(y, self._classes)
+        self._FtF = F.T @ F if self._FtF is None else self._FtF + F.T @ F
+        for c in np.unique(idx):
+            col = (idx == c).astype(np.float64)
+            self._FtY[c] = self._FtY.get(c, 0) + F.T @ col
+            self._yy[c] = self._yy.get(c, 0.0) + float(col.sum())  # y'y of a 0/1 column
+        self._n += len(y)
+
+    def compute(self) -> float:
+        if self._FtF is None or self._n == 0:
+            raise DataError("LogME: no data; call update() first.")
+        if len(self._classes) < 2:
+            raise DataError(
+                "LogME: the labels hold a single class; transferability needs two or more."
+            )
+        n, d = self._n, self._FtF.shape[0]
+        s, V = np.linalg.eigh(self._FtF)
+        s = np.maximum(s, 0.0)
+        evid = []
+        for c in self._FtY:
+            z = V.T @ self._FtY[c]  # F'y in the eigenbasis
+            yy = self._yy[c]
+            alpha, beta = 1.0, 1.0
+            for _ in range(self.max_iter):
+                denom = alpha + beta * s
+                gamma = float((beta * s / denom).sum())
+                m_e = beta * z / denom  # m in the eigenbasis
+                mm = float(m_e @ m_e)
+                res = max(yy - 2 * float(m_e @ z) + float((s * m_e**2).sum()), 1e-12)
+                new_alpha, new_beta = gamma / max(mm, 1e-12), (n - gamma) / res
+                done = (
+                    abs(new_alpha - alpha) / alpha < self.tol
+                    and abs(new_beta - beta) / beta < self.tol
+                )
+                alpha, beta = new_alpha, new_beta
+                if done:
+                    break
+            denom = alpha + beta * s
+            m_e = beta * z / denom
+            mm = float(m_e @ m_e)
+            res = max(yy - 2 * float(m_e @ z) + float((s * m_e**2).sum()), 1e-12)
+            ev = (
+                n / 2 * np.log(beta)
+                + d / 2 * np.log(alpha)
+                - n / 2 * np.log(2 * np.pi)
+                - beta / 2 * res
+                - alpha / 2 * mm
+                - 0.5 * np.log(denom).sum()
+            )
+            evid.append(ev / n)
+        return float(np.mean(evid))
+
+
+@register_method("h-score", family="transferability")
+class HScore(_Score):
+    """H-score (Bao et al., ICIP 2019): ``tr(cov(f)^-1 cov(E[f | y]))``, how much of the
+    features' variance the class means explain. ``shrinkage`` > 0 uses
+    ``(1 - a) cov + a * tr(cov)/d * I`` (the shrinkage H-score of Ibrahim et al., ICLR 2022,
+    with a fixed a; their Ledoit-Wolf choice needs the raw features). Higher is better."""
+
+    name = "h-score"
+
+    def __init__(self, shrinkage: float = 0.0) -> None:
+        self.shrinkage = shrinkage
+        super().__init__()
+
+    def reset(self) -> None:
+        self._n = 0
+        self._sum: np.ndarray | None = None
+        self._outer: np.ndarray | None = None
+        self._class_sum: dict[int, np.ndarray] = {}
+        self._class_n: dict[int, int] = {}
+        self._classes: dict = {}
+
+    def update(self, features: np.ndarray, labels: np.ndarray) -> None:
+        F, y = _check(features, labels, "H-score")
+        idx = _labels_index(y, self._classes)
+        self._sum = F.sum(0) if self._sum is None else self._sum + F.sum(0)
+        self._outer = F.T @ F if self._outer is None else self._outer + F.T @ F
+        for c in np.unique(idx):
+            rows = F[idx == c]
+            self._class_sum[c] = self._class_sum.get(c, 0) + rows.sum(0)
+            self._class_n[c] = self._class_n.get(c, 0) + len(rows)
+        self._n += len(y)
+
+    def compute(self) -> float:
+        if self._sum is None or self._outer is None:
+            raise DataError("H-score: no data; call update() first.")
+        if len(self._classes) < 2:
+            raise DataError(
+                "H-score: the labels hold a single class; transferability needs two or more."
+            )
+        n = self._n
+        mu = self._sum / n
+        cov = self._outer / n - np.outer(mu, mu)
+        if self.shrinkage > 0:
+            d = len(mu)
+            cov = (1 - self.shrinkage) * cov + self.shrinkage * np.trace(cov) / d * np.eye(d)
+        cov_g = np.zeros_like(cov)
+        for c, total in self._class_sum.items():
+            g = total / self._class_n[c] - mu
+            cov_g += self._class_n[c] / n * np.outer(g, g)
+        return float(np.trace(np.linalg.pinv(cov, rcond=1e-10) @ cov_g))
+
+
+@register_method("nce", family="transferability")
+class NCE(_Score):
+    """Negative conditional entropy (Tran et al., ICCV 2019): ``-H(Y | Z)`` with Z the source
+    model's predicted source class. Takes source-class probabilities (or hard source
+    labels) as ``features``. Higher (closer to 0) is better."""
+
+    name = "nce"
+
+    def reset(self) -> None:
+        self._joint: dict[tuple[int, int], float] = {}
+        self._classes: dict = {}
+        self._n = 0
+
+    def update(self, features: np.ndarray, labels: np.ndarray) -> None:
+        P = np.asarray(features)
+        z = P.argmax(1) if P.ndim == 2 else P.astype(np.int64)
+        if len(z) != len(np.ravel(labels)):
+            raise DataError("NCE: source predictions and labels differ in length.")
+        y = _labels_index(np.ravel(labels), self._classes)
+        for a, b in zip(z.tolist(), y.tolist(), strict=True):
+            self._joint[(a, b)] = self._joint.get((a, b), 0.0) + 1.0
+        self._n += len(y)
+
+    def compute(self) -> float:
+        if not self._n:
+            raise DataError("NCE: no data; call update() first.")
+        pz: dict[int, float] = {}
+        for (a, _), v in self._joint.items():
+            pz[a] = pz.get(a, 0.0) + v
+        return float(sum(v / self._n * np.log(v / pz[a]) for (a, _), v in self._joint.items()))
+
+
+@register_method("leep", family="transferability")
+class LEEP(_Score):
+    """LEEP (Nguyen et al., ICML 2020): ``1/n sum_i log sum_z P(y_i | z) theta(x_i)_z`` with
+    ``theta`` the source model's class probabilities and ``P(y | z)`` the empirical
+    conditional from the joint ``P(y, z) = 1/n sum_i theta(x_i)_z [y_i = y]``. Needs both
+    passes over theta, so ``update`` keeps the probabilities. Higher is better."""
+
+    name = "leep"
+
+    def reset(self) -> None:
+        self._theta: list[np.ndarray] = []
+        self._y: list[np.ndarray] = []
+        self._classes: dict = {}
+
+    def update(self, features: np.ndarray, labels: np.ndarray) -> None:
+        theta, y = _check(features, labels, "LEEP")
+        if np.any(theta < 0) or not np.allclose(theta.sum(1), 1, atol=1e-3):
+            raise DataError(
+                "LEEP: features must be source-class probabilities (rows summing to 1)."
+            )
+        self._theta.append(theta)
+        self._y.append(_labels_index(y, self._classes))
+
+    def compute(self) -> float:
+        if not self._theta:
+            raise DataError("LEEP: no data; call update() first.")
+        theta, y = np.vstack(self._theta), np.concatenate(self._y)
+        n, C = len(y), len(self._classes)
+        joint = np.zeros((C, theta.shape[1]))
+        np.add.at(joint, y, theta)
+        joint /= n
+        cond = joint / np.maximum(joint.sum(0, keepdims=True), 1e-300)  # P(y | z)
+        eep = (theta * cond[y]).sum(1)
+        return float(np.mean(np.log(np.maximum(eep, 1e-300))))

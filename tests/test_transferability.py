@@ -1,0 +1,95 @@
+"""Transferability scores against their papers' definitions on small cases."""
+
+import numpy as np
+import pytest
+
+from lowshot.errors import DataError
+from lowshot.registry import list_methods
+from lowshot.transferability import LEEP, NCE, HScore, LogME
+
+
+def logme_direct(F, y):
+    """LogME straight from the paper (You et al. 2021, Alg. 1) on the raw features via SVD."""
+    n, d = F.shape
+    u, sv, _ = np.linalg.svd(F, full_matrices=False)
+    s = sv**2
+    out = []
+    for c in np.unique(y):
+        t = (y == c).astype(float)
+        z = u.T @ t  # projections on the left singular vectors
+        alpha, beta = 1.0, 1.0
+        for _ in range(100):
+            gamma = (beta * s / (alpha + beta * s)).sum()
+            m2 = (beta**2 * s * z**2 / (alpha + beta * s) ** 2).sum()  # m'm
+            res2 = ((alpha * z / (alpha + beta * s)) ** 2).sum() + (t @ t - z @ z)  # ||t - F m||^2
+            alpha, beta = gamma / m2, (n - gamma) / res2
+        m2 = (beta**2 * s * z**2 / (alpha + beta * s) ** 2).sum()
+        res2 = ((alpha * z / (alpha + beta * s)) ** 2).sum() + (t @ t - z @ z)
+        ev = (
+            n / 2 * np.log(beta)
+            + d / 2 * np.log(alpha)
+            - n / 2 * np.log(2 * np.pi)
+            - beta / 2 * res2
+            - alpha / 2 * m2
+            - 0.5 * np.log(alpha + beta * s).sum()
+        )
+        out.append(ev / n)
+    return float(np.mean(out))
+
+
+def test_registry_lists_the_family():
+    assert {"logme", "leep", "nce", "h-score"} <= {m.name for m in list_methods("transferability")}
+
+
+def test_logme_matches_the_paper_algorithm_and_streams_exactly():
+    rng = np.random.default_rng(0)
+    F = rng.normal(size=(300, 20))
+    y = (F[:, 0] + 0.5 * rng.normal(size=300) > 0).astype(int) + 2 * (F[:, 1] > 0.8)
+    ref = logme_direct(F, y)
+    assert LogME()(F, y) == pytest.approx(ref, rel=1e-4)
+    s = LogME()
+    for part in np.array_split(np.arange(300), 3):
+        s.update(F[part], y[part])
+    assert s.compute() == pytest.approx(ref, rel=1e-4)
+    # informative features score higher than noise
+    assert LogME()(F, y) > LogME()(rng.normal(size=(300, 20)), y)
+
+
+def test_h_score_worked_by_hand():
+    # 1-D features, two classes at -1 and +1, each with within-class spread 0:
+    # cov(f) = 1 and cov(E[f|y]) = 1, so H = 1
+    F = np.array([[-1.0], [-1.0], [1.0], [1.0]])
+    y = np.array([0, 0, 1, 1])
+    assert HScore()(F, y) == pytest.approx(1.0)
+    # add within-class spread 1: cov(f) = 1 + 1 = 2, class means unchanged, H = 1/2
+    F2 = np.array([[-2.0], [0.0], [0.0], [2.0]])
+    assert HScore()(F2, y) == pytest.approx(0.5)
+
+
+def test_nce_worked_by_hand():
+    # source predictions z and target labels y: z=0 -> y in {0, 0, 1}; z=1 -> y = {1}
+    z = np.array([0, 0, 0, 1])
+    y = np.array([0, 0, 1, 1])
+    # -H(Y|Z) = sum P(y,z) log P(y|z) = 2/4 log(2/3) + 1/4 log(1/3) + 1/4 log 1
+    expect = 0.5 * np.log(2 / 3) + 0.25 * np.log(1 / 3)
+    assert NCE()(np.eye(2)[z], y) == pytest.approx(expect)
+
+
+def test_leep_worked_by_hand():
+    theta = np.array([[0.8, 0.2], [0.6, 0.4], [0.1, 0.9]])
+    y = np.array([0, 0, 1])
+    joint = np.array([[0.8 + 0.6, 0.2 + 0.4], [0.1, 0.9]]) / 3  # P(y, z)
+    cond = joint / joint.sum(0)  # P(y | z)
+    expect = np.mean([np.log(theta[i] @ cond[y[i]]) for i in range(3)])
+    assert LEEP()(theta, y) == pytest.approx(expect)
+
+
+def test_bad_input():
+    with pytest.raises(DataError, match="single class"):
+        LogME()(np.ones((5, 3)), np.zeros(5))
+    with pytest.raises(DataError, match="NaN or inf"):
+        HScore()(np.array([[np.nan], [1.0]]), np.array([0, 1]))
+    with pytest.raises(DataError, match="probabilities"):
+        LEEP()(np.array([[2.0, -1.0]]), np.array([0]))
+    with pytest.raises(DataError, match="no data"):
+        LogME().compute()
