@@ -5,7 +5,7 @@ import pytest
 
 from lowshot.errors import DataError
 from lowshot.registry import list_methods
-from lowshot.transferability import LEEP, NCE, HScore, LogME
+from lowshot.transferability import GBC, LEEP, NCE, HScore, LogME, TransRate
 
 
 def logme_direct(F, y):
@@ -93,3 +93,46 @@ def test_bad_input():
         LEEP()(np.array([[2.0, -1.0]]), np.array([0]))
     with pytest.raises(DataError, match="no data"):
         LogME().compute()
+
+
+def test_gbc_worked_by_hand():
+    # two 1-D classes, means -1 and +1, variance 1 each: D_B = (2^2)/(8*1) = 0.5 per ordered pair
+    F = np.array([[-2.0], [0.0], [0.0], [2.0]])
+    y = np.array([0, 0, 1, 1])
+    assert GBC()(F, y) == pytest.approx(-2 * np.exp(-0.5))
+
+
+def test_transrate_matches_its_definition_and_streams():
+    rng = np.random.default_rng(1)
+    F = rng.normal(size=(200, 6))
+    y = (F[:, 0] > 0).astype(int)
+    eps = 1e-2
+
+    def rate(Z):
+        n, d = Z.shape
+        return 0.5 * np.linalg.slogdet(np.eye(d) + d / (n * eps**2) * Z.T @ Z)[1]
+
+    Z = F - F.mean(0)
+    direct = rate(Z) - sum((y == c).mean() * rate(Z[y == c]) for c in (0, 1))
+    assert TransRate(eps=eps)(F, y) == pytest.approx(direct, rel=1e-6)
+    s = TransRate(eps=eps)
+    for part in np.array_split(np.arange(200), 4):
+        s.update(F[part], y[part])
+    assert s.compute() == pytest.approx(direct, rel=1e-6)
+
+
+def test_domain_distances_on_real_digits(data_root):
+    from lowshot.data import load_benchmark_arrays
+    from lowshot.transferability import coral_distance, mk_mmd, proxy_a_distance
+
+    m = load_benchmark_arrays("mnist-usps", "mnist", root=data_root).dense()
+    u = load_benchmark_arrays("mnist-usps", "usps", root=data_root).dense()
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(m))
+    a, b = m[perm[:500]], m[perm[500:1000]]  # two halves of one domain
+    cross = u[rng.permutation(len(u))[:500]]
+    assert proxy_a_distance(a, b) < 0.5 < 1.5 < proxy_a_distance(a, cross)
+    assert mk_mmd(a, b) < 0.1 * mk_mmd(a, cross)
+    assert coral_distance(a, b) < coral_distance(a, cross)
+    with pytest.raises(DataError, match="features"):
+        mk_mmd(a, cross[:, :10])

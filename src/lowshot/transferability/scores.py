@@ -257,3 +257,108 @@ class LEEP(_Score):
         cond = joint / np.maximum(joint.sum(0, keepdims=True), 1e-300)  # P(y | z)
         eep = (theta * cond[y]).sum(1)
         return float(np.mean(np.log(np.maximum(eep, 1e-300))))
+
+
+@register_method("gbc", family="transferability")
+class GBC(_Score):
+    """Gaussian Bhattacharyya Coefficient (Pandy et al., CVPR 2022): each class as a
+    Gaussian with diagonal covariance; ``GBC = -sum_{i != j} BC(c_i, c_j)`` with
+    ``BC = exp(-D_B)`` and the Bhattacharyya distance
+    ``D_B = 1/8 (mu_i - mu_j)' S^-1 (mu_i - mu_j) + 1/2 ln(det S / sqrt(det S_i det S_j))``,
+    ``S = (S_i + S_j) / 2``. Less class overlap gives a higher (closer to 0) score. The
+    paper first reduces features with PCA; pass reduced features for its exact recipe."""
+
+    name = "gbc"
+
+    def reset(self) -> None:
+        self._s1: dict[int, np.ndarray] = {}
+        self._s2: dict[int, np.ndarray] = {}
+        self._n: dict[int, int] = {}
+        self._classes: dict = {}
+
+    def update(self, features: np.ndarray, labels: np.ndarray) -> None:
+        F, y = _check(features, labels, "GBC")
+        idx = _labels_index(y, self._classes)
+        for c in np.unique(idx):
+            rows = F[idx == c]
+            self._s1[c] = self._s1.get(c, 0) + rows.sum(0)
+            self._s2[c] = self._s2.get(c, 0) + (rows**2).sum(0)
+            self._n[c] = self._n.get(c, 0) + len(rows)
+
+    def compute(self) -> float:
+        if len(self._classes) < 2:
+            raise DataError("GBC: needs at least two classes with data.")
+        mus, vars_ = {}, {}
+        for c, n in self._n.items():
+            mus[c] = self._s1[c] / n
+            vars_[c] = np.maximum(self._s2[c] / n - mus[c] ** 2, 1e-8)
+        total = 0.0
+        cs = sorted(self._n)
+        for i in cs:
+            for j in cs:
+                if i == j:
+                    continue
+                s = (vars_[i] + vars_[j]) / 2
+                diff = mus[i] - mus[j]
+                db = 0.125 * float((diff**2 / s).sum()) + 0.5 * float(
+                    np.log(s).sum() - 0.5 * (np.log(vars_[i]).sum() + np.log(vars_[j]).sum())
+                )
+                total += np.exp(-db)
+        return float(-total)
+
+
+@register_method("transrate", family="transferability")
+class TransRate(_Score):
+    """TransRate (Huang et al., ICML 2022): the coding rate of the features minus their
+    rate given the label, ``R(Z) - sum_c n_c/n R(Z_c)`` with
+    ``R(Z) = 1/2 logdet(I + d/(n eps^2) Z'Z)`` on centred features. Streams from the
+    overall and per-class second moments. Higher is better."""
+
+    name = "transrate"
+
+    def __init__(self, eps: float = 1e-4) -> None:
+        self.eps = eps
+        super().__init__()
+
+    def reset(self) -> None:
+        self._n = 0
+        self._s1: np.ndarray | None = None
+        self._s2: np.ndarray | None = None
+        self._c1: dict[int, np.ndarray] = {}
+        self._c2: dict[int, np.ndarray] = {}
+        self._cn: dict[int, int] = {}
+        self._classes: dict = {}
+
+    def update(self, features: np.ndarray, labels: np.ndarray) -> None:
+        F, y = _check(features, labels, "TransRate")
+        idx = _labels_index(y, self._classes)
+        self._s1 = F.sum(0) if self._s1 is None else self._s1 + F.sum(0)
+        self._s2 = F.T @ F if self._s2 is None else self._s2 + F.T @ F
+        for c in np.unique(idx):
+            rows = F[idx == c]
+            self._c1[c] = self._c1.get(c, 0) + rows.sum(0)
+            self._c2[c] = self._c2.get(c, 0) + rows.T @ rows
+            self._cn[c] = self._cn.get(c, 0) + len(rows)
+        self._n += len(y)
+
+    def _rate(self, s1: np.ndarray, s2: np.ndarray, n: int, mu: np.ndarray) -> float:
+        # Z'Z of the rows centred on the overall mean mu, from the sums
+        ztz = s2 - np.outer(s1, mu) - np.outer(mu, s1) + n * np.outer(mu, mu)
+        d = len(mu)
+        _, logdet = np.linalg.slogdet(np.eye(d) + d / (n * self.eps**2) * ztz)
+        return 0.5 * float(logdet)
+
+    def compute(self) -> float:
+        if self._s1 is None or self._s2 is None:
+            raise DataError("TransRate: no data; call update() first.")
+        if len(self._classes) < 2:
+            raise DataError(
+                "TransRate: the labels hold a single class; transferability needs two or more."
+            )
+        mu = self._s1 / self._n
+        whole = self._rate(self._s1, self._s2, self._n, mu)
+        given = sum(
+            self._cn[c] / self._n * self._rate(self._c1[c], self._c2[c], self._cn[c], mu)
+            for c in self._cn
+        )
+        return float(whole - given)
