@@ -60,10 +60,10 @@ def test_h_score_worked_by_hand():
     # cov(f) = 1 and cov(E[f|y]) = 1, so H = 1
     F = np.array([[-1.0], [-1.0], [1.0], [1.0]])
     y = np.array([0, 0, 1, 1])
-    assert HScore()(F, y) == pytest.approx(1.0)
+    assert HScore(shrinkage=0)(F, y) == pytest.approx(1.0)
     # add within-class spread 1: cov(f) = 1 + 1 = 2, class means unchanged, H = 1/2
     F2 = np.array([[-2.0], [0.0], [0.0], [2.0]])
-    assert HScore()(F2, y) == pytest.approx(0.5)
+    assert HScore(shrinkage=0)(F2, y) == pytest.approx(0.5)
 
 
 def test_nce_worked_by_hand():
@@ -136,3 +136,50 @@ def test_domain_distances_on_real_digits(data_root):
     assert coral_distance(a, b) < coral_distance(a, cross)
     with pytest.raises(DataError, match="features"):
         mk_mmd(a, cross[:, :10])
+
+
+def test_oas_matches_scikit_learn_and_unsaturates_h_score():
+    from sklearn.covariance import OAS
+
+    from lowshot.transferability.scores import oas_shrinkage
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 60))  # fewer samples than dimensions
+    cov = np.cov(X, rowvar=False, bias=True)
+    assert oas_shrinkage(cov, 40) == pytest.approx(
+        OAS(assume_centered=False).fit(X).shrinkage_, rel=1e-6
+    )
+    y = np.repeat([0, 1, 2, 3], 10)
+    informative = X + 1.5 * np.eye(60)[y * 5]  # class-dependent means along 4 axes
+    # with n < d the plain score is saturated at C - 1 whatever the features ...
+    assert HScore(shrinkage=0)(X, y) == pytest.approx(3.0, rel=1e-3)
+    assert HScore(shrinkage=0)(informative, y) == pytest.approx(3.0, rel=1e-3)
+    # ... while the shrunk one still tells informative features from noise
+    assert HScore()(informative, y) > HScore()(X, y) + 1.0
+
+
+def test_rank_commands_on_real_data(data_root, mini, cache_dir):
+    from lowshot.transferability.rank import rank_backbones, rank_sources
+
+    r = rank_backbones(mini["train"], ["lite0", "lite0@random"], layers=[6], progress=False)
+    rows = {(x["backbone"], x["layer"]): x for x in r["ranking"]}
+    assert set(rows) == {
+        ("lite0", "final"),
+        ("lite0", 6),
+        ("lite0@random", "final"),
+        ("lite0@random", 6),
+    }
+    assert rows[("lite0", "final")]["logme"] > rows[("lite0@random", "final")]["logme"]
+    assert "leep" in rows[("lite0", "final")] and "leep" not in rows[("lite0", 6)]
+    assert [x["logme"] for x in r["ranking"]] == sorted(
+        (x["logme"] for x in r["ranking"]), reverse=True
+    )
+    amazon = data_root / "amazon-reviews"
+    s = rank_sources(
+        amazon / "kitchen_train.svmlight",
+        [str(amazon / f"{d}_train.svmlight") for d in ("books", "electronics")],
+        progress=False,
+    )
+    assert s["ranked_by"] == "label_ot" and s["ranking"][0]["source"].endswith(
+        "electronics_train.svmlight"
+    )

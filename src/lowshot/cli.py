@@ -54,6 +54,10 @@ cache_app = typer.Typer(
     help="The feature cache ($LOWSHOT_CACHE, default ~/.cache/lowshot).",
 )
 app.add_typer(cache_app, name="cache")
+rank_app = typer.Typer(
+    cls=_Group, no_args_is_help=True, help="Rank backbones or source domains before training."
+)
+app.add_typer(rank_app, name="rank")
 console = Console()
 
 
@@ -427,6 +431,85 @@ def data_fetch(
 
     d = do_fetch(name, root)
     console.print(f"{name}: ready at {d}")
+
+
+def _print_ranking(result: dict, cols: list[str], first: str) -> None:
+    t = Table(first, *cols, "seconds")
+    for r in result["ranking"]:
+        label = Path(r["source"]).name if "source" in r else ""
+        if "layer" in r:
+            label = f"{r['backbone']} / {r['layer']}"
+        t.add_row(
+            str(label),
+            *[f"{r[c]:.4g}" if c in r else "–" for c in cols],
+            f"{sum(r['seconds'].values()):.2f}",
+        )
+    console.print(t)
+    console.print(f"recommendation: {result['recommendation']}")
+
+
+@rank_app.command("backbones")
+def rank_backbones_cmd(
+    data: Annotated[
+        str, typer.Option(help="Labelled target images (class folders, a list or office31:webcam).")
+    ],
+    candidates: Annotated[
+        str, typer.Option(help="Comma-separated backbone names, e.g. lite0,lite1,lite2.")
+    ] = "lite0,lite1,lite2",
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated stage indices to score too (features entering that stage, average-pooled)."
+        ),
+    ] = None,
+    shots: Annotated[int | None, typer.Option(help="Score on K labelled images per class.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for --shots.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every transferability score for each candidate backbone (and layer), with timings."""
+    _setup_logging(json_out)
+    from lowshot.transferability.rank import rank_backbones
+
+    layer_list = [int(x) for x in layers.split(",")] if layers else None
+    res = rank_backbones(
+        data,
+        candidates.split(","),
+        layers=layer_list,
+        shots=shots,
+        seed=seed,
+        progress=not json_out,
+    )
+    if json_out:
+        print(json.dumps(res, indent=2))
+    else:
+        _print_ranking(
+            res, ["logme", "h-score", "gbc", "transrate", "leep", "nce"], "backbone / layer"
+        )
+
+
+@rank_app.command("sources")
+def rank_sources_cmd(
+    target: Annotated[
+        str,
+        typer.Option(
+            help="Target: image folder or array file (labels used by the label-aware distance)."
+        ),
+    ],
+    sources: Annotated[
+        str, typer.Option(help="Comma-separated candidate sources (same kind as the target).")
+    ],
+    backbone: Annotated[str, typer.Option(help="Backbone for image folders.")] = "lite0",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Distances from each candidate source domain to the target, closest first."""
+    _setup_logging(json_out)
+    from lowshot.transferability.rank import rank_sources
+
+    res = rank_sources(target, sources.split(","), backbone=backbone, progress=not json_out)
+    if json_out:
+        print(json.dumps(res, indent=2))
+    else:
+        _print_ranking(res, ["label_ot", "a_distance", "mk_mmd", "coral"], "source")
 
 
 @cache_app.command("info")

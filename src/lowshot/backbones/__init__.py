@@ -97,6 +97,8 @@ def file_sha256(path: str | Path) -> str:
 class Backbone(nn.Module):
     """A feature extractor: images (B, 3, H, W) -> pooled features (B, num_features)."""
 
+    source_head: nn.Linear | None  # set in __init__, outside nn.Module's registry
+
     def __init__(
         self,
         name: str,

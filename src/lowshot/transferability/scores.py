@@ -139,16 +139,28 @@ class LogME(_Score):
         return float(np.mean(evid))
 
 
+def oas_shrinkage(cov: np.ndarray, n: int) -> float:
+    """Oracle Approximating Shrinkage intensity toward ``tr(S)/d * I`` (Chen et al. 2010), in
+    the corrected form scikit-learn's ``OAS`` uses: ``(|S|^2 + tr(S)^2) / ((n + 1)(|S|^2 - tr(S)^2/d))``."""
+    d = len(cov)
+    tr, tr2 = float(np.trace(cov)), float((cov**2).sum())
+    num = tr2 + tr**2
+    den = (n + 1) * (tr2 - tr**2 / d)
+    return 1.0 if den <= 0 else float(min(1.0, num / den))
+
+
 @register_method("h-score", family="transferability")
 class HScore(_Score):
     """H-score (Bao et al., ICIP 2019): ``tr(cov(f)^-1 cov(E[f | y]))``, how much of the
-    features' variance the class means explain. ``shrinkage`` > 0 uses
-    ``(1 - a) cov + a * tr(cov)/d * I`` (the shrinkage H-score of Ibrahim et al., ICLR 2022,
-    with a fixed a; their Ledoit-Wolf choice needs the raw features). Higher is better."""
+    features' variance the class means explain. With fewer samples than dimensions the
+    plain covariance is singular and the score saturates at C - 1, so by default it is
+    shrunk, ``(1 - a) cov + a * tr(cov)/d * I``, with the OAS intensity ``a`` (Chen et al.
+    2010; computable from the streamed covariance): the shrinkage H-score of Ibrahim et
+    al., ICLR 2022. ``shrinkage=0`` gives the original score. Higher is better."""
 
     name = "h-score"
 
-    def __init__(self, shrinkage: float = 0.0) -> None:
+    def __init__(self, shrinkage: float | str = "auto") -> None:
         self.shrinkage = shrinkage
         super().__init__()
 
@@ -181,9 +193,10 @@ class HScore(_Score):
         n = self._n
         mu = self._sum / n
         cov = self._outer / n - np.outer(mu, mu)
-        if self.shrinkage > 0:
-            d = len(mu)
-            cov = (1 - self.shrinkage) * cov + self.shrinkage * np.trace(cov) / d * np.eye(d)
+        d = len(mu)
+        a = oas_shrinkage(cov, n) if self.shrinkage == "auto" else float(self.shrinkage)
+        if a > 0:
+            cov = (1 - a) * cov + a * np.trace(cov) / d * np.eye(d)
         cov_g = np.zeros_like(cov)
         for c, total in self._class_sum.items():
             g = total / self._class_n[c] - mu

@@ -1,0 +1,148 @@
+"""``lowshot rank backbones`` and ``lowshot rank sources``: numbers before training."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lowshot.backbones import create_backbone
+from lowshot.data.arrays import is_array_file, load_arrays
+from lowshot.data.images import load_images
+from lowshot.data.splits import kshot_split
+from lowshot.errors import DataError
+from lowshot.features import FeatureCache, default_cache
+from lowshot.transferability.distances import (
+    coral_distance,
+    label_aware_ot,
+    mk_mmd,
+    proxy_a_distance,
+)
+from lowshot.transferability.scores import GBC, LEEP, NCE, HScore, LogME, TransRate
+
+FEATURE_SCORES = {"logme": LogME, "h-score": HScore, "gbc": GBC, "transrate": TransRate}
+
+
+def _timed(fn: Any, *args: Any) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    v = fn(*args)
+    return float(v), time.perf_counter() - t0
+
+
+def rank_backbones(
+    data: str | Path,
+    candidates: list[str],
+    *,
+    layers: list[int] | None = None,
+    shots: int | None = None,
+    seed: int = 0,
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+) -> dict:
+    """Score every candidate backbone (and layer) on labelled images; rank by LogME."""
+    cache = cache or default_cache()
+    ds = load_images(data)
+    if shots is not None:
+        idx, _ = kshot_split(ds.labels, shots, seed, classes=ds.classes)
+        ds = ds.subset(idx)
+    if len(ds.classes) < 2:
+        raise DataError(f"{data}: a single class; ranking needs at least two.")
+    rows = []
+    for name in candidates:
+        # NAME@random: the same architecture with random weights, a no-transfer reference
+        base, _, mode = name.partition("@")
+        bb = create_backbone(base, pretrained=mode != "random")
+        layer_list: list[int | None] = [
+            None,
+            *(layers or []),
+        ]  # the final features, then each layer
+        for layer in layer_list:
+            t0 = time.perf_counter()
+            F = cache.features(bb, ds.files, upto_stage=layer, progress=progress)
+            if F.ndim == 4:  # activations entering a stage: average-pool to vectors
+                F = F.mean(axis=(2, 3))
+            row: dict[str, Any] = {
+                "backbone": name,
+                "layer": "final" if layer is None else layer,
+                "dim": int(F.shape[1]),
+                "seconds": {"features": time.perf_counter() - t0},
+            }
+            for key, cls in FEATURE_SCORES.items():
+                row[key], row["seconds"][key] = _timed(cls(), F, ds.labels)
+            if layer is None and bb.source_head is not None:
+                import torch
+
+                with torch.no_grad():
+                    probs = (
+                        torch.softmax(bb.source_head(torch.from_numpy(F)), 1)
+                        .numpy()
+                        .astype(np.float64)
+                    )
+                row["leep"], row["seconds"]["leep"] = _timed(LEEP(), probs, ds.labels)
+                row["nce"], row["seconds"]["nce"] = _timed(NCE(), probs, ds.labels)
+            rows.append(row)
+    rows.sort(key=lambda r: -r["logme"])
+    best = rows[0]
+    return {
+        "data": str(data),
+        "n_images": len(ds),
+        "n_classes": len(ds.classes),
+        "ranking": rows,
+        "recommendation": f"{best['backbone']} (layer {best['layer']}): highest LogME, the score that "
+        "ranked models best in its paper; check that the others agree",
+    }
+
+
+def _domain(
+    spec: str | Path, bb_name: str, cache: FeatureCache, progress: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if is_array_file(spec):
+        a = load_arrays(spec)
+        return a.dense(np.float64), a.labels, a.classes
+    ds = load_images(spec)
+    bb = create_backbone(bb_name)
+    return cache.features(bb, ds.files, progress=progress).astype(np.float64), ds.labels, ds.classes
+
+
+def rank_sources(
+    target: str | Path,
+    sources: list[str],
+    *,
+    backbone: str = "lite0",
+    seed: int = 0,
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+    max_rows: int = 1000,
+) -> dict:
+    """Distances from every candidate source to the target (image folders or array files);
+    closest first by label-aware OT when both sides have shared labels, else A-distance."""
+    cache = cache or default_cache()
+    Xt, yt, ct = _domain(target, backbone, cache, progress)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in sources:
+        Xs, ys, cs = _domain(s, backbone, cache, progress)
+        if Xs.shape[1] != Xt.shape[1]:
+            raise DataError(f"{s}: {Xs.shape[1]} features but the target has {Xt.shape[1]}.")
+        si = rng.choice(len(Xs), size=min(max_rows, len(Xs)), replace=False)
+        ti = rng.choice(len(Xt), size=min(max_rows, len(Xt)), replace=False)
+        row: dict[str, Any] = {"source": str(s), "n_source": len(Xs), "seconds": {}}
+        row["a_distance"], row["seconds"]["a_distance"] = _timed(proxy_a_distance, Xs[si], Xt[ti])
+        row["mk_mmd"], row["seconds"]["mk_mmd"] = _timed(mk_mmd, Xs[si], Xt[ti])
+        row["coral"], row["seconds"]["coral"] = _timed(coral_distance, Xs[si], Xt[ti])
+        if set(cs) == set(ct):
+            ys_t = np.array([ct.index(cs[i]) for i in ys])
+            row["label_ot"], row["seconds"]["label_ot"] = _timed(
+                label_aware_ot, Xs, ys_t, Xt, yt, max_rows, seed
+            )
+        rows.append(row)
+    key = "label_ot" if all("label_ot" in r for r in rows) else "a_distance"
+    rows.sort(key=lambda r: r[key])
+    return {
+        "target": str(target),
+        "ranking": rows,
+        "ranked_by": key,
+        "recommendation": f"{rows[0]['source']}: the closest source by {key}",
+    }
