@@ -5,7 +5,7 @@ import pytest
 
 from lowshot.errors import DataError
 from lowshot.registry import list_methods
-from lowshot.transferability import GBC, LEEP, NCE, HScore, LogME, TransRate
+from lowshot.transferability import GBC, LEEP, NCE, NLEEP, HScore, LogME, TransRate
 
 
 def logme_direct(F, y):
@@ -183,3 +183,32 @@ def test_rank_commands_on_real_data(data_root, mini, cache_dir):
     assert s["ranked_by"] == "label_ot" and s["ranking"][0]["source"].endswith(
         "electronics_train.svmlight"
     )
+
+
+def test_logme_regression_on_one_hot_targets_equals_classification():
+    rng = np.random.default_rng(2)
+    F = rng.normal(size=(150, 8))
+    y = (F[:, 0] > 0).astype(int) + (F[:, 1] > 0.5)
+    onehot = np.eye(3)[y]
+    assert LogME(regression=True)(F, onehot) == pytest.approx(LogME()(F, y), rel=1e-9)
+    s = LogME()
+    s(F, y)
+    assert s(F, y) == pytest.approx(LogME()(F, y))  # reset() really resets
+
+
+def test_nleep_prefers_informative_features():
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(4), 50)
+    informative = rng.normal(size=(200, 10)) + 3 * np.eye(10)[y]
+    noise = rng.normal(size=(200, 10))
+    assert NLEEP()(informative, y) > NLEEP()(noise, y)
+
+
+def test_scores_name_degenerate_inputs():
+    rng = np.random.default_rng(0)
+    with pytest.raises(DataError, match="6 samples for 6 classes"):
+        LogME()(rng.normal(size=(6, 3)), np.arange(6))
+    with pytest.raises(DataError, match="constant"):
+        HScore()(np.ones((10, 4)), np.repeat([0, 1], 5))
+    with pytest.raises(DataError, match="constant"):
+        TransRate()(np.ones((10, 4)), np.repeat([0, 1], 5))

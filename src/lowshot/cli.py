@@ -483,7 +483,9 @@ def rank_backbones_cmd(
         print(json.dumps(res, indent=2))
     else:
         _print_ranking(
-            res, ["logme", "h-score", "gbc", "transrate", "leep", "nce"], "backbone / layer"
+            res,
+            ["logme", "h-score", "nleep", "gbc", "transrate", "leep", "nce"],
+            "backbone / layer",
         )
 
 

@@ -20,9 +20,15 @@ from lowshot.transferability.distances import (
     mk_mmd,
     proxy_a_distance,
 )
-from lowshot.transferability.scores import GBC, LEEP, NCE, HScore, LogME, TransRate
+from lowshot.transferability.scores import GBC, LEEP, NCE, NLEEP, HScore, LogME, TransRate
 
-FEATURE_SCORES = {"logme": LogME, "h-score": HScore, "gbc": GBC, "transrate": TransRate}
+FEATURE_SCORES = {
+    "logme": LogME,
+    "h-score": HScore,
+    "nleep": NLEEP,
+    "gbc": GBC,
+    "transrate": TransRate,
+}
 
 
 def _timed(fn: Any, *args: Any) -> tuple[float, float]:

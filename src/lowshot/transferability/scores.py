@@ -27,6 +27,18 @@ def _check(F: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndar
     return F, y
 
 
+def _check_stats(n: int, n_classes: int, total_var: float, name: str) -> None:
+    if n <= n_classes:
+        raise DataError(
+            f"{name}: {n} samples for {n_classes} classes; a score needs more samples than classes "
+            "(classes with one sample say nothing about how classes separate)."
+        )
+    if total_var <= 1e-12:
+        raise DataError(
+            f"{name}: the features are constant; they carry no information about the labels."
+        )
+
+
 class _Score:
     """Streaming contract: ``update`` per batch, ``compute`` once, ``reset`` to reuse."""
 
@@ -72,9 +84,10 @@ class LogME(_Score):
 
     name = "logme"
 
-    def __init__(self, max_iter: int = 100, tol: float = 1e-5) -> None:
+    def __init__(self, max_iter: int = 100, tol: float = 1e-5, regression: bool = False) -> None:
         self.max_iter = max_iter
         self.tol = tol
+        self.regression = regression  # True: labels are real-valued targets (n,) or (n, k)
         super().__init__()
 
     def reset(self) -> None:
@@ -83,10 +96,15 @@ class LogME(_Score):
         self._yy: dict[int, float] = {}
         self._classes: dict = {}
         self._n = 0
+        self._sum_f: np.ndarray | int = 0
 
     def update(self, features: np.ndarray, labels: np.ndarray) -> None:
+        if self.regression:
+            self._update_regression(features, labels)
+            return
         F, y = _check(features, labels, "LogME")
         idx = _labels_index(y, self._classes)
+        self._sum_f = F.sum(0) + self._sum_f
         self._FtF = F.T @ F if self._FtF is None else self._FtF + F.T @ F
         for c in np.unique(idx):
             col = (idx == c).astype(np.float64)
@@ -94,13 +112,28 @@ class LogME(_Score):
             self._yy[c] = self._yy.get(c, 0.0) + float(col.sum())  # y'y of a 0/1 column
         self._n += len(y)
 
+    def _update_regression(self, features: np.ndarray, targets: np.ndarray) -> None:
+        F = np.asarray(features, dtype=np.float64)
+        T = np.asarray(targets, dtype=np.float64).reshape(len(F), -1)
+        if not (np.all(np.isfinite(F)) and np.all(np.isfinite(T))):
+            raise DataError("LogME: features or targets contain NaN or inf.")
+        self._sum_f = F.sum(0) + self._sum_f
+        self._FtF = F.T @ F if self._FtF is None else self._FtF + F.T @ F
+        for k in range(T.shape[1]):
+            self._FtY[k] = self._FtY.get(k, 0) + F.T @ T[:, k]
+            self._yy[k] = self._yy.get(k, 0.0) + float(T[:, k] @ T[:, k])
+        self._n += len(F)
+
     def compute(self) -> float:
         if self._FtF is None or self._n == 0:
             raise DataError("LogME: no data; call update() first.")
-        if len(self._classes) < 2:
+        if not self.regression and len(self._classes) < 2:
             raise DataError(
                 "LogME: the labels hold a single class; transferability needs two or more."
             )
+        mu = np.asarray(self._sum_f, dtype=np.float64) / self._n
+        var = float(np.trace(self._FtF) / self._n - mu @ mu)
+        _check_stats(self._n, len(self._classes), var, "LogME")
         n, d = self._n, self._FtF.shape[0]
         s, V = np.linalg.eigh(self._FtF)
         s = np.maximum(s, 0.0)
@@ -193,6 +226,7 @@ class HScore(_Score):
         n = self._n
         mu = self._sum / n
         cov = self._outer / n - np.outer(mu, mu)
+        _check_stats(n, len(self._classes), float(np.trace(cov)), "H-score")
         d = len(mu)
         a = oas_shrinkage(cov, n) if self.shrinkage == "auto" else float(self.shrinkage)
         if a > 0:
@@ -369,9 +403,58 @@ class TransRate(_Score):
                 "TransRate: the labels hold a single class; transferability needs two or more."
             )
         mu = self._s1 / self._n
+        _check_stats(
+            self._n, len(self._classes), float(np.trace(self._s2) / self._n - mu @ mu), "TransRate"
+        )
         whole = self._rate(self._s1, self._s2, self._n, mu)
         given = sum(
             self._cn[c] / self._n * self._rate(self._c1[c], self._c2[c], self._cn[c], mu)
             for c in self._cn
         )
         return float(whole - given)
+
+
+@register_method("nleep", family="transferability")
+class NLEEP(_Score):
+    """N-LEEP (Li et al., CVPR 2021): LEEP with the source head replaced by a Gaussian
+    mixture fitted on the target features (after PCA keeping ``variance`` of the
+    variance), ``components_per_class`` components per class; the mixture's posteriors
+    play the source-class probabilities. Works for any backbone, head or not. Keeps the
+    features (the mixture needs them). Higher is better."""
+
+    name = "nleep"
+
+    def __init__(self, components_per_class: int = 5, variance: float = 0.8, seed: int = 0) -> None:
+        self.components_per_class = components_per_class
+        self.variance = variance
+        self.seed = seed
+        super().__init__()
+
+    def reset(self) -> None:
+        self._F: list[np.ndarray] = []
+        self._y: list[np.ndarray] = []
+
+    def update(self, features: np.ndarray, labels: np.ndarray) -> None:
+        F, y = _check(features, labels, "NLEEP")
+        self._F.append(F)
+        self._y.append(y)
+
+    def compute(self) -> float:
+        from sklearn.decomposition import PCA
+        from sklearn.mixture import GaussianMixture
+
+        if not self._F:
+            raise DataError("NLEEP: no data; call update() first.")
+        F, y = np.vstack(self._F), np.concatenate(self._y)
+        n_classes = len(np.unique(y))
+        if n_classes < 2:
+            raise DataError(
+                "NLEEP: the labels hold a single class; transferability needs two or more."
+            )
+        _check_stats(len(y), n_classes, float(F.var(0).sum()), "NLEEP")
+        Z = PCA(n_components=self.variance, random_state=self.seed).fit_transform(F)
+        k = max(2, min(self.components_per_class * n_classes, len(y) // 2))
+        gmm = GaussianMixture(
+            k, covariance_type="diag", random_state=self.seed, reg_covar=1e-4
+        ).fit(Z)
+        return LEEP()(gmm.predict_proba(Z), y)
