@@ -201,7 +201,8 @@ def run_trainer(
         precision="bf16-mixed" if dev.type == "cuda" else "32-true",
         callbacks=callbacks,
         logger=logger,
-        enable_checkpointing=bool(callbacks),
+        # only with a run folder: otherwise Lightning would add its own checkpoint in the cwd
+        enable_checkpointing=ctx.run_dir is not None,
         enable_progress_bar=ctx.progress and os.isatty(2),
         enable_model_summary=False,
         log_every_n_steps=1,
