@@ -109,3 +109,16 @@ def sparse_tags(tags: Any) -> Any:
     """scikit-learn tags for estimators that accept CSR input."""
     tags.input_tags.sparse = True
     return tags
+
+
+def require_pot() -> Any:
+    """POT (Python Optimal Transport), with an install hint when it is missing."""
+    try:
+        import ot
+    except ImportError as exc:
+        from lowshot.errors import ConfigError
+
+        raise ConfigError(
+            "optimal-transport methods need POT: pip install pot  (or pip install 'lowshot[da]')"
+        ) from exc
+    return ot

@@ -224,7 +224,9 @@ class OTMapping(BaseAdapter):
         self.max_iter = max_iter
 
     def _fit(self, Xs: Any, ys: np.ndarray | None, Xt: Any) -> None:
-        import ot
+        from lowshot.domains import require_pot
+
+        ot = require_pot()
 
         Xs, Xt = as_dense(Xs), as_dense(Xt)
         if self.reg_cl > 0 and ys is not None:

@@ -82,7 +82,9 @@ def label_aware_ot(
     approximated by a Gaussian with diagonal covariance (closed-form Bures term), and the
     exact transport cost is computed with POT's ``ot.emd2`` on up to ``max_rows`` rows per
     domain. Features are scaled by the median pairwise distance so the two terms compare."""
-    import ot
+    from lowshot.domains import require_pot
+
+    ot = require_pot()
 
     Xs, Xt = _pair(Xs, Xt, "label-aware OT")
     ys, yt = np.asarray(ys).ravel(), np.asarray(yt).ravel()
