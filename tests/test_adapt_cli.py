@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from lowshot.adapt import adapt_arrays, array_methods
@@ -127,3 +128,44 @@ def test_adapt_bad_input(data_root, tmp_path):
         r.output.split()
     )
     assert {"coral", "jda", "kmm", "kliep"} <= set(array_methods())
+
+
+def test_adapt_reads_named_variables_of_a_matlab_file(data_root, tmp_path):
+    mat = data_root / "mnist-usps" / "MNIST_vs_USPS.mat"  # Xs/Ys: MNIST, Xt/Yt: USPS (v7.3)
+    args = [
+        "adapt",
+        "--source",
+        f"{mat}:Xt,Yt",
+        "--target",
+        f"{mat}:Xs,Ys",
+        "--classifier",
+        "1nn",
+        "--preprocess",
+        "l2",
+    ]
+    sa = runner.invoke(
+        app, [*args, "--method", "subspace-alignment", "--out", str(tmp_path / "sa")]
+    )
+    erm = runner.invoke(app, [*args, "--method", "erm", "--out", str(tmp_path / "erm")])
+    assert sa.exit_code == 0 and erm.exit_code == 0, sa.output + erm.output
+    acc = {
+        k: json.loads((tmp_path / k / "metrics.json").read_text())["target_accuracy"]
+        for k in ("sa", "erm")
+    }
+    assert acc["erm"] == pytest.approx(0.447, abs=0.002)  # USPS -> MNIST 1-NN, as in the JDA paper
+    assert acc["sa"] > acc["erm"] + 0.05
+    bad = runner.invoke(
+        app,
+        [
+            "adapt",
+            "--source",
+            str(mat),
+            "--target",
+            f"{mat}:Xs,Ys",
+            "--method",
+            "erm",
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+    )
+    assert bad.exit_code == 2 and "Name the keys to use" in " ".join(bad.output.split())

@@ -129,11 +129,13 @@ def load_mat(path: str | Path, x_key: str = "X", y_key: str = "Y") -> ArraySet:
     for key in (x_key, y_key):
         if key not in d:
             raise DataError(
-                f"{path}: no variable {key!r}; the file has {sorted(d)}. Name the keys to use."
+                f"{path}: no variable {key!r}; the file has {sorted(d)}. Name the keys to use, "
+                f"e.g. {path.name}:{sorted(d)[0]},{sorted(d)[-1]}"
             )
-    return _finish(
-        np.asarray(d[x_key], dtype=np.float32), np.asarray(d[y_key]), str(path), path.stem
-    )
+    X, y = np.asarray(d[x_key], dtype=np.float32), np.asarray(d[y_key]).ravel()
+    if X.ndim == 2 and X.shape[0] != len(y) and X.shape[1] == len(y):
+        X = X.T  # MATLAB code often stores one sample per column (d x n)
+    return _finish(X, y, f"{path}:{x_key}", f"{path.stem}:{x_key}")
 
 
 def load_npz(path: str | Path, x_key: str = "X", y_key: str = "y") -> ArraySet:
@@ -190,9 +192,23 @@ def load_csv(path: str | Path, label_column: str | int = -1) -> ArraySet:
 ARRAY_SUFFIXES = {".svmlight", ".svm", ".libsvm", ".mat", ".npz", ".npy", ".csv", ".tsv"}
 
 
+def parse_array_spec(spec: str | Path) -> tuple[Path, dict[str, str]]:
+    """``file.mat:Xs,Ys`` (or ``file.npz:X,y``) names the feature and label variables."""
+    text = str(spec)
+    if not Path(text).exists() and ":" in Path(text).name:
+        head, _, keys = text.rpartition(":")
+        parts = [k.strip() for k in keys.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise DataError(f"{text}: expected FILE:FEATURES,LABELS, e.g. data.mat:Xs,Ys")
+        return Path(head), {"x_key": parts[0], "y_key": parts[1]}
+    return Path(text), {}
+
+
 def load_arrays(path: str | Path, **keys: str) -> ArraySet:
-    """Load any supported array file, chosen by its suffix."""
-    path = Path(path)
+    """Load any supported array file, chosen by its suffix; ``FILE.mat:X,Y`` names the
+    variables of a MATLAB or npz file."""
+    path, named = parse_array_spec(path)
+    keys = {**named, **keys}
     if not path.is_file():
         raise DataError(f"{path}: no such file.")
     suf = path.suffix.lower()
@@ -210,4 +226,4 @@ def load_arrays(path: str | Path, **keys: str) -> ArraySet:
 
 
 def is_array_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in ARRAY_SUFFIXES
+    return parse_array_spec(path)[0].suffix.lower() in ARRAY_SUFFIXES
