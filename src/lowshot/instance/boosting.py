@@ -7,6 +7,7 @@ target rows it gets wrong gain weight, as in AdaBoost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,44 @@ def _split(
     return X, np.asarray(y), src
 
 
+def _boost(
+    X: Any,
+    y: np.ndarray,
+    src: np.ndarray,
+    n_estimators: int,
+    make_learner: Callable[[], Any],
+    loss: Callable[[np.ndarray], np.ndarray],
+    target_exponent: Callable[[np.ndarray], np.ndarray],
+    dynamic: bool,
+) -> tuple[list[Any], list[float]]:
+    """The TrAdaBoost loop shared by classification and regression.
+
+    ``loss`` maps a learner's predictions to per-row losses in [0, 1]; source rows shrink
+    by ``beta ** loss`` and target rows are multiplied by ``beta_t ** target_exponent(loss)``.
+    """
+    n_s = int(src.sum())
+    w = np.ones(len(y)) / len(y)
+    beta = 1.0 / (1.0 + np.sqrt(2.0 * np.log(max(n_s, 2)) / n_estimators))
+    learners: list[Any] = []
+    weights: list[float] = []
+    for _ in range(n_estimators):
+        p = w / w.sum()
+        h = make_learner()
+        # weights summing to n: penalised learners weigh their data term against a fixed penalty
+        h.fit(X, y, sample_weight=p * len(y))
+        e = loss(h.predict(X))
+        err = float(np.sum(p[~src] * e[~src]) / p[~src].sum())
+        err = min(max(err, 1e-10), 0.499)
+        beta_t = err / (1 - err)
+        w[src] *= beta ** e[src]
+        if dynamic:  # Al-Stouhi & Reddy 2011: stops source weights draining too early
+            w[src] *= 2 * (1 - err)
+        w[~src] *= beta_t ** target_exponent(e[~src])
+        learners.append(h)
+        weights.append(float(np.log(1 / beta_t)))
+    return learners, weights
+
+
 @register_method("tradaboost", family="instance")
 class TrAdaBoost(ClassifierMixin, BaseEstimator):
     """TrAdaBoost for classification (multi-class through the 0/1 loss).
@@ -66,30 +105,20 @@ class TrAdaBoost(ClassifierMixin, BaseEstimator):
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise DataError("TrAdaBoost: the labels hold a single class; classification needs two.")
-        n_s = int(src.sum())
-        w = np.ones(len(y)) / len(y)
-        beta = 1.0 / (1.0 + np.sqrt(2.0 * np.log(max(n_s, 2)) / self.n_estimators))
-        self.estimators_: list[Any] = []
-        self.estimator_weights_: list[float] = []
-        for _ in range(self.n_estimators):
-            p = w / w.sum()
-            h = (
+        self.estimators_, self.estimator_weights_ = _boost(
+            X,
+            y,
+            src,
+            self.n_estimators,
+            lambda: (
                 clone(self.estimator)
                 if self.estimator is not None
                 else DecisionTreeClassifier(max_depth=3, random_state=0)
-            )
-            # weights summing to n: penalised learners weigh their data term against a fixed penalty
-            h.fit(X, y, sample_weight=p * len(y))
-            miss = (h.predict(X) != y).astype(float)
-            err = float(np.sum(p[~src] * miss[~src]) / p[~src].sum())
-            err = min(max(err, 1e-10), 0.499)
-            beta_t = err / (1 - err)
-            w[src] *= beta ** miss[src]
-            if self.dynamic:  # Al-Stouhi & Reddy 2011: stops source weights draining too early
-                w[src] *= 2 * (1 - err)
-            w[~src] *= beta_t ** -miss[~src]
-            self.estimators_.append(h)
-            self.estimator_weights_.append(float(np.log(1 / beta_t)))
+            ),
+            lambda pred: (pred != y).astype(float),
+            lambda miss: -miss,
+            self.dynamic,
+        )
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -128,29 +157,25 @@ class TrAdaBoostR2(RegressorMixin, BaseEstimator):
         X, y, src = _split(X, y, sample_domain, type(self).__name__)
         self.n_features_in_ = X.shape[1]
         y = y.astype(np.float64)
-        n_s = int(src.sum())
-        w = np.ones(len(y)) / len(y)
-        beta = 1.0 / (1.0 + np.sqrt(2.0 * np.log(max(n_s, 2)) / self.n_estimators))
-        self.estimators_: list[Any] = []
-        self.estimator_weights_: list[float] = []
-        for _ in range(self.n_estimators):
-            p = w / w.sum()
-            h = (
+
+        def linear_loss(pred: np.ndarray) -> np.ndarray:
+            resid = np.abs(pred - y)
+            return resid / max(resid.max(), 1e-12)
+
+        self.estimators_, self.estimator_weights_ = _boost(
+            X,
+            y,
+            src,
+            self.n_estimators,
+            lambda: (
                 clone(self.estimator)
                 if self.estimator is not None
                 else DecisionTreeRegressor(max_depth=4, random_state=0)
-            )
-            # weights summing to n: penalised learners weigh their data term against a fixed penalty
-            h.fit(X, y, sample_weight=p * len(y))
-            resid = np.abs(h.predict(X) - y)
-            e = resid / max(resid.max(), 1e-12)
-            err = float(np.sum(p[~src] * e[~src]) / p[~src].sum())
-            err = min(max(err, 1e-10), 0.499)
-            beta_t = err / (1 - err)
-            w[src] *= beta ** e[src]
-            w[~src] *= beta_t ** (1 - e[~src])
-            self.estimators_.append(h)
-            self.estimator_weights_.append(float(np.log(1 / beta_t)))
+            ),
+            linear_loss,
+            lambda e: 1 - e,
+            False,
+        )
         return self
 
     def predict(self, X: Any) -> np.ndarray:
