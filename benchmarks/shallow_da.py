@@ -42,7 +42,7 @@ METHODS = [
     "discriminative",
     "nn-weighting",
     "cluster-selection",
-    "coral",
+    "coral-linear",
     "subspace-alignment",
     "tca",
     "jda",
@@ -85,7 +85,7 @@ def skada_for(method: str, clf: object, gamma: float) -> object | None:
     )
     weighted = clone(clf).set_fit_request(sample_weight=True) if wants else c
     return {
-        "coral": lambda: skada.CORAL(c, reg=1.0),
+        "coral-linear": lambda: skada.CORAL(c, reg=1.0),
         "subspace-alignment": lambda: skada.SubspaceAlignment(c, n_components=50),
         "tca": lambda: skada.TransferComponentAnalysis(
             c, kernel="linear", n_components=100, mu=0.1

@@ -127,7 +127,7 @@ def test_adapt_bad_input(data_root, tmp_path):
     assert r.exit_code == 2 and "does not run on arrays without target labels" in " ".join(
         r.output.split()
     )
-    assert {"coral", "jda", "kmm", "kliep"} <= set(array_methods())
+    assert {"coral-linear", "jda", "kmm", "kliep"} <= set(array_methods())
 
 
 def test_adapt_reads_named_variables_of_a_matlab_file(data_root, tmp_path):

@@ -32,7 +32,7 @@ def _task(digits, s, t):
 
 
 def test_feature_family_is_registered():
-    assert {"coral", "subspace-alignment", "tca", "jda", "ot"} <= {
+    assert {"coral-linear", "subspace-alignment", "tca", "jda", "ot"} <= {
         m.name for m in list_methods("feature")
     }
 

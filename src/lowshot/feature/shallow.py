@@ -20,9 +20,9 @@ def _sqrtm_psd(C: np.ndarray, inverse: bool = False) -> np.ndarray:
     return (vecs * (vals ** (-0.5 if inverse else 0.5))) @ vecs.T
 
 
-@register_method("coral", family="feature")
+@register_method("coral-linear", family="feature")
 class CORAL(BaseAdapter):
-    """CORrelation ALignment (Sun et al., AAAI 2016): re-colour whitened source rows with
+    """CORrelation ALignment (Sun et al., AAAI 2016), the linear map: re-colour whitened source rows with
     the target covariance, ``X_s' = (X_s - mu_s) C_s^-1/2 C_t^1/2 + mu_t``, where
     ``C = cov + reg * I``. Target rows are left as they are."""
 
