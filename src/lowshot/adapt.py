@@ -8,6 +8,7 @@ they come from ``--target-test``, which is only ever evaluated on).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -229,3 +230,488 @@ def reweight_arrays(
     }
     log.info("weights: %s", json.dumps(summary))
     return summary
+
+
+# ---------------------------------------------------------------------------------------
+# Deep adaptation (DANN, DAN, JAN, CORAL, CDAN, MCC, MDD and the `erm` network) on
+# arrays or images, and shallow methods on images through cached backbone features.
+
+MODES = ("frozen", "partial", "full")
+
+
+@dataclass
+class _Domain:
+    """One domain's rows: image files or an array, labels (-1 where unknown)."""
+
+    name: str
+    classes: list[str]
+    labels: np.ndarray
+    files: list[Path] | None = None
+    X: Any = None
+    labelled: bool = True
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _kind(specs: Sequence[str | Path]) -> str:
+    from lowshot.data.arrays import is_array_file
+
+    kinds = {"arrays" if is_array_file(s) else "images" for s in specs}
+    if len(kinds) > 1:
+        raise DataError(
+            "source and target mix array files and image folders: "
+            + ", ".join(str(s) for s in specs)
+            + ". Give all as arrays or all as images."
+        )
+    return kinds.pop()
+
+
+def _has_class_folders(spec: str | Path) -> bool:
+    p = Path(spec).expanduser()
+    if not p.is_dir():
+        return True  # a file list or a named benchmark domain: labelled
+    from lowshot.data.images import resolve_class_root
+
+    root = resolve_class_root(p)
+    return any(c.is_dir() and not c.name.startswith(".") for c in root.iterdir())
+
+
+def _load_domain(specs: Sequence[str | Path], kind: str, what: str) -> _Domain:
+    if not specs:
+        raise DataError(f"no {what} given.")
+    if kind == "arrays":
+        a = _load_all(list(specs), what)
+        return _Domain(a.name, list(a.classes), np.asarray(a.labels), X=a.X)
+    from lowshot.data.images import list_images, load_images
+
+    if what == "target" and not _has_class_folders(specs[0]):
+        files = list_images(specs[0])
+        return _Domain(str(specs[0]), [], np.full(len(files), -1), files=files, labelled=False)
+    sets = [load_images(s) for s in specs]
+    classes = sorted({c for s in sets for c in s.classes})
+    files, labels = [], []
+    for s in sets:
+        s = s.relabel(classes)
+        files += s.files
+        labels.append(s.labels)
+    name = "+".join(s.name or str(sp) for s, sp in zip(sets, specs, strict=True))
+    return _Domain(name, classes, np.concatenate(labels), files=files)
+
+
+def _align_classes(t: _Domain, classes: list[str], where: str) -> np.ndarray:
+    """Target labels in the source's class order; other classes are an error."""
+    if not t.labelled:
+        return t.labels
+    unknown = sorted(set(t.classes) - set(classes))
+    if unknown:
+        raise DataError(
+            f"{where}: classes {unknown} are not among the source classes "
+            f"({', '.join(classes[:12])}{', ...' if len(classes) > 12 else ''}). Source and "
+            "target must share one label set: rename or remove those classes."
+        )
+    missing = sorted(set(classes) - set(t.classes))
+    if missing and len(t.classes) > 0:
+        log.warning("%s: source classes %s have no target rows.", where, missing)
+    pos = {c: i for i, c in enumerate(classes)}
+    return np.array([pos[t.classes[i]] for i in t.labels], dtype=np.int64)
+
+
+def _features_of(d: _Domain, backbone: Any, preprocess_as: str, progress: bool) -> np.ndarray:
+    if d.X is not None:
+        X = preprocess(d.X, preprocess_as)
+        return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
+    from lowshot.features import default_cache
+
+    return default_cache().features(backbone, d.files or [], progress=progress)
+
+
+def _tensors(X: np.ndarray, y: np.ndarray | None = None) -> Any:
+    import torch
+    from torch.utils.data import TensorDataset
+
+    t = [torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))]
+    if y is not None:
+        t.append(torch.from_numpy(np.asarray(y, dtype=np.int64)))
+    return TensorDataset(*t)
+
+
+def _partial_split(backbone: Any, blocks: int) -> tuple[int, list]:
+    stages = backbone.stages()
+    n_body = len(stages) - 2
+    if not 1 <= blocks <= n_body - 1:
+        raise ConfigError(f"--blocks must be in 1..{n_body - 1} for {backbone.name}, got {blocks}.")
+    return len(stages) - 2 - blocks, stages
+
+
+def adapt(
+    sources: Sequence[str | Path],
+    target: str | Path,
+    *,
+    method: str,
+    out: str | Path | None = None,
+    target_test: str | Path | None = None,
+    target_shots: int | None = None,
+    mode: str = "frozen",
+    backbone: str = "lite0",
+    blocks: int = 1,
+    select: str | None = None,
+    trade_off: Sequence[float] | float | None = None,
+    epochs: int = 10,
+    iters_per_epoch: int = 100,
+    batch_size: int = 32,
+    lr: float = 0.01,
+    bottleneck: int = 256,
+    dropout: float = 0.5,
+    weight_decay: float = 1e-3,
+    classifier: str | None = None,
+    preprocess_as: str = "none",
+    params: dict[str, Any] | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    device: str | None = None,
+    measure: bool = True,
+    plot: bool = True,
+    progress: bool = False,
+) -> dict:
+    """Adapt from labelled source(s) to a target; image folders or array files.
+
+    Deep methods (``lowshot methods``, family feature, and ``erm``) train a network;
+    shallow adapters and reweighters run on the arrays or on cached backbone features.
+    Writes ``out/metrics.json`` with ``target_accuracy`` (on ``target_test`` when given,
+    else on the target's own labels, which training never sees).
+    """
+    from lowshot.feature.deep import deep_methods
+
+    sources = list(sources)
+    kind = _kind([*sources, target] + ([target_test] if target_test else []))
+    deep = method in deep_methods() and not (method == "erm" and classifier is not None)
+    if not deep and kind == "arrays" and not target_shots:
+        return adapt_arrays(
+            sources,
+            target,
+            method=method,
+            out=out,
+            target_test=target_test,
+            classifier=classifier or "logreg",
+            preprocess_as=preprocess_as,
+            params=params,
+            seed=seed,
+        )
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}.")
+    if kind == "arrays" and mode != "frozen":
+        raise ConfigError(f"--mode {mode} needs images; array inputs train an MLP (--mode frozen).")
+    t_start = time.perf_counter()
+    S = _load_domain(sources, kind, "source")
+    T = _load_domain([target], kind, "target")
+    if len(T) == 0:
+        raise DataError(f"{target}: the target is empty.")
+    if len(S.classes) < 2:
+        raise DataError(f"{', '.join(map(str, sources))}: the source holds a single class.")
+    if kind == "arrays":
+        check_same_features(S.X, T.X)
+    y_t = _align_classes(T, S.classes, str(target))
+    if T.labelled:
+        log.info(
+            "%s: target labels found; they are ignored for training%s.",
+            target,
+            f" except {target_shots} per class (--target-shots)" if target_shots else
+            " and used only to measure accuracy",
+        )
+    # labelled target shots (semi-supervised); they are not scored on
+    shot_idx = np.zeros(0, dtype=np.int64)
+    rest = np.arange(len(T))
+    if target_shots:
+        if not T.labelled:
+            raise DataError(f"--target-shots needs a labelled target; {target} has no class folders.")
+        from lowshot.data.splits import kshot_split
+
+        shot_idx, rest = kshot_split(y_t, target_shots, seed)
+    # the evaluation rows
+    E: _Domain | None = None
+    if target_test is not None:
+        E = _load_domain([target_test], kind, "target")
+        y_e = _align_classes(E, S.classes, str(target_test))
+        if kind == "arrays":
+            check_same_features(S.X, E.X)
+    elif T.labelled:
+        y_e = y_t[rest]
+    bb = None
+    if kind == "images":
+        from lowshot.backbones import create_backbone
+
+        bb = create_backbone(backbone)
+    Fs = _features_of(S, bb, preprocess_as, progress)
+    Ft = _features_of(T, bb, preprocess_as, progress)
+    Fe = None
+    if E is not None:
+        Fe = _features_of(E, bb, preprocess_as, progress)
+    elif T.labelled:
+        Fe = Ft[rest]
+    metrics: dict[str, Any] = {
+        "method": method,
+        "mode": mode if deep or kind == "images" else None,
+        "backbone": backbone if kind == "images" else None,
+        "n_source": len(S),
+        "n_target": len(T),
+        "n_target_labelled": int(len(shot_idx)),
+        "classes": S.classes,
+        "evaluated_on": str(target_test) if target_test else f"{target} (labels used only here)",
+        "target_accuracy": None,
+    }
+    if not deep:
+        est = make_estimator(method, classifier or "logreg", dict(params or {}))
+        if "seed" in est.get_params():
+            est.set_params(seed=seed)
+        Xl, yl = Fs, S.labels
+        if len(shot_idx):
+            Xl, yl = np.vstack([Fs, Ft[shot_idx]]), np.r_[S.labels, y_t[shot_idx]]
+        X, y, sd = stack_domains(Xl, Ft, yl)
+        t0 = time.perf_counter()
+        est.fit(Xl, yl) if method == "erm" else est.fit(X, y, sample_domain=sd)
+        metrics["fit_seconds"] = round(time.perf_counter() - t0, 3)
+        if Fe is not None:
+            metrics["target_accuracy"] = float((est.predict(Fe) == y_e).mean())
+    else:
+        res, inputs = _run_deep(
+            S, T, Fs, Ft, y_t, shot_idx, bb,
+            method=method, mode=mode, blocks=blocks, select=select, trade_off=trade_off,
+            epochs=epochs, iters_per_epoch=iters_per_epoch, batch_size=batch_size, lr=lr,
+            bottleneck=bottleneck, dropout=dropout, weight_decay=weight_decay,
+            params=params, val_fraction=val_fraction, seed=seed, device=device,
+            progress=progress,
+            eval_labels=y_e if (Fe is not None and E is None) else None, rest=rest,
+        )  # fmt: skip
+        metrics.update(res.info)
+        metrics["history"] = res.history
+        metrics["selected_epoch"] = res.selected_epoch
+        if Fe is not None:
+            ds_e = _eval_dataset(E or T, Fe if E is not None else Ft, bb, mode, blocks, rest if E is None else None)
+            from lowshot.feature.deep import embed
+
+            import torch
+
+            _, logits = embed(res.net, ds_e, torch.device("cpu"))
+            metrics["target_accuracy"] = float((logits.argmax(1) == y_e).mean())
+        if measure:
+            metrics.update(_measure(res, inputs, Fs, Ft, S.labels, y_t, out if plot else None, seed))
+    metrics["wall_seconds"] = round(time.perf_counter() - t_start, 2)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(
+            out / "config.json",
+            {
+                "lowshot_version": __version__,
+                "method": method,
+                "params": params or {},
+                "sources": [str(s) for s in sources],
+                "target": str(target),
+                "target_test": str(target_test) if target_test else None,
+                "target_shots": target_shots,
+                "mode": mode,
+                "backbone": backbone,
+                "blocks": blocks,
+                "select": select,
+                "trade_off": trade_off,
+                "epochs": epochs,
+                "iters_per_epoch": iters_per_epoch,
+                "batch_size": batch_size,
+                "lr": lr,
+                "bottleneck": bottleneck,
+                "classifier": classifier,
+                "preprocess": preprocess_as,
+                "seed": seed,
+            },
+        )
+        write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _mode_data(
+    d: _Domain, F: np.ndarray, bb: Any, mode: str, blocks: int, idx: np.ndarray | None, train: bool
+) -> Any:
+    """The dataset a mode trains or evaluates on, for rows ``idx`` of domain ``d``."""
+    idx = np.arange(len(d)) if idx is None else idx
+    y = np.clip(d.labels[idx], 0, None) if d.labelled else np.zeros(len(idx), dtype=np.int64)
+    if mode == "frozen":
+        return _tensors(F[idx], y)
+    files = [d.files[i] for i in idx]  # type: ignore[index]
+    if mode == "partial":
+        from lowshot.features import default_cache
+
+        start, _ = _partial_split(bb, blocks)
+        return _tensors(default_cache().features(bb, files, upto_stage=start, progress=False), y)
+    from lowshot.data.torchdata import ImageFiles, eval_transform, train_transform
+
+    pre = bb.preprocessing
+    tf = train_transform(pre) if train else eval_transform(pre)
+    return ImageFiles(files, y, tf, min_side=pre.resize, preload=True)
+
+
+def _eval_dataset(
+    d: _Domain, F: np.ndarray, bb: Any, mode: str, blocks: int, idx: np.ndarray | None
+) -> Any:
+    return _mode_data(d, F, bb, mode, blocks, idx, train=False)
+
+
+def _run_deep(
+    S: _Domain,
+    T: _Domain,
+    Fs: np.ndarray,
+    Ft: np.ndarray,
+    y_t: np.ndarray,
+    shot_idx: np.ndarray,
+    bb: Any,
+    *,
+    method: str,
+    mode: str,
+    blocks: int,
+    select: str | None,
+    trade_off: Sequence[float] | float | None,
+    epochs: int,
+    iters_per_epoch: int,
+    batch_size: int,
+    lr: float,
+    bottleneck: int,
+    dropout: float,
+    weight_decay: float,
+    params: dict[str, Any] | None,
+    val_fraction: float,
+    seed: int,
+    device: str | None,
+    progress: bool,
+    eval_labels: np.ndarray | None,
+    rest: np.ndarray,
+) -> tuple[Any, Any]:
+    import copy
+
+    from torch import nn
+
+    from lowshot.data.splits import stratified_split
+    from lowshot.feature.deep import AdaptInputs, train_adaptation
+    from lowshot.model.base import FitContext
+
+    offs = [trade_off] if trade_off is None or np.isscalar(trade_off) else list(trade_off)  # type: ignore[arg-type, list-item]
+    if len(offs) > 1 and select is None:
+        raise ConfigError(
+            "several --trade-off values need --select (dev, iwv, snd, entropy or source-val) "
+            "to choose among them without target labels."
+        )
+    tr_idx, va_idx = np.arange(len(S)), np.zeros(0, dtype=np.int64)
+    if select in ("dev", "iwv", "source-val"):
+        if np.bincount(S.labels).min() < 2:
+            raise DataError(f"--select {select}: a source class has a single row; use snd or entropy.")
+        tr_idx, va_idx = stratified_split(S.labels, val_fraction, seed)
+    if mode == "frozen":
+        body, n_in, trainable = nn.Identity(), Fs.shape[1], False
+    else:
+        work = copy.deepcopy(bb)
+        if mode == "partial":
+            start, stages = _partial_split(work, blocks)
+            body = nn.Sequential(*stages[start:])
+        else:
+            body = work
+        n_in, trainable = bb.num_features, True
+    inputs = AdaptInputs(
+        body=body,
+        n_in=n_in,
+        n_classes=len(S.classes),
+        train_source=_mode_data(S, Fs, bb, mode, blocks, tr_idx, train=True),
+        train_target=_mode_data(T, Ft, bb, mode, blocks, None, train=True),
+        train_target_labelled=(
+            _mode_data(T, Ft, bb, mode, blocks, shot_idx, train=True) if len(shot_idx) else None
+        ),
+        eval_source=_mode_data(S, Fs, bb, mode, blocks, tr_idx, train=False),
+        eval_source_val=_mode_data(S, Fs, bb, mode, blocks, va_idx, train=False)
+        if len(va_idx)
+        else None,
+        eval_target=_mode_data(T, Ft, bb, mode, blocks, None, train=False),
+        body_trainable=trainable,
+        eval_target_labels=y_t if T.labelled else None,
+        source_rows=tr_idx,
+    )
+    best = None
+    for off in offs:
+        ctx = FitContext(seed=seed, device=device, progress=progress)
+        inputs.body = copy.deepcopy(body)
+        res = train_adaptation(
+            inputs,
+            method=method,
+            method_params=params,
+            trade_off=off,
+            epochs=epochs,
+            iters_per_epoch=iters_per_epoch,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            bottleneck=bottleneck,
+            dropout=dropout,
+            select=select,
+            ctx=ctx,
+        )
+        score = None
+        if select is not None:
+            row = next(
+                (h for h in res.history if h["epoch"] == res.selected_epoch), res.history[-1]
+            )
+            score = row.get(select)
+        res.info["selection_score"] = score
+        log.info("%s trade_off=%s: selection score %s", method, res.info["trade_off"], score)
+        if best is None or (score is not None and best.info["selection_score"] is not None
+                            and score > best.info["selection_score"]):  # fmt: skip
+            best = res
+    assert best is not None
+    if len(offs) > 1:
+        best.info["trade_off_candidates"] = [float(o) for o in offs]  # type: ignore[arg-type]
+    return best, inputs
+
+
+def _measure(
+    res: Any,
+    inputs: Any,
+    Fs: np.ndarray,
+    Ft: np.ndarray,
+    ys: np.ndarray,
+    yt: np.ndarray,
+    out: str | Path | None,
+    seed: int,
+    max_rows: int = 1000,
+) -> dict[str, Any]:
+    """Domain distances before (input features) and after (bottleneck) adaptation, and
+    the 2-D embedding plot."""
+    import torch
+
+    from lowshot.feature.deep import embed
+    from lowshot.transferability.distances import mk_mmd, proxy_a_distance
+
+    rows = inputs.source_rows
+    Fs, ys = Fs[rows], ys[rows]
+    rng = np.random.default_rng(seed)
+    si = rng.permutation(len(Fs))[:max_rows]
+    ti = rng.permutation(len(Ft))[:max_rows]
+    dev = torch.device("cpu")
+    Gs = embed(res.net, inputs.eval_source, dev)[0]
+    Gt = embed(res.net, inputs.eval_target, dev)[0]
+    si_g = si
+    t0 = time.perf_counter()
+    m = {
+        "a_distance_before": proxy_a_distance(Fs[si], Ft[ti], seed=seed),
+        "a_distance_after": proxy_a_distance(Gs[si_g], Gt[ti], seed=seed),
+        "mmd_before": mk_mmd(Fs[si], Ft[ti]),
+        "mmd_after": mk_mmd(Gs[si_g], Gt[ti]),
+    }
+    m["measure_seconds"] = round(time.perf_counter() - t0, 2)
+    if out is not None:
+        from lowshot.evaluation.plots import embedding_png
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        embedding_png(
+            before=(Fs[si], Ft[ti]),
+            after=(Gs[si_g], Gt[ti]),
+            labels=(ys[si], ys[si_g], yt[ti]),
+            path=Path(out) / "embedding.png",
+            seed=seed,
+        )
+    return m

@@ -323,44 +323,110 @@ def demo(
 def adapt(
     source: Annotated[
         list[str],
-        typer.Option("--source", help="Labelled source array file (repeat for several sources)."),
+        typer.Option(
+            "--source",
+            help="Labelled source: image folder, named domain (office31:amazon) or array file. "
+            "Repeat for several sources (their union is the source).",
+        ),
     ],
     target: Annotated[
         str,
         typer.Option(
-            help="Unlabelled target array file (its labels, if any, are used only for scoring)."
+            help="Target: image folder (flat, or class folders whose labels are used only for "
+            "scoring) or array file."
         ),
     ],
     method: Annotated[
-        str, typer.Option(help="erm (no adaptation) or an array method: `lowshot methods`.")
+        str,
+        typer.Option(help="erm, a deep method (dann, dan, jan, coral, cdan, mcc, mdd) or a "
+        "shallow one: `lowshot methods`."),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
         "runs/adapt"
     ),
     target_test: Annotated[
-        str | None, typer.Option(help="Labelled target test file to score on.")
+        str | None, typer.Option(help="Labelled target test data to score on.")
     ] = None,
-    classifier: Annotated[str, typer.Option(help="logreg or 1nn.")] = "logreg",
-    preprocess: Annotated[str, typer.Option(help="none, l2 or log1p-l2 (word counts).")] = "none",
+    target_shots: Annotated[
+        int | None,
+        typer.Option(help="Semi-supervised: K labelled target examples per class train too."),
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="frozen (cached backbone features), partial (top --blocks stages train on "
+            "cached activations) or full (end to end on images)."
+        ),
+    ] = "frozen",
+    backbone: Annotated[str, typer.Option(help="Backbone for image inputs.")] = "lite0",
+    blocks: Annotated[int, typer.Option(help="Stages trained in --mode partial.")] = 1,
+    select: Annotated[
+        str | None,
+        typer.Option(
+            help="Label-free model selection of epoch and --trade-off: dev, iwv, snd, entropy "
+            "or source-val."
+        ),
+    ] = None,
+    trade_off: Annotated[
+        str | None,
+        typer.Option(help="Weight of the transfer loss; several (0.3,1,3) with --select."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs of --iters steps each.")] = 10,
+    iters: Annotated[int, typer.Option(help="Steps per epoch.")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Rows per domain per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate of bottleneck and heads.")] = 0.01,
+    bottleneck: Annotated[int, typer.Option(help="Width of the adapted feature layer.")] = 256,
+    classifier: Annotated[
+        str | None,
+        typer.Option(help="Shallow methods: logreg or 1nn (erm with it: no network)."),
+    ] = None,
+    preprocess: Annotated[
+        str, typer.Option(help="Arrays: none, l2 or log1p-l2 (word counts).")
+    ] = "none",
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Method hyper-parameter NAME=VALUE.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for methods with randomness.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: best).")] = None,
+    plot: Annotated[bool, typer.Option(help="Write embedding.png (t-SNE).")] = True,
 ) -> None:
-    """Domain adaptation on feature arrays; writes OUT/metrics.json with target_accuracy."""
+    """Domain adaptation from labelled source(s) to a target; writes OUT/metrics.json."""
     _setup_logging(False)
-    from lowshot.adapt import adapt_arrays
+    from lowshot.adapt import adapt as run_adapt
 
-    m = adapt_arrays(
+    offs = None
+    if trade_off:
+        try:
+            offs = [float(v) for v in trade_off.split(",")]
+        except ValueError:
+            raise typer.BadParameter(
+                f"expected numbers separated by commas, got {trade_off!r}",
+                param_hint="--trade-off",
+            ) from None
+    m = run_adapt(
         source,
         target,
         method=method,
         out=out,
         target_test=target_test,
+        target_shots=target_shots,
+        mode=mode,
+        backbone=backbone,
+        blocks=blocks,
+        select=select,
+        trade_off=offs if offs is None or len(offs) > 1 else offs[0],
+        epochs=epochs,
+        iters_per_epoch=iters,
+        batch_size=batch_size,
+        lr=lr,
+        bottleneck=bottleneck,
         classifier=classifier,
         preprocess_as=preprocess,
         params=_params(param),
         seed=seed,
+        device=device,
+        plot=plot,
+        progress=True,
     )
     acc = m["target_accuracy"]
     console.print(
@@ -368,7 +434,60 @@ def adapt(
         if acc is not None
         else "target accuracy: not measured (no target labels)"
     )
+    if "a_distance_before" in m:
+        console.print(
+            f"A-distance {m['a_distance_before']:.3f} -> {m['a_distance_after']:.3f}, "
+            f"MK-MMD {m['mmd_before']:.4f} -> {m['mmd_after']:.4f}"
+        )
     console.print(f"run folder: {out}")
+
+
+@app.command()
+def benchmark(
+    name: Annotated[str, typer.Argument(help="office31 or amazon-reviews.")],
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated methods.")
+    ] = "erm,dann,dan,jan,coral,cdan,mcc,mdd",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2,3,4",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="JSON results (resumed if it exists).")
+    ] = Path("benchmark.json"),
+    table: Annotated[
+        Path | None, typer.Option(help="Markdown table to write (default: beside --out).")
+    ] = None,
+    tasks: Annotated[
+        str | None, typer.Option(help="Only these tasks, e.g. A→W,D→A (or A-W,D-A).")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Data root (default: LOWSHOT_DATA, ../shared/data).")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Override a setting NAME=VALUE (e.g. mode=partial)."),
+    ] = None,
+) -> None:
+    """Reproduce a published domain-adaptation table: JSON + markdown beside the paper's."""
+    _setup_logging(False)
+    from lowshot.benchmark import run_benchmark
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"expected integers, got {seeds!r}", param_hint="--seeds") from None
+    task_list = [t.replace("-", "→") for t in tasks.split(",")] if tasks else None
+    md = table or out.with_suffix(".md")
+    run_benchmark(
+        name,
+        [m.strip() for m in methods.split(",") if m.strip()],
+        seed_list,
+        out_json=out,
+        out_md=md,
+        data_root=data_root,
+        overrides=_params(param),
+        tasks=task_list,
+        on_result=lambda k, r: console.print(f"{k}: {r['accuracy']:.4f} ({r['seconds']:.0f} s)"),
+    )
+    console.print(f"results: {out}; table: {md}")
 
 
 @app.command()

@@ -226,4 +226,8 @@ def load_arrays(path: str | Path, **keys: str) -> ArraySet:
 
 
 def is_array_file(path: str | Path) -> bool:
-    return parse_array_spec(path)[0].suffix.lower() in ARRAY_SUFFIXES
+    """True for array files (by suffix, ``FILE.mat:X,Y`` included); False for anything
+    else, e.g. an image folder or a named image domain such as ``office31:amazon``."""
+    text = str(path)
+    head = text.rpartition(":")[0] if ":" in Path(text).name and not Path(text).exists() else text
+    return Path(head).suffix.lower() in ARRAY_SUFFIXES

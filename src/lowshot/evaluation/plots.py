@@ -76,3 +76,47 @@ def learning_curve_png(history: list[dict], path: Path, title: str = "") -> None
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def embedding_png(
+    *,
+    before: tuple[np.ndarray, np.ndarray],
+    after: tuple[np.ndarray, np.ndarray],
+    labels: tuple[np.ndarray, np.ndarray, np.ndarray],
+    path: Path,
+    seed: int = 0,
+) -> None:
+    """t-SNE of source and target features before and after adaptation, coloured by
+    domain (left) and by class (right; unlabelled target rows in grey)."""
+    from sklearn.manifold import TSNE
+
+    ys_before, ys_after, yt = labels
+    fig, axes = plt.subplots(2, 2, figsize=(10, 10))
+    for row, ((Xs, Xt), ys, title) in enumerate(
+        [(before, ys_before, "before"), (after, ys_after, "after")]
+    ):
+        X = np.vstack([Xs, Xt]).astype(np.float64)
+        Z = TSNE(2, init="pca", random_state=seed, perplexity=min(30.0, (len(X) - 1) / 3)).fit_transform(X)
+        zs, zt = Z[: len(Xs)], Z[len(Xs) :]
+        ax = axes[row, 0]
+        ax.scatter(zs[:, 0], zs[:, 1], s=4, c="tab:blue", label="source", alpha=0.6)
+        ax.scatter(zt[:, 0], zt[:, 1], s=4, c="tab:red", label="target", alpha=0.6)
+        ax.set_title(f"{title} adaptation: by domain")
+        ax.legend(markerscale=3)
+        ax = axes[row, 1]
+        n = int(max(ys.max(initial=0), yt.max(initial=0))) + 1
+        cmap = plt.get_cmap("tab20" if n > 10 else "tab10")
+        ax.scatter(zs[:, 0], zs[:, 1], s=4, c=[cmap(int(c) % cmap.N) for c in ys], marker="o")
+        known = yt >= 0
+        ax.scatter(
+            zt[known, 0], zt[known, 1], s=8, c=[cmap(int(c) % cmap.N) for c in yt[known]], marker="x"
+        )
+        ax.scatter(zt[~known, 0], zt[~known, 1], s=4, c="lightgrey", marker="x")
+        ax.set_title(f"{title}: by class (o source, x target)")
+        for a in axes[row]:
+            a.set_xticks([])
+            a.set_yticks([])
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
