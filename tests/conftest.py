@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _data_root() -> Path:
     for cand in (os.environ.get("LOWSHOT_DATA"), REPO.parent / "shared" / "data", REPO / "data"):
         if cand and (Path(cand) / "office31").is_dir():
-            return Path(cand)
+            return Path(cand).resolve()
     pytest.exit("real data not found: set LOWSHOT_DATA to the shared data folder", returncode=3)
     raise AssertionError
 

@@ -10,6 +10,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import make_subset
 from typer.testing import CliRunner
 
 from lowshot.adapt import adapt
@@ -26,8 +27,6 @@ from lowshot.feature.alignment import (
 )
 from lowshot.feature.deep import deep_methods
 from lowshot.feature.selection import dev_risk, snd
-
-from conftest import make_subset
 
 runner = CliRunner()
 FAST = {"epochs": 1, "iters_per_epoch": 15, "plot": False}

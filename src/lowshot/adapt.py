@@ -8,9 +8,9 @@ they come from ``--target-test``, which is only ever evaluated on).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -336,6 +336,15 @@ def _tensors(X: np.ndarray, y: np.ndarray | None = None) -> Any:
     return TensorDataset(*t)
 
 
+def _check_width(S: _Domain, T: _Domain, s_path: Any, t_path: Any) -> None:
+    if S.X.shape[1] != T.X.shape[1]:
+        raise DataError(
+            f"{t_path}: {T.X.shape[1]} features per row, but the source {s_path} has "
+            f"{S.X.shape[1]}. Source and target must come from the same feature extractor "
+            "(for svmlight files of different widths, re-export them with one vocabulary)."
+        )
+
+
 def _partial_split(backbone: Any, blocks: int) -> tuple[int, list]:
     stages = backbone.stages()
     n_body = len(stages) - 2
@@ -410,21 +419,24 @@ def adapt(
     if len(S.classes) < 2:
         raise DataError(f"{', '.join(map(str, sources))}: the source holds a single class.")
     if kind == "arrays":
-        check_same_features(S.X, T.X)
+        _check_width(S, T, sources[0], target)
     y_t = _align_classes(T, S.classes, str(target))
     if T.labelled:
         log.info(
             "%s: target labels found; they are ignored for training%s.",
             target,
-            f" except {target_shots} per class (--target-shots)" if target_shots else
-            " and used only to measure accuracy",
+            f" except {target_shots} per class (--target-shots)"
+            if target_shots
+            else " and used only to measure accuracy",
         )
     # labelled target shots (semi-supervised); they are not scored on
     shot_idx = np.zeros(0, dtype=np.int64)
     rest = np.arange(len(T))
     if target_shots:
         if not T.labelled:
-            raise DataError(f"--target-shots needs a labelled target; {target} has no class folders.")
+            raise DataError(
+                f"--target-shots needs a labelled target; {target} has no class folders."
+            )
         from lowshot.data.splits import kshot_split
 
         shot_idx, rest = kshot_split(y_t, target_shots, seed)
@@ -434,7 +446,7 @@ def adapt(
         E = _load_domain([target_test], kind, "target")
         y_e = _align_classes(E, S.classes, str(target_test))
         if kind == "arrays":
-            check_same_features(S.X, E.X)
+            _check_width(S, E, sources[0], target_test)
     elif T.labelled:
         y_e = y_t[rest]
     bb = None
@@ -487,15 +499,19 @@ def adapt(
         metrics["history"] = res.history
         metrics["selected_epoch"] = res.selected_epoch
         if Fe is not None:
-            ds_e = _eval_dataset(E or T, Fe if E is not None else Ft, bb, mode, blocks, rest if E is None else None)
-            from lowshot.feature.deep import embed
-
+            ds_e = _eval_dataset(
+                E or T, Fe if E is not None else Ft, bb, mode, blocks, rest if E is None else None
+            )
             import torch
+
+            from lowshot.feature.deep import embed
 
             _, logits = embed(res.net, ds_e, torch.device("cpu"))
             metrics["target_accuracy"] = float((logits.argmax(1) == y_e).mean())
         if measure:
-            metrics.update(_measure(res, inputs, Fs, Ft, S.labels, y_t, out if plot else None, seed))
+            metrics.update(
+                _measure(res, inputs, Fs, Ft, S.labels, y_t, out if plot else None, seed)
+            )
     metrics["wall_seconds"] = round(time.perf_counter() - t_start, 2)
     if out is not None:
         out = Path(out)
@@ -593,7 +609,13 @@ def _run_deep(
     from lowshot.feature.deep import AdaptInputs, train_adaptation
     from lowshot.model.base import FitContext
 
-    offs = [trade_off] if trade_off is None or np.isscalar(trade_off) else list(trade_off)  # type: ignore[arg-type, list-item]
+    offs: list[float | None] = (
+        [None]
+        if trade_off is None
+        else [float(trade_off)]
+        if isinstance(trade_off, (int, float))
+        else [float(v) for v in trade_off]
+    )
     if len(offs) > 1 and select is None:
         raise ConfigError(
             "several --trade-off values need --select (dev, iwv, snd, entropy or source-val) "
@@ -602,8 +624,11 @@ def _run_deep(
     tr_idx, va_idx = np.arange(len(S)), np.zeros(0, dtype=np.int64)
     if select in ("dev", "iwv", "source-val"):
         if np.bincount(S.labels).min() < 2:
-            raise DataError(f"--select {select}: a source class has a single row; use snd or entropy.")
+            raise DataError(
+                f"--select {select}: a source class has a single row; use snd or entropy."
+            )
         tr_idx, va_idx = stratified_split(S.labels, val_fraction, seed)
+    body: nn.Module
     if mode == "frozen":
         body, n_in, trainable = nn.Identity(), Fs.shape[1], False
     else:

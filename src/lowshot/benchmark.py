@@ -108,7 +108,7 @@ _DANN_AMZ = [78.4, 73.3, 77.9, 72.3, 75.4, 78.3, 71.3, 73.8, 85.4, 70.9, 74.0, 8
 
 def suite(name: str, data_root: str | Path | None = None) -> Suite:
     if name == "office31":
-        tasks = []
+        tasks: list[tuple[str, str, str, str | None]] = []
         for t in _O31_TASKS:
             s, g = t.split("→")
             tasks.append((t, f"office31:{_O31[s]}", f"office31:{_O31[g]}", None))
@@ -166,7 +166,9 @@ def run_benchmark(
 
     sw = suite(name, data_root)
     settings = {**sw.settings, **(overrides or {})}
-    store = ResultStore(Path(out_json), {"benchmark": name, "settings": settings, "machine": machine()})
+    store = ResultStore(
+        Path(out_json), {"benchmark": name, "settings": settings, "machine": machine()}
+    )
     chosen = [t for t in sw.tasks if tasks is None or t[0] in tasks]
     for seed in seeds:  # seed-major: a partial store already covers every cell once
         for label, src, tgt, test in chosen:
@@ -182,13 +184,12 @@ def run_benchmark(
                     "seed": seed,
                     "accuracy": r["target_accuracy"],
                     "seconds": round(time.perf_counter() - t0, 1),
-                    **{
-                        k: r.get(k)
-                        for k in ("a_distance_before", "a_distance_after", "mmd_before", "mmd_after")
-                    },
+                    **{k: r.get(k) for k in _DIST},
                 }
                 store.put(key, rec)
-                log.info("%s %s seed %d: %.4f (%.0f s)", label, m, seed, rec["accuracy"], rec["seconds"])
+                log.info(
+                    "%s %s seed %d: %.4f (%.0f s)", label, m, seed, rec["accuracy"], rec["seconds"]
+                )
                 if on_result is not None:
                     on_result(key, rec)
     if out_md is not None:
@@ -242,5 +243,24 @@ def table(store: ResultStore, sw: Suite, methods: Sequence[str] | None = None) -
                 + " | ".join("" if v is None else f"{v:.1f}" for v in pub)
                 + f" | {np.mean(vals):.1f} | |"
             )
+    lines += [
+        "",
+        "Domain distances between source and target, on the network's input features "
+        "(before) and on its learned bottleneck features (after), mean over tasks and seeds:",
+        "",
+        "| method | A-distance before | A-distance after | MK-MMD before | MK-MMD after |",
+        "|---|---|---|---|---|",
+    ]
+    for m in methods:
+        rs = [r for r in recs if r["method"] == m and r.get("a_distance_after") is not None]
+        if rs:
+            mean = {k: np.mean([r[k] for r in rs]) for k in _DIST}
+            lines.append(
+                f"| {m} | {mean['a_distance_before']:.3f} | {mean['a_distance_after']:.3f} | "
+                f"{mean['mmd_before']:.4f} | {mean['mmd_after']:.4f} |"
+            )
     lines.append("")
     return "\n".join(lines)
+
+
+_DIST = ("a_distance_before", "a_distance_after", "mmd_before", "mmd_after")

@@ -338,8 +338,10 @@ def adapt(
     ],
     method: Annotated[
         str,
-        typer.Option(help="erm, a deep method (dann, dan, jan, coral, cdan, mcc, mdd) or a "
-        "shallow one: `lowshot methods`."),
+        typer.Option(
+            help="erm, a deep method (dann, dan, jan, coral, cdan, mcc, mdd) or a "
+            "shallow one: `lowshot methods`."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
         "runs/adapt"
@@ -473,7 +475,9 @@ def benchmark(
     try:
         seed_list = [int(s) for s in seeds.split(",")]
     except ValueError:
-        raise typer.BadParameter(f"expected integers, got {seeds!r}", param_hint="--seeds") from None
+        raise typer.BadParameter(
+            f"expected integers, got {seeds!r}", param_hint="--seeds"
+        ) from None
     task_list = [t.replace("-", "→") for t in tasks.split(",")] if tasks else None
     md = table or out.with_suffix(".md")
     run_benchmark(
@@ -617,7 +621,10 @@ def rank_sources_cmd(
         ),
     ],
     sources: Annotated[
-        str, typer.Option(help="Comma-separated candidate sources (same kind as the target).")
+        str,
+        typer.Option(
+            help="Comma-separated candidate sources (same kind as the target); A+B is their union."
+        ),
     ],
     backbone: Annotated[str, typer.Option(help="Backbone for image folders.")] = "lite0",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

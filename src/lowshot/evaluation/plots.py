@@ -96,7 +96,9 @@ def embedding_png(
         [(before, ys_before, "before"), (after, ys_after, "after")]
     ):
         X = np.vstack([Xs, Xt]).astype(np.float64)
-        Z = TSNE(2, init="pca", random_state=seed, perplexity=min(30.0, (len(X) - 1) / 3)).fit_transform(X)
+        Z = TSNE(
+            2, init="pca", random_state=seed, perplexity=min(30.0, (len(X) - 1) / 3)
+        ).fit_transform(X)
         zs, zt = Z[: len(Xs)], Z[len(Xs) :]
         ax = axes[row, 0]
         ax.scatter(zs[:, 0], zs[:, 1], s=4, c="tab:blue", label="source", alpha=0.6)
@@ -109,7 +111,11 @@ def embedding_png(
         ax.scatter(zs[:, 0], zs[:, 1], s=4, c=[cmap(int(c) % cmap.N) for c in ys], marker="o")
         known = yt >= 0
         ax.scatter(
-            zt[known, 0], zt[known, 1], s=8, c=[cmap(int(c) % cmap.N) for c in yt[known]], marker="x"
+            zt[known, 0],
+            zt[known, 1],
+            s=8,
+            c=[cmap(int(c) % cmap.N) for c in yt[known]],
+            marker="x",
         )
         ax.scatter(zt[~known, 0], zt[~known, 1], s=4, c="lightgrey", marker="x")
         ax.set_title(f"{title}: by class (o source, x target)")

@@ -13,4 +13,11 @@ from lowshot.feature.shallow import CORAL, JDA, TCA, OTMapping, SubspaceAlignmen
 
 __all__ = [
     "CORAL",
-    "Alignment", "JDA", "TCA", "BaseAdapter", "DAClassifier", "OTMapping", "SubspaceAlignment"]
+    "Alignment",
+    "JDA",
+    "TCA",
+    "BaseAdapter",
+    "DAClassifier",
+    "OTMapping",
+    "SubspaceAlignment",
+]

@@ -261,7 +261,8 @@ class CDAN(Alignment):
 
     def _map(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         if self.randomized:
-            return (f @ self.r_f) * (g @ self.r_g) / math.sqrt(self.out_dim)
+            r_f, r_g = self.get_buffer("r_f"), self.get_buffer("r_g")
+            return (f @ r_f) * (g @ r_g) / math.sqrt(self.out_dim)
         return torch.bmm(g.unsqueeze(2), f.unsqueeze(1)).flatten(1)
 
     def _weights(self, g: torch.Tensor) -> torch.Tensor | None:

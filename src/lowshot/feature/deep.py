@@ -42,7 +42,12 @@ class AdaptNet(nn.Module):
     bottleneck features and the logits."""
 
     def __init__(
-        self, body: nn.Module, n_in: int, n_classes: int, bottleneck: int = 256, dropout: float = 0.5
+        self,
+        body: nn.Module,
+        n_in: int,
+        n_classes: int,
+        bottleneck: int = 256,
+        dropout: float = 0.5,
     ) -> None:
         super().__init__()
         self.body = body
@@ -294,7 +299,7 @@ def train_adaptation(
     ctx = ctx or FitContext()
     if select is not None and select not in CRITERIA:
         raise ConfigError(f"--select must be one of {', '.join(CRITERIA)}, got {select!r}.")
-    if len(inputs.train_target) == 0:
+    if len(inputs.train_target) == 0:  # type: ignore[arg-type]
         raise ConfigError("the target is empty: adaptation needs unlabelled target rows.")
     torch.manual_seed(ctx.seed)
     net = AdaptNet(inputs.body, inputs.n_in, inputs.n_classes, bottleneck, dropout)
@@ -308,10 +313,11 @@ def train_adaptation(
         "s": _loader(inputs.train_source, batch_size, n, ctx.seed),
         "t": _loader(inputs.train_target, batch_size, n, ctx.seed + 1),
     }
-    if inputs.train_target_labelled is not None and len(inputs.train_target_labelled):
+    n_tl = len(inputs.train_target_labelled) if inputs.train_target_labelled is not None else 0  # type: ignore[arg-type]
+    if inputs.train_target_labelled is not None and n_tl:
         loaders["tl"] = _loader(
             inputs.train_target_labelled,
-            min(batch_size, len(inputs.train_target_labelled)),
+            min(batch_size, n_tl),
             n,
             ctx.seed + 2,
         )
@@ -341,4 +347,3 @@ def train_adaptation(
         "selected_by": select,
     }
     return AdaptResult(net, align, module.history, module.best_epoch, info)
-

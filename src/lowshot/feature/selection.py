@@ -32,7 +32,9 @@ def _entropy(p: np.ndarray) -> np.ndarray:
     return -(p * np.log(np.clip(p, 1e-12, None))).sum(1)
 
 
-def density_ratio(f_src: np.ndarray, f_val: np.ndarray, f_tgt: np.ndarray, seed: int = 0) -> np.ndarray:
+def density_ratio(
+    f_src: np.ndarray, f_val: np.ndarray, f_tgt: np.ndarray, seed: int = 0
+) -> np.ndarray:
     """``p_t(x) / p_s(x)`` at the validation rows, from a domain classifier trained on
     source (train) and target features, clipped to [0.01, 100]."""
     X = np.vstack([f_src, f_tgt])

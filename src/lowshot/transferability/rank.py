@@ -104,6 +104,14 @@ def rank_backbones(
 def _domain(
     spec: str | Path, bb_name: str, cache: FeatureCache, progress: bool
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Features, labels and classes of a domain; ``A+B`` is the union of two domains."""
+    text = str(spec)
+    if "+" in text and not Path(text).exists():
+        parts = [_domain(p, bb_name, cache, progress) for p in text.split("+")]
+        classes = sorted({c for _, _, cs in parts for c in cs})
+        X = np.vstack([X for X, _, _ in parts])
+        y = np.concatenate([[classes.index(cs[i]) for i in ys] for _, ys, cs in parts])
+        return X, y.astype(np.int64), classes
     if is_array_file(spec):
         a = load_arrays(spec)
         return a.dense(np.float64), a.labels, a.classes
