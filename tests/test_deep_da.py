@@ -189,6 +189,11 @@ def test_image_modes(mode, office_pair, cache_dir, tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["mode"] == mode
     if mode == "frozen":
         assert (tmp_path / "run" / "embedding.png").stat().st_size > 10_000
+    # the saved model (trained top stages / backbone included) gives the run's accuracy
+    from lowshot.api import evaluate
+
+    ev = evaluate(tmp_path / "run", office_pair["target"], progress=False)
+    assert ev["accuracy"] == pytest.approx(m["target_accuracy"], abs=1 / 30 + 1e-9)
 
 
 def test_target_shots_train_and_are_not_scored(office_pair, cache_dir):
@@ -277,3 +282,22 @@ def test_unknown_and_shallow_methods_in_deep_options(digits):
         adapt([digits[0]], digits[1], method="danm", **FAST)
     with pytest.raises(ConfigError, match="--mode"):
         adapt([digits[0]], digits[1], method="dann", mode="partial", **FAST)
+
+
+def test_adapted_image_model_serves_predict_and_evaluate(office_pair, cache_dir, tmp_path):
+    from lowshot.api import evaluate, predict
+
+    m = adapt(
+        [office_pair["source"]],
+        office_pair["target"],
+        method="mdd",
+        epochs=1,
+        iters_per_epoch=10,
+        out=tmp_path / "run",
+        plot=False,
+    )
+    ev = evaluate(tmp_path / "run", office_pair["target"], progress=False)
+    # the saved model reproduces the run's own target accuracy
+    assert ev["accuracy"] == pytest.approx(m["target_accuracy"])
+    preds = predict(tmp_path / "run", [office_pair["target"]], progress=False)
+    assert len(preds) == 30 and {p["class"] for p in preds} <= set(m["classes"])

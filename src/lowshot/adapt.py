@@ -512,6 +512,8 @@ def adapt(
             metrics.update(
                 _measure(res, inputs, Fs, Ft, S.labels, y_t, out if plot else None, seed)
             )
+        if out is not None and kind == "images":
+            _save_adapted(res.net, bb, mode, blocks, S.classes, Path(out), method)
     metrics["wall_seconds"] = round(time.perf_counter() - t_start, 2)
     if out is not None:
         out = Path(out)
@@ -570,6 +572,35 @@ def _eval_dataset(
     d: _Domain, F: np.ndarray, bb: Any, mode: str, blocks: int, idx: np.ndarray | None
 ) -> Any:
     return _mode_data(d, F, bb, mode, blocks, idx, train=False)
+
+
+def _save_adapted(
+    net: Any, bb: Any, mode: str, blocks: int, classes: list[str], out: Path, method: str
+) -> None:
+    """Save the adapted network as a run-folder model, so ``lowshot predict`` and
+    ``lowshot evaluate`` serve it like any fitted run."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    from lowshot.model.base import Classifier
+    from lowshot.runs import save_model
+
+    if mode == "full":
+        backbone = net.body
+    else:
+        backbone = copy.deepcopy(bb)
+        if mode == "partial":
+            start, stages = _partial_split(backbone, blocks)
+            nn.Sequential(*stages[start:]).load_state_dict(net.body.state_dict())
+    model = Classifier(backbone, len(classes), neck=net.bottleneck[0].out_features)
+    with torch.no_grad():
+        model.head[:4].load_state_dict(net.bottleneck.state_dict())
+        model.head[4].load_state_dict(net.head.state_dict())
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, classes, out, strategy=f"adapt:{method}", backbone_frozen=mode == "frozen")
 
 
 def _run_deep(

@@ -44,6 +44,7 @@ def save_model(
         "backbone_frozen": backbone_frozen,
         # With an unchanged backbone, predictions can reuse cached features.
         "backbone_weights_id": bb.weights_id if backbone_frozen else None,
+        "neck": model.neck,
     }
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(run_dir / "model.safetensors") as tmp:
@@ -66,7 +67,7 @@ def load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
     pre = Preprocessing.from_dict(meta["preprocessing"])
     wid = meta.get("backbone_weights_id") or f"run:{run_dir.resolve()}:{weights.stat().st_mtime_ns}"
     bb = Backbone(meta["backbone"], meta["arch"], net, pre, wid)
-    model = Classifier(bb, len(meta["classes"]))
+    model = Classifier(bb, len(meta["classes"]), neck=meta.get("neck"))
     model.load_state_dict(load_file(str(weights)), strict=True)
     model.eval()
     return model, meta

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from lowshot.errors import ConfigError
 from lowshot.feature.alignment import Alignment, Batch
 from lowshot.feature.selection import CRITERIA, selection_scores
-from lowshot.model.base import FitContext
+from lowshot.model.base import FitContext, neck_head
 from lowshot.registry import get_method
 
 
@@ -51,10 +51,9 @@ class AdaptNet(nn.Module):
     ) -> None:
         super().__init__()
         self.body = body
-        self.bottleneck = nn.Sequential(
-            nn.Linear(n_in, bottleneck), nn.BatchNorm1d(bottleneck), nn.ReLU(), nn.Dropout(dropout)
-        )
-        self.head = nn.Linear(bottleneck, n_classes)
+        layers = neck_head(n_in, bottleneck, n_classes, dropout)
+        self.bottleneck = layers[:4]
+        self.head = layers[4]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.bottleneck(self.body(x))

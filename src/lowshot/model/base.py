@@ -23,13 +23,34 @@ from lowshot.errors import ConfigError
 from lowshot.features import FeatureCache, default_cache
 
 
-class Classifier(nn.Module):
-    """``head(backbone(x))``: images (B, 3, H, W) -> logits (B, C)."""
+def neck_head(n_in: int, neck: int, num_classes: int, dropout: float = 0.5) -> nn.Sequential:
+    """The head of a domain-adapted network: bottleneck (linear, BN, ReLU, dropout), then
+    a linear layer; ``[0:4]`` is the bottleneck, ``[4]`` the classifier."""
+    return nn.Sequential(
+        nn.Linear(n_in, neck),
+        nn.BatchNorm1d(neck),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(neck, num_classes),
+    )
 
-    def __init__(self, backbone: Backbone, num_classes: int) -> None:
+
+class Classifier(nn.Module):
+    """``head(backbone(x))``: images (B, 3, H, W) -> logits (B, C).
+
+    The head is linear, or with ``neck`` a bottleneck followed by a linear layer (the
+    shape domain adaptation trains).
+    """
+
+    def __init__(self, backbone: Backbone, num_classes: int, neck: int | None = None) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(backbone.num_features, num_classes)
+        self.neck = neck
+        self.head: nn.Module = (
+            nn.Linear(backbone.num_features, num_classes)
+            if neck is None
+            else neck_head(backbone.num_features, neck, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
