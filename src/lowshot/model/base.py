@@ -46,7 +46,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.neck = neck
-        self.head: nn.Module = (
+        self.head: Any = (
             nn.Linear(backbone.num_features, num_classes)
             if neck is None
             else neck_head(backbone.num_features, neck, num_classes)
