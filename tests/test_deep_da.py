@@ -301,3 +301,20 @@ def test_adapted_image_model_serves_predict_and_evaluate(office_pair, cache_dir,
     assert ev["accuracy"] == pytest.approx(m["target_accuracy"])
     preds = predict(tmp_path / "run", [office_pair["target"]], progress=False)
     assert len(preds) == 30 and {p["class"] for p in preds} <= set(m["classes"])
+
+
+def test_benchmark_command_writes_json_and_table_beside_published(tmp_path, data_root):
+    out = tmp_path / "amz.json"
+    args = ["benchmark", "amazon-reviews", "--methods", "erm,dann", "--seeds", "0"]
+    args += ["--tasks", "B-K", "--out", str(out), "--data-root", str(data_root)]
+    args += ["-p", "epochs=1", "-p", "iters_per_epoch=10"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    recs = json.loads(out.read_text())["records"]
+    assert set(recs) == {"B→K|erm|0", "B→K|dann|0"}
+    assert all(0.5 < v["accuracy"] <= 1 for v in recs.values())
+    md = out.with_suffix(".md").read_text()
+    assert "| published dann |" in md.replace("|   published", "| published") and "77.9" in md
+    # a second run resumes: nothing is recomputed
+    r2 = runner.invoke(app, args)
+    assert r2.exit_code == 0 and "B→K|erm|0:" not in r2.output

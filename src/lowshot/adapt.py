@@ -174,12 +174,9 @@ def adapt_arrays(
     if ye is not None:
         metrics["target_accuracy"] = float((est.predict(Xe) == ye).mean())
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(
-            out / "config.json",
+        _write_run(
+            Path(out),
             {
-                "lowshot_version": __version__,
                 "method": method,
                 "params": params,
                 "sources": [str(s) for s in sources],
@@ -189,9 +186,16 @@ def adapt_arrays(
                 "preprocess": preprocess_as,
                 "seed": seed,
             },
+            metrics,
         )
-        write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _write_run(out: Path, config: dict, metrics: dict) -> None:
+    """config.json, then metrics.json (written last: its presence marks a finished run)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {"lowshot_version": __version__, **config})
+    write_json(out / "metrics.json", metrics)
 
 
 def reweight_arrays(
@@ -516,12 +520,9 @@ def adapt(
             _save_adapted(res.net, bb, mode, blocks, S.classes, Path(out), method)
     metrics["wall_seconds"] = round(time.perf_counter() - t_start, 2)
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(
-            out / "config.json",
+        _write_run(
+            Path(out),
             {
-                "lowshot_version": __version__,
                 "method": method,
                 "params": params or {},
                 "sources": [str(s) for s in sources],
@@ -542,8 +543,8 @@ def adapt(
                 "preprocess": preprocess_as,
                 "seed": seed,
             },
+            metrics,
         )
-        write_json(out / "metrics.json", metrics)
     return metrics
 
 
