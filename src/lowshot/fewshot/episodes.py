@@ -1,0 +1,131 @@
+"""N-way K-shot episodes over any labelled data, and class-disjoint splits.
+
+An episode draws ``ways`` classes, then ``shots`` support and ``queries`` query
+examples of each, without overlap. Sampling is seeded: episode ``i`` of seed ``s`` is
+the same on every machine, whatever was sampled before it, so evaluations are
+reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lowshot._log import log
+from lowshot.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Row indices into the pool and episode-local labels 0..ways-1."""
+
+    support: np.ndarray
+    support_labels: np.ndarray
+    query: np.ndarray
+    query_labels: np.ndarray
+    classes: np.ndarray  # the pool's class ids, in episode-label order
+
+
+class EpisodeSampler:
+    """Seeded N-way K-shot Q-query episodes over ``labels``.
+
+    Classes with fewer than ``shots + queries`` examples cannot fill an episode: with
+    ``strict`` that is an error naming them, otherwise they are skipped with a warning.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int] | np.ndarray,
+        ways: int,
+        shots: int,
+        queries: int = 15,
+        seed: int = 0,
+        class_names: Sequence[str] | None = None,
+        strict: bool = False,
+    ) -> None:
+        labels = np.asarray(labels)
+        if ways < 2:
+            raise ConfigError(f"--ways must be at least 2, got {ways}.")
+        if shots < 1 or queries < 1:
+            raise ConfigError(f"--shots and --queries must be at least 1, got {shots}, {queries}.")
+        need = shots + queries
+        ids, counts = np.unique(labels, return_counts=True)
+        small = ids[counts < need]
+        if len(small):
+            names = [class_names[i] if class_names is not None else str(i) for i in small]
+            msg = (
+                f"{len(small)} classes have fewer than shots + queries = {need} examples: "
+                f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"
+            )
+            if strict:
+                raise DataError(msg + ". Lower --shots/--queries or add examples.")
+            log.warning("%s; they are skipped.", msg)
+        self.classes = ids[counts >= need]
+        if len(self.classes) < ways:
+            raise DataError(
+                f"{ways}-way episodes need {ways} classes with at least {need} examples each; "
+                f"only {len(self.classes)} have. Lower --ways, --shots or --queries."
+            )
+        self.by_class = {int(c): np.flatnonzero(labels == c) for c in self.classes}
+        self.ways, self.shots, self.queries, self.seed = ways, shots, queries, seed
+
+    def episode(self, i: int) -> Episode:
+        rng = np.random.default_rng([self.seed, i])
+        chosen = rng.choice(self.classes, self.ways, replace=False)
+        sup, qry = [], []
+        for c in chosen:
+            rows = rng.choice(self.by_class[int(c)], self.shots + self.queries, replace=False)
+            sup.append(rows[: self.shots])
+            qry.append(rows[self.shots :])
+        return Episode(
+            np.concatenate(sup),
+            np.repeat(np.arange(self.ways), self.shots),
+            np.concatenate(qry),
+            np.repeat(np.arange(self.ways), self.queries),
+            chosen,
+        )
+
+    def __iter__(self) -> Iterator[Episode]:
+        i = 0
+        while True:
+            yield self.episode(i)
+            i += 1
+
+    def take(self, n: int, start: int = 0) -> list[Episode]:
+        return [self.episode(i) for i in range(start, start + n)]
+
+
+def split_classes(
+    classes: Sequence[str],
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+    groups: Sequence[str] | None = None,
+) -> tuple[list[int], list[int], list[int]]:
+    """Class-disjoint meta-train / val / test class ids. With ``groups`` (e.g. an
+    Omniglot class's alphabet, an Office-31 class's domain), whole groups go to one side."""
+    if abs(sum(fractions) - 1) > 1e-6:
+        raise ConfigError(f"split fractions must sum to 1, got {fractions}.")
+    rng = np.random.default_rng(seed)
+    keys = list(groups) if groups is not None else list(classes)
+    units = sorted(set(keys))
+    rng.shuffle(units)
+    n = len(units)
+    a = round(fractions[0] * n)
+    b = a + round(fractions[1] * n)
+    sides = [set(units[:a]), set(units[a:b]), set(units[b:])]
+    out: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for i, k in enumerate(keys):
+        for side, members in zip(out, sides, strict=True):
+            if k in members:
+                side.append(i)
+    return out
+
+
+def mean_ci95(acc: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of its normal 95% confidence interval."""
+    a = np.asarray(acc, dtype=np.float64)
+    if len(a) < 2:
+        return float(a.mean()), float("nan")
+    return float(a.mean()), float(1.96 * a.std(ddof=1) / np.sqrt(len(a)))

@@ -1,0 +1,142 @@
+"""Episodes, class-disjoint splits and the training-free few-shot classifiers, on real
+Office-31 images and Omniglot's alphabets."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from conftest import make_subset
+from typer.testing import CliRunner
+
+from lowshot.cli import app
+from lowshot.errors import ConfigError, DataError
+from lowshot.fewshot import (
+    EpisodeSampler,
+    LabelPropagation,
+    SimpleShot,
+    evaluate_episodes,
+    fewshot_predict,
+    mean_ci95,
+    split_classes,
+)
+
+runner = CliRunner()
+
+
+def test_episodes_are_seeded_disjoint_and_balanced():
+    labels = np.repeat(np.arange(8), 20)
+    s = EpisodeSampler(labels, ways=5, shots=3, queries=4, seed=7)
+    a, b = s.episode(11), EpisodeSampler(labels, 5, 3, 4, seed=7).episode(11)
+    assert np.array_equal(a.support, b.support) and np.array_equal(a.query, b.query)
+    assert not np.array_equal(s.episode(12).support, a.support)
+    assert not set(a.support) & set(a.query)
+    assert np.bincount(a.support_labels).tolist() == [3] * 5
+    assert np.bincount(a.query_labels).tolist() == [4] * 5
+    # episode labels follow the chosen pool classes
+    assert all(labels[i] == a.classes[y] for i, y in zip(a.query, a.query_labels, strict=True))
+
+
+def test_small_classes_are_skipped_or_named(caplog):
+    labels = np.r_[np.repeat(np.arange(6), 10), [6, 6]]
+    names = [f"c{i}" for i in range(7)]
+    with caplog.at_level(logging.WARNING, logger="lowshot"):
+        s = EpisodeSampler(labels, 5, 5, 5, class_names=names)
+    assert "c6" in caplog.text and 6 not in s.classes
+    with pytest.raises(DataError, match="c6"):
+        EpisodeSampler(labels, 5, 5, 5, class_names=names, strict=True)
+    with pytest.raises(DataError, match="7-way"):
+        EpisodeSampler(labels, 7, 5, 5)
+    with pytest.raises(ConfigError):
+        EpisodeSampler(labels, 1, 5, 5)
+
+
+def test_class_splits_keep_groups_together(data_root):
+    from lowshot.data.images import load_images
+
+    omni = load_images(data_root / "omniglot-small" / "images_background_small1")
+    alphabets = [c.split("/")[0] for c in omni.classes]
+    tr, va, te = split_classes(omni.classes, (0.6, 0.2, 0.2), seed=0, groups=alphabets)
+    assert sorted(tr + va + te) == list(range(len(omni.classes)))
+    sides = [{alphabets[i] for i in side} for side in (tr, va, te)]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+
+
+def test_mean_ci95():
+    m, h = mean_ci95([0.5, 0.7, 0.6, 0.8])
+    assert m == pytest.approx(0.65) and h == pytest.approx(1.96 * np.std([5, 7, 6, 8], ddof=1) / 20)
+
+
+@pytest.fixture(scope="module")
+def webcam10(tmp_path_factory):
+    return make_subset(tmp_path_factory.mktemp("ws") / "w", "webcam", 10, 12)
+
+
+@pytest.mark.parametrize("method", [SimpleShot(), SimpleShot("l2"), LabelPropagation()])
+def test_training_free_classifiers_on_real_features(method, webcam10, cache_dir):
+    from lowshot.backbones import create_backbone
+    from lowshot.data.images import load_images
+    from lowshot.features import default_cache
+
+    ds = load_images(webcam10)
+    Z = default_cache().features(create_backbone("lite0"), ds.files, progress=False)
+    r = evaluate_episodes(Z, ds.labels, method, ways=5, shots=1, queries=5, episodes=200)
+    chance = evaluate_episodes(
+        np.random.default_rng(0).normal(size=Z.shape),
+        ds.labels,
+        method,
+        ways=5,
+        shots=1,
+        queries=5,
+        episodes=200,
+    )
+    assert r["accuracy"] > 0.8 and r["ci95"] < 0.05
+    assert chance["accuracy"] < 0.35  # random features: near 1/5
+
+
+def test_fewshot_predict_labelled_and_flat_queries(mini, cache_dir, tmp_path):
+    r = fewshot_predict(mini["train"], mini["test"], out=tmp_path / "p.json", progress=False)
+    assert r["accuracy"] > 0.7 and len(r["predictions"]) == 24
+    assert json.loads((tmp_path / "p.json").read_text())["predictions"] == r["predictions"]
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in sorted(mini["test"].rglob("*.jpg"))[:5]:
+        (flat / f"{f.parent.name}-{f.name}").symlink_to(f.resolve())
+    res = runner.invoke(
+        app,
+        ["fewshot", "predict", "--support", str(mini["train"]), "--query", str(flat), "--out",
+         str(tmp_path / "q.json"), "--method", "label-propagation"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    preds = json.loads((tmp_path / "q.json").read_text())["predictions"]
+    assert len(preds) == 5 and all(v in r["classes"] for v in preds.values())
+    # the file name carries the true class: most predictions should match it
+    assert sum(v in k for k, v in preds.items()) >= 4
+
+
+def test_fewshot_bad_input(mini, tmp_path):
+    sup = tmp_path / "sup"
+    (sup / "a").mkdir(parents=True)
+    (sup / "b").mkdir()
+    f = next(mini["train"].rglob("*.jpg"))
+    (sup / "a" / f.name).symlink_to(f.resolve())
+    with pytest.raises(DataError, match="b"):  # an empty support class folder
+        fewshot_predict(sup, mini["test"], progress=False)
+    one = tmp_path / "one"
+    (one / "a").mkdir(parents=True)
+    (one / "a" / f.name).symlink_to(f.resolve())
+    with pytest.raises(DataError, match="at least two"):
+        fewshot_predict(one, mini["test"], progress=False)
+
+
+def test_fewshot_eval_cli(webcam10, cache_dir):
+    r = runner.invoke(
+        app,
+        ["fewshot", "eval", "--data", str(webcam10), "--shots", "1", "--queries", "5",
+         "--episodes", "100", "--json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output[r.output.index("[") :])
+    assert rows[0]["episodes"] == 100 and 0.6 < rows[0]["accuracy"] <= 1
