@@ -102,7 +102,11 @@ def logits_for(
     return np.concatenate(out)
 
 
-def _load(spec: str | Path, strict: bool) -> ImageSet:
+def _load(spec: str | Path, strict: bool) -> Any:
+    from lowshot.data.text import is_text_data, load_text
+
+    if is_text_data(spec):
+        return load_text(spec)
     if is_array_file(spec):
         raise DataError(
             f"{spec}: `lowshot fit` trains image backbones and takes image folders or file lists. "
@@ -194,6 +198,8 @@ def scratch_baseline(
 ) -> float:
     """Accuracy of the same architecture trained from random weights on the same split
     (cached by split, seed and settings, so every strategy compared on a split shares it)."""
+    if getattr(backbone, "modality", "image") == "text":
+        return text_scratch_baseline(train, test, seed)
     strat = make_strategy("scratch")
     key = _baseline_key(train, test, backbone.arch, seed, strat.get_params())
     path = cache.root / "baselines" / f"{key}.json"
@@ -210,6 +216,21 @@ def scratch_baseline(
     acc = float((pred == test.labels).mean())
     write_json(path, {"accuracy": acc, "arch": backbone.arch, "seed": seed, "n_train": len(train)})
     return acc
+
+
+def text_scratch_baseline(train: Any, test: Any, seed: int) -> float:
+    """No transfer for text: TF-IDF (word 1-2-grams) and logistic regression trained on
+    the same labelled texts only."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    clf = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+        LogisticRegression(C=10.0, max_iter=2000, random_state=seed),
+    )
+    clf.fit(train.texts, train.labels)
+    return float((clf.predict(test.texts) == test.labels).mean())
 
 
 def _probe_learning_curve(
@@ -340,7 +361,7 @@ def fit(
     ctx_log = run_log(run_dir) if run_dir is not None else _null()
     with ctx_log:
         train_set, test_set = prepare_split(train, test, shots, seed, strict, test_fraction)
-        bb = create_backbone(backbone, pretrained=True, weights=weights, seed=seed)
+        bb = _backbone_for(train_set, backbone, weights, seed, strat)
         weight_info = None
         if instance_weights is not None or target is not None:
             weight_info = _importance_weights(
@@ -350,7 +371,7 @@ def fit(
             {
                 "backbone_arch": bb.arch,
                 "backbone_weights_id": bb.weights_id,
-                "preprocessing": bb.preprocessing.to_dict(),
+                "preprocessing": bb.preprocessing.to_dict() if bb.preprocessing else None,
                 "classes": train_set.classes,
                 "n_train": len(train_set),
                 "n_test": len(test_set),
@@ -451,6 +472,32 @@ def fit(
     return metrics
 
 
+def _backbone_for(
+    data: Any, name: str, weights: str | Path | None, seed: int, strat: Strategy
+) -> Any:
+    """The image backbone, or for text data the sentence encoder (``minilm`` when an
+    image backbone was named by default)."""
+    from lowshot.backbones.text import create_text_encoder, is_text_backbone
+
+    text = getattr(data, "modality", "image") == "text"
+    if text:
+        if len(data.classes) < 2:
+            raise DataError(f"{data.name}: a single label value; classification needs two.")
+        if strat.images_only:
+            raise ConfigError(
+                f"strategy {strat.name!r} does not train text encoders yet; use linear-probe."
+            )
+        if not is_text_backbone(name):
+            if name != DEFAULT_BACKBONE:
+                raise ConfigError(f"{name} is an image backbone; for text use --backbone minilm.")
+            log.info("text data: using the sentence encoder minilm (all-MiniLM-L6-v2)")
+            name = "minilm"
+        return create_text_encoder(name)
+    if is_text_backbone(name):
+        raise ConfigError(f"{name} encodes text, but the data are images; use an image backbone.")
+    return create_backbone(name, pretrained=True, weights=weights, seed=seed)
+
+
 def _importance_weights(
     train: ImageSet,
     target: str | Path | None,
@@ -531,7 +578,11 @@ def evaluate(
     """Evaluate a finished run's model on a labelled image folder; writes ``eval-<name>.json``."""
     run_dir = Path(run_dir)
     model, meta = load_model(run_dir)
-    ds = load_images(data, strict=strict).relabel(meta["classes"])
+    ds = _load(data, strict).relabel(meta["classes"])
+    if getattr(ds, "modality", "image") != meta.get("modality", "image"):
+        raise DataError(
+            f"{data}: {ds.modality} data, but {run_dir} holds a {meta.get('modality', 'image')} model."
+        )  # type: ignore[union-attr]
     cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
     logits = logits_for(
         model,
@@ -560,6 +611,8 @@ def predict(
     from lowshot.data.images import IMAGE_EXTENSIONS, check_image
 
     model, meta = load_model(run_dir)
+    if meta.get("modality") == "text":
+        return _predict_text(model, meta, files, top_k, device, cache_dir, progress)
     paths: list[Path] = []
     for f in files:
         p = Path(f)
@@ -591,6 +644,46 @@ def predict(
         out.append(
             {
                 "file": str(p),
+                "class": classes[int(top[0])],
+                "probability": float(row[top[0]]),
+                "top": [{"class": classes[int(i)], "probability": float(row[i])} for i in top],
+            }
+        )
+    return out
+
+
+def _predict_text(
+    model: Classifier,
+    meta: dict,
+    items: list[str | Path],
+    top_k: int,
+    device: str | None,
+    cache_dir: str | Path | None,
+    progress: bool,
+) -> list[dict]:
+    """Text runs: each item is a file of texts (one per line) or a literal text."""
+    from lowshot.data.text import lines_of, read_text
+
+    texts: list[str] = []
+    for it in items:
+        p = Path(it)
+        if p.is_file():
+            texts += [t.strip() for t in lines_of(read_text(p)) if t.strip()]
+        else:
+            texts.append(str(it))
+    if not texts:
+        raise DataError("no text to classify (the files hold only empty lines).")
+    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    X = cache.features(model.backbone, texts, device=device, progress=progress)
+    with torch.no_grad():
+        probs = model.head(torch.from_numpy(X)).softmax(1).numpy()
+    classes = meta["classes"]
+    out = []
+    for t, row in zip(texts, probs, strict=True):
+        top = np.argsort(-row)[:top_k]
+        out.append(
+            {
+                "text": t,
                 "class": classes[int(top[0])],
                 "probability": float(row[top[0]]),
                 "top": [{"class": classes[int(i)], "probability": float(row[i])} for i in top],

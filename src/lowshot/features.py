@@ -16,6 +16,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,7 +113,7 @@ class FeatureCache:
     def features(
         self,
         backbone: Backbone,
-        files: Sequence[Path],
+        files: Sequence[Path] | Sequence[str],
         *,
         upto_stage: int | None = None,
         batch_size: int = 64,
@@ -130,6 +131,18 @@ class FeatureCache:
         extra = {} if upto_stage is None else {"upto_stage": upto_stage}
         key = backbone.cache_key(extra)
         store = self._load(key)
+        if getattr(backbone, "modality", "image") == "text":  # items are the texts themselves
+            hashes = [hashlib.sha256(str(t).encode()).hexdigest() for t in files]
+            missing = sorted({h: i for i, h in enumerate(hashes) if h not in store}.values())
+            if missing:
+                enc: Any = backbone
+                vals = enc.encode(
+                    [str(files[i]) for i in missing], device=device, progress=progress
+                )
+                new_keys = [hashes[i] for i in missing]
+                self._write(key, new_keys, vals)
+                store.update(zip(new_keys, vals, strict=True))
+            return np.stack([store[h] for h in hashes]).astype(np.float32, copy=False)
         hashes = [content_hash(Path(f)) for f in files]
         missing = sorted({h: i for i, h in enumerate(hashes) if h not in store}.values())
         if missing:

