@@ -718,18 +718,42 @@ def fewshot_eval_cmd(
     method: Annotated[str, typer.Option(help="simpleshot or label-propagation.")] = "simpleshot",
     backbone: Annotated[str, typer.Option(help="Backbone (features cached).")] = "lite0",
     seed: Annotated[int, typer.Option(help="Episode seed.")] = 0,
+    run: Annotated[
+        Path | None,
+        typer.Option(help="Embed with a `lowshot meta-train` run's encoder (ProtoNet inference)."),
+    ] = None,
+    exclude: Annotated[
+        str | None,
+        typer.Option(
+            help="Drop classes whose name starts with these (comma list), e.g. Greek,Latin."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Mean accuracy and 95% confidence interval over seeded episodes on cached features."""
     _setup_logging(json_out)
+    import numpy as np
+
     from lowshot.backbones import create_backbone
     from lowshot.data.images import load_images
     from lowshot.features import default_cache
-    from lowshot.fewshot import evaluate_episodes, make_episode_classifier
+    from lowshot.fewshot import SimpleShot, evaluate_episodes, make_episode_classifier
 
     ds = load_images(data)
-    Z = default_cache().features(create_backbone(backbone), ds.files, progress=not json_out)
-    clf = make_episode_classifier(method)
+    if exclude:
+        drop = tuple(exclude.split(","))
+        keep = [i for i, c in enumerate(ds.classes) if not c.startswith(drop)]
+        ds = ds.subset(np.flatnonzero(np.isin(ds.labels, keep)))
+    if run is not None:
+        from lowshot.fewshot.meta import embed_images, load_encoder
+
+        enc, meta = load_encoder(run)
+        Z = embed_images(enc, ds, meta)
+        clf: Any = SimpleShot("none")  # nearest prototype in the learned metric
+        method = meta["method"]
+    else:
+        Z = default_cache().features(create_backbone(backbone), ds.files, progress=not json_out)
+        clf = make_episode_classifier(method)
     rows = [
         evaluate_episodes(
             Z,
@@ -752,6 +776,54 @@ def fewshot_eval_cmd(
             f"{method} {r['ways']}-way {r['shots']}-shot: {100 * r['accuracy']:.2f} ± "
             f"{100 * r['ci95']:.2f} % (95% CI, {r['episodes']} episodes, {r['seconds']:.1f} s)"
         )
+
+
+@app.command("meta-train")
+def meta_train_cmd(
+    data: Annotated[str, typer.Option(help="Labelled images (class folders; omniglot:... ).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
+    method: Annotated[str, typer.Option(help="Meta-learning method.")] = "protonet",
+    ways: Annotated[int, typer.Option(help="Classes per training episode.")] = 5,
+    shots: Annotated[int, typer.Option(help="Support images per class.")] = 1,
+    queries: Annotated[int, typer.Option(help="Query images per class.")] = 15,
+    episodes: Annotated[int, typer.Option(help="Episodes per epoch.")] = 100,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 20,
+    image_size: Annotated[int, typer.Option(help="Side of the square input images.")] = 28,
+    channels: Annotated[int, typer.Option(help="1 (grey) or 3 (RGB).")] = 1,
+    rotations: Annotated[
+        bool, typer.Option(help="Rotations by 90 degrees as extra classes (Omniglot).")
+    ] = True,
+    invert: Annotated[bool, typer.Option(help="Invert grey levels (Omniglot strokes).")] = True,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Meta-train a Conv-4 embedding on N-way K-shot episodes; evaluate it with
+    `lowshot fewshot eval --run OUT --data TEST`."""
+    _setup_logging(False)
+    from lowshot.data.images import load_images
+    from lowshot.fewshot.meta import meta_train
+
+    info = meta_train(
+        load_images(data),
+        method=method,
+        ways=ways,
+        shots=shots,
+        queries=queries,
+        episodes_per_epoch=episodes,
+        epochs=epochs,
+        image_size=image_size,
+        channels=channels,
+        rotations=rotations,
+        invert=invert,
+        seed=seed,
+        out=out,
+        progress=True,
+    )
+    last = info["history"][-1]
+    console.print(
+        f"{method}: {info['n_classes']} training classes, {epochs} x {episodes} episodes in "
+        f"{info['train_seconds']:.0f} s; last epoch episode accuracy {last['train_episode_acc']:.3f}"
+    )
+    console.print(f"run folder: {out}")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lowshot.fewshot import meta  # noqa: F401  (registers the meta-trained methods)
 from lowshot.fewshot.episodes import Episode, EpisodeSampler, mean_ci95, split_classes
 from lowshot.fewshot.metric import EpisodeClassifier, LabelPropagation, SimpleShot
 
