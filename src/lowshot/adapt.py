@@ -350,11 +350,9 @@ def _check_width(S: _Domain, T: _Domain, s_path: Any, t_path: Any) -> None:
 
 
 def _partial_split(backbone: Any, blocks: int) -> tuple[int, list]:
-    stages = backbone.stages()
-    n_body = len(stages) - 2
-    if not 1 <= blocks <= n_body - 1:
-        raise ConfigError(f"--blocks must be in 1..{n_body - 1} for {backbone.name}, got {blocks}.")
-    return len(stages) - 2 - blocks, stages
+    from lowshot.model.deep import split_top
+
+    return split_top(backbone, blocks)
 
 
 def adapt(

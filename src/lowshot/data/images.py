@@ -9,8 +9,9 @@ empty class folders and unreadable paths raise :class:`~lowshot.errors.DataError
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -23,8 +24,57 @@ IMAGE_EXTENSIONS = frozenset(
 )
 
 
+class LabelledItems:
+    """What image and text collections share: items (``files``), integer ``labels``
+    indexing ``classes``, optional per-item ``weights``; subsets and relabelling."""
+
+    labels: np.ndarray
+    classes: list[str]
+    name: str
+    weights: np.ndarray | None
+    _items: str = "files"  # the dataclass field holding the items
+    _unknown_hint: str = "add training examples for them"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> Any:
+        idx = np.asarray(index, dtype=np.int64)
+        items = getattr(self, self._items)
+        return replace(
+            self,  # type: ignore[type-var]
+            **{self._items: [items[i] for i in idx]},
+            labels=self.labels[idx],
+            classes=list(self.classes),
+            name=self.name if name is None else name,
+            weights=None if self.weights is None else self.weights[idx],
+            skipped=[],
+        )
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts, strict=True)}
+
+    def relabel(self, classes: Sequence[str]) -> Any:
+        """The same items with labels indexing ``classes`` (a superset of ours).
+
+        Used to put a test set in the training set's class order; classes unknown to
+        ``classes`` are an error that names them.
+        """
+        unknown = sorted(set(self.classes) - set(classes))
+        if unknown:
+            raise DataError(
+                f"{self.name or 'test data'}: classes {unknown} do not occur in the training "
+                f"data (known: {', '.join(classes)}). {self._unknown_hint[0].upper()}"
+                f"{self._unknown_hint[1:]}."
+            )
+        pos = {c: i for i, c in enumerate(classes)}
+        mapping = np.array([pos[c] for c in self.classes], dtype=np.int64)
+        return replace(self, labels=mapping[self.labels], classes=list(classes), weights=None)  # type: ignore[type-var]
+
+
 @dataclass
-class ImageSet:
+class ImageSet(LabelledItems):
     """Image files with integer labels indexing ``classes``."""
 
     files: list[Path]
@@ -34,47 +84,12 @@ class ImageSet:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     # optional per-image training weights (importance weights toward a target domain)
     weights: np.ndarray | None = None
+    _unknown_hint = "remove those folders or add training examples for them"
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if len(self.files) != len(self.labels):
             raise ValueError("files and labels differ in length")
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> ImageSet:
-        idx = np.asarray(index, dtype=np.int64)
-        return ImageSet(
-            [self.files[i] for i in idx],
-            self.labels[idx],
-            list(self.classes),
-            name=self.name if name is None else name,
-            weights=None if self.weights is None else self.weights[idx],
-        )
-
-    def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(self.labels, minlength=len(self.classes))
-        return {c: int(n) for c, n in zip(self.classes, counts, strict=True)}
-
-    def relabel(self, classes: Sequence[str]) -> ImageSet:
-        """The same files with labels indexing ``classes`` (a superset of ours).
-
-        Used to put a test set in the training set's class order; classes unknown to
-        ``classes`` are an error that names them.
-        """
-        unknown = sorted(set(self.classes) - set(classes))
-        if unknown:
-            raise DataError(
-                f"{self.name or 'test data'}: classes {unknown} do not occur in the training "
-                f"data (known: {', '.join(classes)}). Remove those folders or add training "
-                "examples for them."
-            )
-        pos = {c: i for i, c in enumerate(classes)}
-        mapping = np.array([pos[c] for c in self.classes], dtype=np.int64)
-        out = ImageSet(list(self.files), mapping[self.labels], list(classes), name=self.name)
-        out.skipped = list(self.skipped)
-        return out
 
 
 def _is_hidden(p: Path) -> bool:

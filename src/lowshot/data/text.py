@@ -13,7 +13,6 @@ import contextlib
 import csv
 import io
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from lowshot._log import log
 from lowshot.data.arrays import encode_labels
+from lowshot.data.images import LabelledItems
 from lowshot.errors import DataError
 
 TEXT_SUFFIXES = frozenset({".txt", ".all", ".csv", ".tsv", ".jsonl", ".train", ".dev", ".test"})
@@ -37,7 +37,7 @@ SENTENCES = {
 
 
 @dataclass
-class TextSet:
+class TextSet(LabelledItems):
     """Texts with integer labels indexing ``classes``.
 
     ``files`` is the list of texts: the items the feature cache keys on (by content),
@@ -51,6 +51,8 @@ class TextSet:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     weights: np.ndarray | None = None
     modality: str = "text"
+    _items = "texts"
+    _unknown_hint = "add training texts with those labels"
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -60,34 +62,6 @@ class TextSet:
     @property
     def files(self) -> list[str]:
         return self.texts
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> TextSet:
-        idx = np.asarray(index, dtype=np.int64)
-        return TextSet(
-            [self.texts[i] for i in idx],
-            self.labels[idx],
-            list(self.classes),
-            name=self.name if name is None else name,
-            weights=None if self.weights is None else self.weights[idx],
-        )
-
-    def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(self.labels, minlength=len(self.classes))
-        return {c: int(n) for c, n in zip(self.classes, counts, strict=True)}
-
-    def relabel(self, classes: Sequence[str]) -> TextSet:
-        unknown = sorted(set(self.classes) - set(classes))
-        if unknown:
-            raise DataError(
-                f"{self.name or 'test data'}: labels {unknown} do not occur in the training "
-                f"data (known: {', '.join(classes)})."
-            )
-        pos = {c: i for i, c in enumerate(classes)}
-        mapping = np.array([pos[c] for c in self.classes], dtype=np.int64)
-        return TextSet(list(self.texts), mapping[self.labels], list(classes), name=self.name)
 
 
 def read_text(path: Path) -> str:

@@ -300,6 +300,18 @@ class BitFit(DeepStrategy):
         ]
 
 
+def split_top(
+    backbone: Backbone, blocks: int, what: str = "--blocks"
+) -> tuple[int, list[nn.Module]]:
+    """Index of the first of the last ``blocks`` body stages (they train, with the head
+    convolution and pooling after them), and the stages."""
+    stages = backbone.stages()
+    n_body = len(stages) - 2  # the last two are the head conv and pooling
+    if not 1 <= blocks <= n_body - 1:
+        raise ConfigError(f"{what} must be in 1..{n_body - 1} for {backbone.name}, got {blocks}")
+    return len(stages) - 2 - blocks, stages
+
+
 class _Top(nn.Module):
     def __init__(self, stages: list[nn.Module], head: nn.Module) -> None:
         super().__init__()
@@ -334,14 +346,7 @@ class Partial(DeepStrategy):
         self.blocks = blocks
 
     def _split(self, backbone: Backbone) -> tuple[int, list[nn.Module]]:
-        stages = backbone.stages()
-        n_body = len(stages) - 2  # the last two are the head conv and pooling
-        if not 1 <= self.blocks <= n_body - 1:
-            raise ConfigError(
-                f"partial: blocks must be in 1..{n_body - 1} for {backbone.name}, got {self.blocks}"
-            )
-        start = len(stages) - 2 - self.blocks
-        return start, stages
+        return split_top(backbone, self.blocks, "partial: blocks")
 
     def trainable(self, model: Classifier) -> list[tuple[list[nn.Parameter], float, float]]:
         start, stages = self._split(model.backbone)
