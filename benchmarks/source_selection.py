@@ -173,6 +173,10 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def sci(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2e}"
+
+
 def table(rows: list[dict], summary: dict, amz_best: str, o_best: str, store: ResultStore) -> str:
     mach = store.data["meta"]["machine"]
     lines = [
@@ -208,7 +212,7 @@ def table(rows: list[dict], summary: dict, amz_best: str, o_best: str, store: Re
         f = lambda v, p=3: "–" if v is None else f"{v:.{p}f}"  # noqa: E731
         lines.append(
             f"| {r['benchmark']} | {r['target']} | {r['source']} | {f(r['label_ot'])} | "
-            f"{f(r['a_distance'])} | {f(r['mk_mmd'], 4)} | {f(r['coral'], 4)} | "
+            f"{f(r['a_distance'])} | {f(r['mk_mmd'], 4)} | {sci(r['coral'])} | "
             f"{f(r['erm'] * 100 if r['erm'] is not None else None, 1)} | "
             f"{f(r['best'] * 100 if r['best'] is not None else None, 1)} |"
         )
