@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from _common import ResultStore, fmt_mean_std, machine
+
 from lowshot.adapt import adapt
 from lowshot.benchmark import suite
 from lowshot.feature.selection import CRITERIA
