@@ -101,11 +101,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--no-finetune", action="store_true")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "backbone_ranking.json")
+    ap.add_argument("--targets", default=None, help="comma list (default: all)")
+    ap.add_argument("--merge", type=Path, nargs="*", default=[], help="fold other result files in")
     a = ap.parse_args()
     store = ResultStore(
         a.out, {"machine": machine(), "candidates": [cand_name(c) for c in CANDIDATES]}
     )
+    for extra in a.merge:  # results of a run on other targets, made in parallel
+        for key, rec in ResultStore(extra, {}).data["records"].items():
+            if not store.has(key):
+                store.data["records"][key] = rec
+    chosen = a.targets.split(",") if a.targets else None
     for tname, (ds, k) in targets().items():
+        if chosen is not None and tname not in chosen:
+            continue
         for cand in CANDIDATES:
             name = cand_name(cand)
             base, _, mode = cand[0].partition("@")
