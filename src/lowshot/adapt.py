@@ -495,7 +495,6 @@ def adapt(
             bottleneck=bottleneck, dropout=dropout, weight_decay=weight_decay,
             params=params, val_fraction=val_fraction, seed=seed, device=device,
             progress=progress,
-            eval_labels=y_e if (Fe is not None and E is None) else None, rest=rest,
         )  # fmt: skip
         metrics.update(res.info)
         metrics["history"] = res.history
@@ -628,8 +627,6 @@ def _run_deep(
     seed: int,
     device: str | None,
     progress: bool,
-    eval_labels: np.ndarray | None,
-    rest: np.ndarray,
 ) -> tuple[Any, Any]:
     import copy
 
