@@ -546,7 +546,14 @@ def adapt(
 
 
 def _mode_data(
-    d: _Domain, F: np.ndarray, bb: Any, mode: str, blocks: int, idx: np.ndarray | None, train: bool
+    d: _Domain,
+    F: np.ndarray,
+    bb: Any,
+    mode: str,
+    blocks: int,
+    idx: np.ndarray | None,
+    train: bool,
+    progress: bool = False,
 ) -> Any:
     """The dataset a mode trains or evaluates on, for rows ``idx`` of domain ``d``."""
     idx = np.arange(len(d)) if idx is None else idx
@@ -558,7 +565,7 @@ def _mode_data(
         from lowshot.features import default_cache
 
         start, _ = _partial_split(bb, blocks)
-        return _tensors(default_cache().features(bb, files, upto_stage=start, progress=False), y)
+        return _tensors(default_cache().features(bb, files, upto_stage=start, progress=progress), y)
     from lowshot.data.torchdata import ImageFiles, eval_transform, train_transform
 
     pre = bb.preprocessing
@@ -670,16 +677,18 @@ def _run_deep(
         body=body,
         n_in=n_in,
         n_classes=len(S.classes),
-        train_source=_mode_data(S, Fs, bb, mode, blocks, tr_idx, train=True),
-        train_target=_mode_data(T, Ft, bb, mode, blocks, None, train=True),
+        train_source=_mode_data(S, Fs, bb, mode, blocks, tr_idx, train=True, progress=progress),
+        train_target=_mode_data(T, Ft, bb, mode, blocks, None, train=True, progress=progress),
         train_target_labelled=(
-            _mode_data(T, Ft, bb, mode, blocks, shot_idx, train=True) if len(shot_idx) else None
+            _mode_data(T, Ft, bb, mode, blocks, shot_idx, train=True, progress=progress)
+            if len(shot_idx)
+            else None
         ),
-        eval_source=_mode_data(S, Fs, bb, mode, blocks, tr_idx, train=False),
-        eval_source_val=_mode_data(S, Fs, bb, mode, blocks, va_idx, train=False)
+        eval_source=_mode_data(S, Fs, bb, mode, blocks, tr_idx, train=False, progress=progress),
+        eval_source_val=_mode_data(S, Fs, bb, mode, blocks, va_idx, train=False, progress=progress)
         if len(va_idx)
         else None,
-        eval_target=_mode_data(T, Ft, bb, mode, blocks, None, train=False),
+        eval_target=_mode_data(T, Ft, bb, mode, blocks, None, train=False, progress=progress),
         body_trainable=trainable,
         eval_target_labels=y_t if T.labelled else None,
         source_rows=tr_idx,
