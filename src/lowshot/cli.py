@@ -709,18 +709,31 @@ def fewshot_predict_cmd(
 @fewshot_app.command("eval")
 def fewshot_eval_cmd(
     data: Annotated[
-        str, typer.Option(help="Labelled images (class folders, a list, office31:webcam).")
+        str,
+        typer.Option(
+            help="Labelled data: images (class folders, a list, office31:webcam), text "
+            "(sentences:CR, a csv/jsonl table) or a feature array (svmlight, npz, mat)."
+        ),
     ],
+    query_data: Annotated[
+        str | None,
+        typer.Option(
+            help="Draw the queries from this second labelled set with the same class names "
+            "(cross-domain episodes, e.g. support office31:amazon, query office31:webcam)."
+        ),
+    ] = None,
     ways: Annotated[int, typer.Option(help="Classes per episode.")] = 5,
-    shots: Annotated[str, typer.Option(help="Support images per class (comma list).")] = "1,5",
-    queries: Annotated[int, typer.Option(help="Query images per class.")] = 15,
+    shots: Annotated[str, typer.Option(help="Support examples per class (comma list).")] = "1,5",
+    queries: Annotated[int, typer.Option(help="Query examples per class.")] = 15,
     episodes: Annotated[int, typer.Option(help="Episodes (at least 600 for a CI).")] = 1000,
-    method: Annotated[str, typer.Option(help="simpleshot or label-propagation.")] = "simpleshot",
+    method: Annotated[
+        str, typer.Option(help="Training-free method: simpleshot or label-propagation.")
+    ] = "simpleshot",
     backbone: Annotated[str, typer.Option(help="Backbone (features cached).")] = "lite0",
     seed: Annotated[int, typer.Option(help="Episode seed.")] = 0,
     run: Annotated[
         Path | None,
-        typer.Option(help="Embed with a `lowshot meta-train` run's encoder (ProtoNet inference)."),
+        typer.Option(help="Classify with a `lowshot meta-train` run's learner instead."),
     ] = None,
     exclude: Annotated[
         str | None,
@@ -730,30 +743,36 @@ def fewshot_eval_cmd(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Mean accuracy and 95% confidence interval over seeded episodes on cached features."""
+    """Mean accuracy and 95% confidence interval over seeded N-way K-shot episodes,
+    on cached embeddings."""
     _setup_logging(json_out)
     import numpy as np
 
-    from lowshot.backbones import create_backbone
-    from lowshot.data.images import load_images
-    from lowshot.features import default_cache
-    from lowshot.fewshot import SimpleShot, evaluate_episodes, make_episode_classifier
+    from lowshot.errors import DataError
+    from lowshot.fewshot import (
+        drop_classes,
+        episode_inputs,
+        evaluate_episodes,
+        load_episode_data,
+    )
 
-    ds = load_images(data)
-    if exclude:
-        drop = tuple(exclude.split(","))
-        keep = [i for i, c in enumerate(ds.classes) if not c.startswith(drop)]
-        ds = ds.subset(np.flatnonzero(np.isin(ds.labels, keep)))
-    if run is not None:
-        from lowshot.fewshot.meta import embed_images, load_encoder
-
-        enc, meta = load_encoder(run)
-        Z = embed_images(enc, ds, meta)
-        clf: Any = SimpleShot("none")  # nearest prototype in the learned metric
-        method = meta["method"]
-    else:
-        Z = default_cache().features(create_backbone(backbone), ds.files, progress=not json_out)
-        clf = make_episode_classifier(method)
+    ds = drop_classes(load_episode_data(data), exclude)
+    Z, clf, name = episode_inputs(
+        ds, method=method, backbone=backbone, run=run, progress=not json_out
+    )
+    ZQ = yq = None
+    if query_data is not None:
+        qs = drop_classes(load_episode_data(query_data), exclude)
+        unknown = sorted(set(qs.classes) - set(ds.classes))
+        if unknown:
+            raise DataError(
+                f"{query_data}: classes missing from {data}: {', '.join(unknown[:10])}. "
+                "Cross-domain episodes need the same class names on both sides."
+            )
+        ZQ, _, _ = episode_inputs(
+            qs, method=method, backbone=backbone, run=run, progress=not json_out
+        )
+        yq = np.array([ds.classes.index(qs.classes[v]) for v in qs.labels], dtype=np.int64)
     rows = [
         evaluate_episodes(
             Z,
@@ -765,29 +784,63 @@ def fewshot_eval_cmd(
             episodes=episodes,
             seed=seed,
             class_names=ds.classes,
-        )
+            query_Z=ZQ,
+            query_labels=yq,
+        )  # fmt: skip
         for k in shots.split(",")
     ]
+    for r in rows:
+        r["method"] = name
     if json_out:
         print(json.dumps(rows, indent=2))
         return
     for r in rows:
         console.print(
-            f"{method} {r['ways']}-way {r['shots']}-shot: {100 * r['accuracy']:.2f} ± "
+            f"{name} {r['ways']}-way {r['shots']}-shot: {100 * r['accuracy']:.2f} ± "
             f"{100 * r['ci95']:.2f} % (95% CI, {r['episodes']} episodes, {r['seconds']:.1f} s)"
         )
 
 
 @app.command("meta-train")
 def meta_train_cmd(
-    data: Annotated[str, typer.Option(help="Labelled images (class folders; omniglot:... ).")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="Labelled data of the training classes (omniglot:..., folders, text, arrays)."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
-    method: Annotated[str, typer.Option(help="Meta-learning method.")] = "protonet",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="protonet, matchingnet, relationnet, gnn, maml, fomaml, anil or reptile."
+        ),
+    ] = "protonet",
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="conv4 or resnet12 (from scratch on pixels), mlp (on --backbone features)."
+        ),
+    ] = "conv4",
+    backbone: Annotated[
+        str | None,
+        typer.Option(help="With --encoder mlp: the pretrained backbone whose features it reads."),
+    ] = None,
     ways: Annotated[int, typer.Option(help="Classes per training episode.")] = 5,
-    shots: Annotated[int, typer.Option(help="Support images per class.")] = 1,
-    queries: Annotated[int, typer.Option(help="Query images per class.")] = 15,
+    shots: Annotated[int, typer.Option(help="Support examples per class.")] = 1,
+    queries: Annotated[int, typer.Option(help="Query examples per class.")] = 15,
     episodes: Annotated[int, typer.Option(help="Episodes per epoch.")] = 100,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 20,
+    meta_batch: Annotated[int, typer.Option(help="Episodes averaged per update.")] = 1,
+    lr: Annotated[
+        float | None, typer.Option(help="Outer learning rate (default 1e-3; reptile 1.0).")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="Method hyper-parameter NAME=VALUE, e.g. -p inner_steps=1."
+        ),
+    ] = None,
     image_size: Annotated[int, typer.Option(help="Side of the square input images.")] = 28,
     channels: Annotated[int, typer.Option(help="1 (grey) or 3 (RGB).")] = 1,
     rotations: Annotated[
@@ -795,30 +848,41 @@ def meta_train_cmd(
     ] = True,
     invert: Annotated[bool, typer.Option(help="Invert grey levels (Omniglot strokes).")] = True,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: best).")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted run from its last epoch.")
+    ] = False,
 ) -> None:
-    """Meta-train a Conv-4 embedding on N-way K-shot episodes; evaluate it with
+    """Meta-train a learner on N-way K-shot episodes; evaluate it with
     `lowshot fewshot eval --run OUT --data TEST`."""
     _setup_logging(False)
-    from lowshot.data.images import load_images
+    from lowshot.fewshot import load_episode_data
     from lowshot.fewshot.meta import meta_train
 
     info = meta_train(
-        load_images(data),
+        load_episode_data(data),
         method=method,
+        encoder=encoder,
+        backbone=backbone,
         ways=ways,
         shots=shots,
         queries=queries,
         episodes_per_epoch=episodes,
         epochs=epochs,
+        meta_batch=meta_batch,
+        lr=lr,
+        params=_params(param),
         image_size=image_size,
         channels=channels,
         rotations=rotations,
         invert=invert,
         seed=seed,
+        device=device,
         out=out,
+        resume=resume,
         progress=True,
     )
-    last = info["history"][-1]
+    last = info["history"][-1] if info["history"] else {"train_episode_acc": float("nan")}
     console.print(
         f"{method}: {info['n_classes']} training classes, {epochs} x {episodes} episodes in "
         f"{info['train_seconds']:.0f} s; last epoch episode accuracy {last['train_episode_acc']:.3f}"

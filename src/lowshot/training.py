@@ -166,6 +166,7 @@ def run_trainer(
     epochs: int,
     ctx: FitContext,
     val_loader: DataLoader | None = None,
+    accumulate: int = 1,
 ) -> None:
     """Fit with Lightning: checkpoints every epoch under ``run_dir/checkpoints`` (last.ckpt
     resumes an interrupted run), CSV log under ``run_dir/logs``; with ``val_loader``,
@@ -207,6 +208,7 @@ def run_trainer(
         enable_model_summary=False,
         log_every_n_steps=1,
         num_sanity_val_steps=0,
+        accumulate_grad_batches=accumulate,
         limit_val_batches=1.0 if val_loader is not None else 0,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(ctx.run_dir) if ctx.run_dir else None,

@@ -23,7 +23,10 @@ __all__ = [
     "EpisodeSampler",
     "LabelPropagation",
     "SimpleShot",
+    "drop_classes",
+    "episode_inputs",
     "evaluate_episodes",
+    "load_episode_data",
     "fewshot_predict",
     "make_episode_classifier",
     "mean_ci95",
@@ -55,15 +58,22 @@ def evaluate_episodes(
     episodes: int = 1000,
     seed: int = 0,
     class_names: list[str] | None = None,
+    query_Z: np.ndarray | None = None,
+    query_labels: np.ndarray | None = None,
 ) -> dict:
-    """Mean accuracy and 95% CI over ``episodes`` seeded episodes drawn from (Z, labels)."""
-    sampler = EpisodeSampler(labels, ways, shots, queries, seed, class_names)
-    Z = np.asarray(Z, dtype=np.float64)
+    """Mean accuracy and 95% CI over ``episodes`` seeded episodes drawn from (Z, labels);
+    with ``query_Z`` / ``query_labels`` the queries come from that second pool
+    (cross-domain episodes)."""
+    sampler = EpisodeSampler(
+        labels, ways, shots, queries, seed, class_names, query_labels=query_labels
+    )
+    Z = np.asarray(Z, dtype=np.float32)
+    ZQ = Z if query_Z is None else np.asarray(query_Z, dtype=np.float32)
     t0 = time.perf_counter()
     acc = np.empty(episodes)
     for i in range(episodes):
         ep = sampler.episode(i)
-        scores = method.predict(Z[ep.support], ep.support_labels, Z[ep.query])
+        scores = method.predict(Z[ep.support], ep.support_labels, ZQ[ep.query])
         acc[i] = (scores.argmax(1) == ep.query_labels).mean()
     mean, ci = mean_ci95(acc)
     return {
@@ -72,10 +82,62 @@ def evaluate_episodes(
         "queries": queries,
         "episodes": episodes,
         "seed": seed,
+        "cross_domain": query_labels is not None,
         "accuracy": mean,
         "ci95": ci,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def load_episode_data(spec: str | Path) -> Any:
+    """Labelled data of any kind lowshot reads: images (class folders, file lists, named
+    sets), text (tables, label-line files, ``sentences:CR``) or feature arrays."""
+    from lowshot.data.arrays import is_array_file, load_arrays
+    from lowshot.data.images import load_images
+    from lowshot.data.text import is_text_data, load_text
+
+    if is_text_data(spec):
+        return load_text(spec)
+    if is_array_file(spec):
+        return load_arrays(spec)
+    return load_images(spec)
+
+
+def drop_classes(data: Any, prefixes: str | None) -> Any:
+    """``data`` without the classes whose name starts with one of the comma-separated
+    ``prefixes`` (e.g. Omniglot alphabets another split also holds)."""
+    if not prefixes:
+        return data
+    drop = tuple(prefixes.split(","))
+    keep = [i for i, c in enumerate(data.classes) if not c.startswith(drop)]
+    return data.subset(np.flatnonzero(np.isin(data.labels, keep)))
+
+
+def episode_inputs(
+    data: Any, *, method: str, backbone: str, run: str | Path | None = None, progress: bool = True
+) -> tuple[np.ndarray, EpisodeClassifier, str]:
+    """Embeddings of ``data`` and the episode classifier that reads them: a meta-trained
+    learner's (``run``), or a training-free method on backbone features (on the array
+    itself for feature arrays)."""
+    from lowshot.data.arrays import ArraySet
+
+    if run is not None:
+        from lowshot.fewshot.meta import LearnerClassifier, embed_data, load_learner
+
+        learner, meta = load_learner(run)
+        return (
+            embed_data(learner, data, meta, progress=progress),
+            LearnerClassifier(learner),
+            meta["method"],
+        )
+    clf = make_episode_classifier(method)
+    if isinstance(data, ArraySet):
+        return data.dense(), clf, method
+    from lowshot.features import default_cache
+    from lowshot.fewshot.meta import backbone_for
+
+    Z = default_cache().features(backbone_for(data, backbone), data.files, progress=progress)
+    return Z, clf, method
 
 
 def fewshot_predict(

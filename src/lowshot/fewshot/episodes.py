@@ -33,6 +33,10 @@ class EpisodeSampler:
 
     Classes with fewer than ``shots + queries`` examples cannot fill an episode: with
     ``strict`` that is an error naming them, otherwise they are skipped with a warning.
+
+    Cross-domain episodes: with ``query_labels`` (a second pool, e.g. webcam when the
+    support comes from amazon) the queries are drawn from that pool, whose labels use
+    the same class ids; ``Episode.query`` then indexes the second pool.
     """
 
     def __init__(
@@ -44,31 +48,55 @@ class EpisodeSampler:
         seed: int = 0,
         class_names: Sequence[str] | None = None,
         strict: bool = False,
+        query_labels: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         labels = np.asarray(labels)
         if ways < 2:
             raise ConfigError(f"--ways must be at least 2, got {ways}.")
         if shots < 1 or queries < 1:
             raise ConfigError(f"--shots and --queries must be at least 1, got {shots}, {queries}.")
-        need = shots + queries
-        ids, counts = np.unique(labels, return_counts=True)
-        small = ids[counts < need]
-        if len(small):
-            names = [class_names[i] if class_names is not None else str(i) for i in small]
-            msg = (
-                f"{len(small)} classes have fewer than shots + queries = {need} examples: "
-                f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"
-            )
-            if strict:
-                raise DataError(msg + ". Lower --shots/--queries or add examples.")
-            log.warning("%s; they are skipped.", msg)
-        self.classes = ids[counts >= need]
+        self.cross = query_labels is not None
+        qlabels = np.asarray(query_labels) if query_labels is not None else labels
+
+        def name(i: int) -> str:
+            return class_names[i] if class_names is not None else str(i)
+
+        if self.cross:
+            needs = [(labels, shots, "support"), (qlabels, queries, "query")]
+        else:
+            needs = [(labels, shots + queries, "")]
+        ok = set(np.unique(labels).tolist()) | set(np.unique(qlabels).tolist())
+        for pool, need, what in needs:
+            ids, counts = np.unique(pool, return_counts=True)
+            have = dict(zip(ids.tolist(), counts.tolist(), strict=True))
+            small = sorted(c for c in ok if have.get(c, 0) < need)
+            if small:
+                names = [name(c) for c in small]
+                label = (
+                    "shots + queries" if not what else ("shots" if what == "support" else "queries")
+                )
+                msg = (
+                    f"{len(small)} classes have fewer than {label} = {need} "
+                    f"{what + ' ' if what else ''}examples: "
+                    f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"
+                )
+                if strict:
+                    raise DataError(msg + ". Lower --shots/--queries or add examples.")
+                log.warning("%s; they are skipped.", msg)
+                ok -= set(small)
+        self.classes = np.array(sorted(ok), dtype=labels.dtype)
+        need_all = f"{shots} support and {queries} query" if self.cross else str(shots + queries)
         if len(self.classes) < ways:
             raise DataError(
-                f"{ways}-way episodes need {ways} classes with at least {need} examples each; "
-                f"only {len(self.classes)} have. Lower --ways, --shots or --queries."
+                f"{ways}-way episodes need {ways} classes with at least {need_all} examples "
+                f"each; only {len(self.classes)} have. Lower --ways, --shots or --queries."
             )
         self.by_class = {int(c): np.flatnonzero(labels == c) for c in self.classes}
+        self.q_by_class = (
+            {int(c): np.flatnonzero(qlabels == c) for c in self.classes}
+            if self.cross
+            else self.by_class
+        )
         self.ways, self.shots, self.queries, self.seed = ways, shots, queries, seed
 
     def episode(self, i: int) -> Episode:
@@ -76,6 +104,10 @@ class EpisodeSampler:
         chosen = rng.choice(self.classes, self.ways, replace=False)
         sup, qry = [], []
         for c in chosen:
+            if self.cross:
+                sup.append(rng.choice(self.by_class[int(c)], self.shots, replace=False))
+                qry.append(rng.choice(self.q_by_class[int(c)], self.queries, replace=False))
+                continue
             rows = rng.choice(self.by_class[int(c)], self.shots + self.queries, replace=False)
             sup.append(rows[: self.shots])
             qry.append(rows[self.shots :])

@@ -1,9 +1,13 @@
-"""Meta-training on episodes: networks trained from scratch on N-way K-shot tasks.
+"""Meta-training on episodes, saving and loading meta-trained learners, and embedding
+data with them.
 
-The images are decoded once into memory (grey or RGB, at ``image_size``), with
-optional 90-degree rotations as extra classes (the usual Omniglot augmentation). Each
-training batch is one episode; Lightning runs the loop, devices and checkpoints.
-Methods so far: ``protonet`` (Snell et al., NeurIPS 2017).
+Inputs are either pixels decoded once into memory (grey or RGB, at ``image_size``; with
+optional 90-degree rotations as extra classes, the usual Omniglot augmentation) for
+the Conv-4 / ResNet-12 encoders trained from scratch, or a lowshot backbone's cached
+features for the ``mlp`` encoder (meta-learning on top of a pretrained network). Each
+training batch is one episode; ``meta_batch`` episodes are averaged per update.
+Lightning runs the loop, devices and the rolling checkpoint, so an interrupted run
+resumes (``resume=True``).
 """
 
 from __future__ import annotations
@@ -15,38 +19,29 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lowshot.data.images import ImageSet
+from lowshot.errors import ConfigError, RunError
+from lowshot.fewshot.encoders import Conv4, build_encoder, out_shape
 from lowshot.fewshot.episodes import EpisodeSampler
-from lowshot.registry import register_method
+from lowshot.fewshot.learners import DEFAULT_LR, MetaLearner, is_learner, learner_params
+from lowshot.fewshot.metric import EpisodeClassifier
 
+FORMAT = "lowshot-meta/2"
 
-def conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)
-    )
-
-
-class Conv4(nn.Module):
-    """The 4-block convolutional embedding of the few-shot literature (64 filters each):
-    28 x 28 Omniglot images become 64-d vectors, 84 x 84 images 1,600-d."""
-
-    def __init__(self, in_channels: int = 1, hidden: int = 64) -> None:
-        super().__init__()
-        self.in_channels, self.hidden = in_channels, hidden
-        self.net = nn.Sequential(
-            conv_block(in_channels, hidden),
-            conv_block(hidden, hidden),
-            conv_block(hidden, hidden),
-            conv_block(hidden, hidden),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten(1)
+__all__ = [
+    "Conv4",
+    "EpisodeData",
+    "LearnerClassifier",
+    "embed_data",
+    "load_learner",
+    "load_pixels",
+    "meta_train",
+    "with_rotations",
+]
 
 
 def load_pixels(
@@ -75,7 +70,8 @@ def with_rotations(x: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, n
 
 
 class EpisodeData(Dataset):
-    """``length`` episodes per epoch; episode ``i`` of epoch ``e`` is seeded by (seed, e, i)."""
+    """``length`` episodes per epoch; episode ``i`` of epoch ``e`` is seeded by (seed, e, i),
+    so a resumed run sees the episodes an uninterrupted one would."""
 
     def __init__(
         self,
@@ -86,9 +82,10 @@ class EpisodeData(Dataset):
         queries: int,
         length: int,
         seed: int,
+        class_names: list[str] | None = None,
     ) -> None:
         self.x, self.labels, self.length = x, labels, length
-        self.sampler = EpisodeSampler(labels, ways, shots, queries, seed)
+        self.sampler = EpisodeSampler(labels, ways, shots, queries, seed, class_names)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -104,50 +101,28 @@ class EpisodeData(Dataset):
         )
 
 
-def prototype_logits(
-    zs: torch.Tensor, ys: torch.Tensor, zq: torch.Tensor, ways: int
-) -> torch.Tensor:
-    """Minus squared Euclidean distance of each query to each class mean."""
-    protos = torch.stack([zs[ys == c].mean(0) for c in range(ways)])
-    return -torch.cdist(zq, protos).pow(2)
-
-
-@register_method("protonet", family="meta")
-class ProtoNet(nn.Module):
-    """Prototypical Networks (Snell et al., NeurIPS 2017): an embedding trained so that
-    each query is nearest the mean embedding (prototype) of its class's support."""
-
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def episode_loss(
-        self, xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, yq: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        ways = int(ys.max()) + 1
-        z = self.encoder(torch.cat([xs, xq]))
-        logits = prototype_logits(z[: len(xs)], ys, z[len(xs) :], ways)
-        return F.cross_entropy(logits, yq), (logits.argmax(1) == yq).float().mean()
-
-
 class MetaModule:
     """Built lazily so that importing lowshot does not import Lightning."""
 
     @staticmethod
-    def make(method: nn.Module, lr: float, epochs: int) -> Any:
+    def make(learner: MetaLearner, lr: float, epochs: int) -> Any:
         import lightning as L
 
         class _M(L.LightningModule):
             def __init__(self) -> None:
                 super().__init__()
-                self.method: Any = method
+                self.learner: Any = learner
                 self.history: list[dict] = []
                 self._acc: list[float] = []
                 self._loss: list[float] = []
 
+            def on_train_epoch_start(self) -> None:
+                ds = self.trainer.train_dataloader.dataset  # type: ignore[union-attr]
+                ds.epoch = self.current_epoch  # fresh episodes each epoch, also on resume
+
             def training_step(self, batch: tuple[torch.Tensor, ...], idx: int) -> torch.Tensor:
                 xs, ys, xq, yq = (t[0] for t in batch)  # one episode per batch
-                loss, acc = self.method.episode_loss(xs, ys, xq, yq)
+                loss, acc = self.learner.episode_loss(xs, ys, xq, yq)
                 self._loss.append(float(loss.detach()))
                 self._acc.append(float(acc))
                 self.log("loss", loss.detach(), prog_bar=True, batch_size=1)
@@ -162,32 +137,120 @@ class MetaModule:
                     }
                 )
                 self._loss, self._acc = [], []
-                ds = self.trainer.train_dataloader.dataset  # type: ignore[union-attr]
-                ds.epoch += 1  # fresh episodes next epoch
+
+            def on_save_checkpoint(self, checkpoint: dict) -> None:
+                checkpoint["lowshot_history"] = self.history
+
+            def on_load_checkpoint(self, checkpoint: dict) -> None:
+                self.history = list(checkpoint.get("lowshot_history", []))
 
             def restore_best(self) -> None:  # no validation split: the last epoch stays
                 pass
 
             def configure_optimizers(self) -> Any:
-                opt = torch.optim.Adam(self.parameters(), lr=lr)
-                return {
-                    "optimizer": opt,
-                    "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, max(1, epochs // 3), 0.5),
-                }
+                return self.learner.optimizer(lr, epochs)
 
         return _M()
+
+
+def backbone_for(data: Any, name: str) -> Any:
+    """The image backbone ``name``, or for text data the sentence encoder (``minilm``
+    unless a text encoder is named)."""
+    if getattr(data, "modality", "image") == "text":
+        from lowshot.backbones import DEFAULT_BACKBONE
+        from lowshot.backbones.text import create_text_encoder, is_text_backbone
+
+        if not is_text_backbone(name) and name != DEFAULT_BACKBONE:
+            raise ConfigError(f"{name} is an image backbone; for text use --backbone minilm.")
+        return create_text_encoder(name if is_text_backbone(name) else "minilm")
+    from lowshot.backbones import create_backbone
+
+    return create_backbone(name)
+
+
+def _inputs(
+    data: ImageSet,
+    encoder: str,
+    backbone: str | None,
+    image_size: int,
+    channels: int,
+    invert: bool,
+    progress: bool,
+) -> torch.Tensor:
+    from lowshot.data.arrays import ArraySet
+
+    if isinstance(data, ArraySet):  # rows are already feature vectors
+        if encoder != "mlp" or backbone is not None:
+            raise ConfigError(
+                f"{data.name}: feature arrays are meta-learned with --encoder mlp and no --backbone."
+            )
+        return torch.from_numpy(data.dense())
+    if encoder == "mlp":
+        if backbone is None:
+            raise ConfigError(
+                "--encoder mlp meta-learns on a backbone's features: give --backbone."
+            )
+        from lowshot.features import default_cache
+
+        bb = backbone_for(data, backbone)
+        z = default_cache().features(bb, data.files, progress=progress)
+        return torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
+    if backbone is not None:
+        raise ConfigError(f"--backbone is for --encoder mlp; {encoder} trains on pixels.")
+    return load_pixels(data, image_size, channels, invert)
+
+
+def build_learner(
+    method: str, encoder: str, x: torch.Tensor, ways: int, params: dict[str, Any]
+) -> MetaLearner:
+    """The learner ``method`` around a fresh ``encoder`` sized for inputs like ``x``."""
+    from lowshot.registry import get_method
+
+    if not is_learner(method):
+        raise ConfigError(
+            f"{method} does not meta-train (it classifies embeddings as they are): use "
+            f"`lowshot fewshot eval --method {method}`."
+        )
+    cls: Any = get_method(method).factory
+    known = learner_params(method)
+    bad = sorted(set(params) - set(known))
+    if bad:
+        raise ConfigError(
+            f"{method} has no parameter {', '.join(bad)}; it takes {', '.join(known)}."
+        )
+    enc = build_encoder(
+        encoder,
+        in_channels=x.shape[1] if x.dim() == 4 else 1,
+        in_dim=x.shape[1] if x.dim() == 2 else 0,
+        maps=cls.needs_maps,
+        track_stats=cls.track_stats,
+    )
+    shape = out_shape(enc, x)
+    dim = int(np.prod(shape))
+    return cls(  # type: ignore[no-any-return]
+        enc,
+        ways=ways,
+        dim=dim,
+        feat_shape=shape,
+        input_shape=tuple(x.shape[1:]),
+        **params,
+    )
 
 
 def meta_train(
     data: ImageSet,
     *,
     method: str = "protonet",
+    encoder: str = "conv4",
+    backbone: str | None = None,
     ways: int = 5,
     shots: int = 1,
     queries: int = 15,
     episodes_per_epoch: int = 100,
     epochs: int = 20,
-    lr: float = 1e-3,
+    meta_batch: int = 1,
+    lr: float | None = None,
+    params: dict[str, Any] | None = None,
     image_size: int = 28,
     channels: int = 1,
     rotations: bool = True,
@@ -195,69 +258,121 @@ def meta_train(
     seed: int = 0,
     device: str | None = None,
     out: str | Path | None = None,
+    resume: bool = False,
     progress: bool = False,
 ) -> dict:
-    """Meta-train ``method`` with a Conv-4 encoder on episodes of ``data``; save the
-    encoder (``encoder.safetensors`` + ``meta.json``) to ``out``."""
+    """Meta-train ``method`` on episodes of ``data``; save the learner
+    (``learner.safetensors`` + ``meta.json``) to ``out``. Returns the run's info."""
     from lowshot.model.base import FitContext
-    from lowshot.registry import get_method
     from lowshot.training import run_trainer
 
-    x = load_pixels(data, image_size, channels, invert)
+    params = dict(params or {})
+    x = _inputs(data, encoder, backbone, image_size, channels, invert, progress)
     labels = data.labels.copy()
-    if rotations:
+    names = list(data.classes)
+    if rotations and x.dim() == 4:
         x, labels = with_rotations(x, labels)
+        names = [f"{c} (rot {90 * k})" for k in range(4) for c in data.classes]
     torch.manual_seed(seed)
-    net = get_method(method, family="meta").factory(Conv4(channels))
-    module = MetaModule.make(net, lr, epochs)
-    ds = EpisodeData(x, labels, ways, shots, queries, episodes_per_epoch, seed)
+    learner = build_learner(method, encoder, x, ways, params)
+    lr = DEFAULT_LR.get(method, 1e-3) if lr is None else lr
+    module = MetaModule.make(learner, lr, epochs)
+    ds = EpisodeData(x, labels, ways, shots, queries, episodes_per_epoch, seed, names)
     loader = DataLoader(ds, batch_size=1, shuffle=False)
     t0 = time.perf_counter()
-    run_trainer(module, loader, epochs, FitContext(seed=seed, device=device, progress=progress))
+    run_dir = Path(out) if out is not None else None
+    ctx = FitContext(seed=seed, device=device, progress=progress, run_dir=run_dir, resume=resume)
+    run_trainer(module, loader, epochs, ctx, accumulate=meta_batch)
     info = {
         "method": method,
+        "encoder": encoder,
+        "backbone": backbone,
         "ways": ways,
         "shots": shots,
         "queries": queries,
         "episodes_per_epoch": episodes_per_epoch,
         "epochs": epochs,
+        "meta_batch": meta_batch,
+        "lr": lr,
+        "params": params,
         "image_size": image_size,
         "channels": channels,
-        "rotations": rotations,
+        "rotations": rotations and x.dim() == 4,
         "invert": invert,
+        "seed": seed,
+        "input_shape": list(x.shape[1:]),
         "n_classes": int(labels.max()) + 1,
         "train_seconds": round(time.perf_counter() - t0, 1),
         "history": module.history,
     }
-    if out is not None:
-        from safetensors.torch import save_file
-
-        from lowshot.io import atomic_path, write_json
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in net.encoder.state_dict().items()}
-        with atomic_path(out / "encoder.safetensors") as tmp:
-            save_file(state, str(tmp))
-        write_json(out / "meta.json", {"format": "lowshot-meta/1", "encoder": "conv4", **info})
-    return info
+    if run_dir is not None:
+        save_learner(learner, info, run_dir)
+    return {**info, "learner": learner}
 
 
-def load_encoder(run: str | Path) -> tuple[Conv4, dict]:
+def save_learner(learner: MetaLearner, info: dict, out: Path) -> None:
+    from safetensors.torch import save_file
+
+    from lowshot.io import atomic_path, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in learner.state_dict().items()}
+    with atomic_path(out / "learner.safetensors") as tmp:
+        save_file(state, str(tmp))
+    write_json(out / "meta.json", {"format": FORMAT, **info})
+
+
+def load_learner(run: str | Path) -> tuple[MetaLearner, dict]:
+    """A meta-trained learner from its run folder, in eval mode."""
     from safetensors.torch import load_file
-
-    from lowshot.errors import RunError
 
     run = Path(run)
     if not (run / "meta.json").is_file():
         raise RunError(f"{run}: not a `lowshot meta-train` run folder (no meta.json).")
     meta = json.loads((run / "meta.json").read_text())
-    enc = Conv4(meta["channels"])
-    enc.load_state_dict(load_file(str(run / "encoder.safetensors")))
-    return enc.eval(), meta
+    if meta.get("format") != FORMAT:
+        raise RunError(
+            f"{run}/meta.json: format {meta.get('format')!r}, expected {FORMAT!r}; "
+            "meta-train again with this lowshot version."
+        )
+    x = torch.zeros(2, *meta["input_shape"])
+    learner = build_learner(meta["method"], meta["encoder"], x, meta["ways"], meta["params"])
+    learner.load_state_dict(load_file(str(run / "learner.safetensors")))
+    return learner.eval(), meta
 
 
 @torch.no_grad()
-def embed_images(enc: nn.Module, data: ImageSet, meta: dict, batch_size: int = 256) -> np.ndarray:
-    x = load_pixels(data, meta["image_size"], meta["channels"], meta.get("invert", False))
-    return torch.cat([enc(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()
+def embed_data(
+    learner: MetaLearner, data: ImageSet, meta: dict, batch_size: int = 256, progress: bool = False
+) -> np.ndarray:
+    """What ``learner.embed`` makes of every example of ``data``, prepared as in training."""
+    x = _inputs(
+        data,
+        meta["encoder"],
+        meta.get("backbone"),
+        meta["image_size"],
+        meta["channels"],
+        meta.get("invert", False),
+        progress,
+    )
+    learner.eval()
+    return torch.cat(
+        [learner.embed(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    ).numpy()
+
+
+class LearnerClassifier(EpisodeClassifier):
+    """A meta-trained learner as an episode classifier over its embeddings."""
+
+    def __init__(self, learner: MetaLearner) -> None:
+        self.learner = learner.eval()
+        self.transductive = learner.transductive
+
+    def predict(self, support: np.ndarray, labels: np.ndarray, query: np.ndarray) -> np.ndarray:
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+        y = torch.as_tensor(labels, dtype=torch.long)
+        return self.learner.predict(t(support), y, t(query)).numpy()
+
+
+def count_parameters(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
