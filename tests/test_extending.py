@@ -28,6 +28,7 @@ def test_documented_methods_register_and_run(doc_namespace, mini, tmp_path, cach
         names["head-and-last-norms"] == "model" and names["closeness-to-target-mean"] == "instance"
     )
     assert names["moment-matching"] == "feature"
+    assert names["cosine-protonet"] == "meta"
     m = fit(
         mini["train"],
         test=mini["test"],

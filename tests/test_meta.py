@@ -331,3 +331,29 @@ def test_meta_learning_bad_input(omni, tmp_path):
         load_learner(tmp_path / "old")
     with pytest.raises(RunError, match="no meta.json"):
         load_learner(tmp_path)
+
+
+def test_fewshot_predict_with_a_meta_trained_learner(omni, tmp_path):
+    train, test = omni
+    meta_train(
+        train, method="protonet", ways=5, shots=1, queries=5, episodes_per_epoch=100,
+        epochs=1, out=tmp_path / "run",
+    )  # fmt: skip
+    sup, qry = tmp_path / "support", tmp_path / "query"
+    for c in np.unique(test.labels)[:5]:
+        files = [test.files[i] for i in np.flatnonzero(test.labels == c)]
+        name = test.classes[c].replace("/", "-")
+        (sup / name).mkdir(parents=True)
+        (qry / name).mkdir(parents=True)
+        (sup / name / files[0].name).symlink_to(files[0].resolve())
+        for f in files[1:6]:
+            (qry / name / f.name).symlink_to(f.resolve())
+    r = runner.invoke(
+        app,
+        ["fewshot", "predict", "--support", str(sup), "--query", str(qry), "--run",
+         str(tmp_path / "run"), "--out", str(tmp_path / "p.json")],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads((tmp_path / "p.json").read_text())
+    assert out["method"] == "protonet" and len(out["predictions"]) == 25
+    assert out["accuracy"] > 0.5  # 5-way 1-shot on characters never seen: chance is 0.2

@@ -690,7 +690,11 @@ def fewshot_predict_cmd(
     method: Annotated[str, typer.Option(help="simpleshot or label-propagation.")] = "simpleshot",
     backbone: Annotated[str, typer.Option(help="Backbone whose features are compared.")] = "lite0",
     run: Annotated[
-        Path | None, typer.Option(help="Use the backbone of a trained run folder instead.")
+        Path | None,
+        typer.Option(
+            help="A `lowshot fit` run (its backbone's features) or a `lowshot meta-train` run "
+            "(its learner classifies)."
+        ),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="JSON file: query file -> predicted class.")

@@ -153,6 +153,8 @@ def fewshot_predict(
     """Classify query images from a support folder of 1-5 images per class, no training.
 
     ``query`` is a folder of images, or of class folders (then accuracy is reported).
+    ``run``: a ``lowshot fit`` run folder (its backbone's features, compared by
+    ``method``) or a ``lowshot meta-train`` run folder (its learner classifies).
     """
     from lowshot.data.images import list_images, load_images
     from lowshot.errors import DataError
@@ -169,23 +171,34 @@ def fewshot_predict(
         qfiles, qlabels = q.files, q.labels
     else:
         qfiles, qlabels = list_images(qdir), None
-    if run is not None:
-        from lowshot.runs import load_model
+    if run is not None and (Path(run) / "meta.json").is_file():  # a `lowshot meta-train` run
+        from lowshot.data.images import ImageSet
+        from lowshot.fewshot.meta import LearnerClassifier, embed_data, load_learner
 
-        bb = load_model(run)[0].backbone
+        learner, meta = load_learner(run)
+        qset = ImageSet(list(qfiles), np.zeros(len(qfiles), dtype=np.int64), sup.classes)
+        Zs, Zq = embed_data(learner, sup, meta), embed_data(learner, qset, meta)
+        clf: EpisodeClassifier = LearnerClassifier(learner)
+        method, bb_name = meta["method"], f"{meta['encoder']} ({run})"
     else:
-        from lowshot.backbones import create_backbone
+        if run is not None:  # a `lowshot fit` run: its (fine-tuned) backbone's features
+            from lowshot.runs import load_model
 
-        bb = create_backbone(backbone)
-    cache = default_cache()
-    Zs = cache.features(bb, sup.files, progress=progress)
-    Zq = cache.features(bb, qfiles, progress=progress)
-    clf = make_episode_classifier(method)
+            bb = load_model(run)[0].backbone
+        else:
+            from lowshot.backbones import create_backbone
+
+            bb = create_backbone(backbone)
+        cache = default_cache()
+        Zs = cache.features(bb, sup.files, progress=progress)
+        Zq = cache.features(bb, qfiles, progress=progress)
+        clf = make_episode_classifier(method)
+        bb_name = bb.name
     scores = clf.predict(Zs, sup.labels, Zq)
     pred = scores.argmax(1)
     result: dict[str, Any] = {
         "method": method,
-        "backbone": bb.name,
+        "backbone": bb_name,
         "classes": sup.classes,
         "support_per_class": sup.class_counts(),
         "predictions": {str(f): sup.classes[int(p)] for f, p in zip(qfiles, pred, strict=True)},
