@@ -19,11 +19,11 @@ episodes (1,000; 600 for the gradient-based methods at 20-way), 15 queries per c
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
 
-import numpy as np
 from _common import ResultStore, machine
 
 from lowshot.data.images import load_images
@@ -95,30 +95,50 @@ def run(a: argparse.Namespace) -> ResultStore:
     return store
 
 
-def table(store: ResultStore, methods: list[str]) -> str:
+def train_episodes(runs: Path, method: str) -> str:
+    """Training episodes of a method's learners, e.g. ``2000 / 600`` (5-way / 20-way)."""
+    out = []
+    for ways in (5, 20):
+        metas = sorted(runs.glob(f"{method}-{ways}w*s/meta.json"))
+        if metas:
+            m = json.loads(metas[0].read_text())
+            out.append(str(m["epochs"] * m["episodes_per_epoch"]))
+    return " / ".join(out) or "–"
+
+
+def table(store: ResultStore, methods: list[str], runs: Path) -> str:
     recs = {f"{r['method']}|{r['ways']}|{r['shots']}": r for r in store.records()}
     head = "| method | " + " | ".join(f"{w}-way {k}-shot" for w, k in SETTINGS)
     lines = [
-        head + " | meta-train time (s) | test time, 5-way 5-shot (s) |",
-        "|---" * (len(SETTINGS) + 3) + "|",
+        head + " | training episodes (5-way / 20-way) | meta-train time per learner (s) | "
+        "1,000 test episodes, 5-way 5-shot (s) |",
+        "|---" * (len(SETTINGS) + 4) + "|",
     ]
     for m in methods:
         cells = []
         for w, k in SETTINGS:
             r = recs.get(f"{m}|{w}|{k}")
             cells.append("–" if r is None else f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}")
-        tt = [r.get("train_seconds") for key, r in recs.items() if key.startswith(m + "|")]
-        tt = [t for t in tt if t is not None]
-        train_s = "–" if not tt else f"{np.mean(tt):.0f}"
+        tt = sorted(
+            {
+                r["train_seconds"]
+                for key, r in recs.items()
+                if key.startswith(m + "|") and r.get("train_seconds")
+            }
+        )
+        train_s = "–" if not tt else " / ".join(f"{t:.0f}" for t in tt)
         ev = recs.get(f"{m}|5|5")
+        eps = "none" if m in FREE else train_episodes(runs, m)
         lines.append(
-            f"| {m} | " + " | ".join(cells) + f" | {train_s} | {ev['seconds'] if ev else '–'} |"
+            f"| {m} | "
+            + " | ".join(cells)
+            + f" | {eps} | {train_s} | {ev['seconds'] if ev else '–'} |"
         )
     for m, pub in PUBLISHED.items():
         lines.append(
-            f"| {m} (Snell et al., full set) | "
+            f"| {m} (Snell et al., full background set) | "
             + " | ".join(f"{pub[s]:.1f}" for s in SETTINGS)
-            + " | | |"
+            + " | | | |"
         )
     return "\n".join(lines) + "\n"
 
@@ -141,20 +161,28 @@ def main() -> None:
         "--table", type=Path, default=HERE.parent / "docs" / "benchmarks" / "omniglot_fewshot.md"
     )
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--merge", default="", help="comma list of result files to merge into --out")
     a = ap.parse_args()
     a.methods = a.methods.split(",")
-    store = ResultStore(a.out, {}) if a.table_only else run(a)
+    if a.merge:  # results of runs split over several processes
+        store = ResultStore(a.out, {})
+        for f in a.merge.split(","):
+            other = ResultStore(Path(f), {})
+            store.data["meta"] = {**other.data["meta"], **store.data["meta"]}
+            for k, v in other.data["records"].items():
+                store.put(k, v)
+    store = ResultStore(a.out, {}) if a.table_only or a.merge else run(a)
     m = store.data["meta"].get("machine", {})
     md = (
         "# Omniglot few-shot (accuracy %, mean ± 95% CI over test episodes)\n\n"
         "Meta-train on `images_background_small1` (136 characters, x4 rotations), test on "
         "the characters of `images_background_small2` from alphabets small1 lacks; Conv-4 "
-        "from scratch, 2,000 training episodes (20 epochs of 100) per learner trained at "
-        "5-way, 1,000 at 20-way, Adam. SimpleShot and label propagation: ImageNet Lite0 features, no "
+        "from scratch, Adam (Reptile: SGD outer step), one episode per update; the "
+        "training episodes of each learner are in the table. SimpleShot and label propagation: ImageNet Lite0 features, no "
         "meta-training.\n\n"
         f"Produced by `python benchmarks/omniglot_fewshot.py` on {m.get('cpus')} CPU cores "
         f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, commit {m.get('commit')}.\n\n"
-        + table(store, a.methods)
+        + table(store, a.methods, Path(a.runs))
     )
     write_text(a.table, md)
     print(md)

@@ -20,7 +20,15 @@ from lowshot.data.images import load_images
 from lowshot.errors import ConfigError, DataError, RunError
 from lowshot.fewshot import EpisodeSampler, drop_classes, evaluate_episodes
 from lowshot.fewshot.encoders import Conv4, ResNet12
-from lowshot.fewshot.learners import GNN, MAML, MatchingNet, ProtoNet, RelationNet, Reptile
+from lowshot.fewshot.learners import (
+    GNN,
+    MAML,
+    MatchingNet,
+    ProtoNet,
+    RelationNet,
+    Reptile,
+    is_learner,
+)
 from lowshot.fewshot.meta import (
     LearnerClassifier,
     build_learner,
@@ -29,6 +37,7 @@ from lowshot.fewshot.meta import (
     load_pixels,
     meta_train,
 )
+from lowshot.registry import list_methods
 
 runner = CliRunner()
 
@@ -38,7 +47,8 @@ def _rows(r) -> list[dict]:
     return json.loads(r.output[r.output.index("[\n") :])
 
 
-METHODS = ["protonet", "matchingnet", "relationnet", "gnn", "maml", "fomaml", "anil", "reptile"]
+# every registered meta-learner goes through the same checks
+METHODS = [m.name for f in ("meta", "relation") for m in list_methods(f) if is_learner(m.name)]
 SLOW_TO_LEARN = {"relationnet", "gnn", "maml", "fomaml", "reptile"}
 
 
@@ -92,6 +102,14 @@ def test_meta_training_beats_the_untrained_learner_on_unseen_alphabets(method, o
         embed_data(fresh, test, meta), test.labels, LearnerClassifier(fresh), **kw
     )["accuracy"]
     assert acc > base + 0.05, (acc, base)
+
+
+def test_the_registry_holds_every_method_of_the_issue():
+    want = {"protonet", "matchingnet", "relationnet", "gnn", "maml", "fomaml", "anil", "reptile"}
+    assert want <= set(METHODS)
+    free = {m.name for f in ("meta", "relation") for m in list_methods(f)} - set(METHODS)
+    assert free == {"simpleshot", "label-propagation"}
+    assert all(m.summary for f in ("meta", "relation") for m in list_methods(f))
 
 
 def test_protonet_logits_are_negative_squared_distances_to_class_means():
