@@ -107,10 +107,7 @@ def main() -> None:
     store = ResultStore(
         a.out, {"machine": machine(), "candidates": [cand_name(c) for c in CANDIDATES]}
     )
-    for extra in a.merge:  # results of a run on other targets, made in parallel
-        for key, rec in ResultStore(extra, {}).data["records"].items():
-            if not store.has(key):
-                store.data["records"][key] = rec
+    store.merge(a.merge)  # results of a run on other targets, made in parallel
     chosen = a.targets.split(",") if a.targets else None
     for tname, (ds, k) in targets().items():
         if chosen is not None and tname not in chosen:

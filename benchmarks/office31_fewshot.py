@@ -9,6 +9,8 @@ its count in brackets.
     python benchmarks/office31_fewshot.py                      # everything
     python benchmarks/office31_fewshot.py --strategies linear-probe,partial --seeds 0,1
     python benchmarks/office31_fewshot.py --table-only         # rebuild the table
+    python benchmarks/office31_fewshot.py --seeds 3 --out s3.json   # a part, in parallel...
+    python benchmarks/office31_fewshot.py --merge s3.json      # ...folded back in
 """
 
 from __future__ import annotations
@@ -134,12 +136,15 @@ def main() -> None:
         "--table", type=Path, default=HERE.parent / "docs" / "benchmarks" / "office31_fewshot.md"
     )
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--merge", default="", help="comma list of result files to fold into --out")
     a = ap.parse_args()
     a.domains = a.domains.split(",")
     a.shots = [int(x) for x in a.shots.split(",")]
     a.seeds = [int(x) for x in a.seeds.split(",")]
     a.strategies = a.strategies.split(",")
-    store = ResultStore(a.out, {}) if a.table_only else run(a)
+    if a.merge:  # results of runs split over several processes (e.g. one per seed)
+        ResultStore(a.out, {}).merge(a.merge.split(","))
+    store = ResultStore(a.out, {}) if a.table_only or a.merge else run(a)
     m = store.data["meta"].get("machine", {})
     md = (
         "# Office-31 few-shot (accuracy %, mean ± std over seeds)\n\n"

@@ -165,12 +165,7 @@ def main() -> None:
     a = ap.parse_args()
     a.methods = a.methods.split(",")
     if a.merge:  # results of runs split over several processes
-        store = ResultStore(a.out, {})
-        for f in a.merge.split(","):
-            other = ResultStore(Path(f), {})
-            store.data["meta"] = {**other.data["meta"], **store.data["meta"]}
-            for k, v in other.data["records"].items():
-                store.put(k, v)
+        ResultStore(a.out, {}).merge(a.merge.split(","))
     store = ResultStore(a.out, {}) if a.table_only or a.merge else run(a)
     m = store.data["meta"].get("machine", {})
     md = (

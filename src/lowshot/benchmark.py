@@ -66,6 +66,17 @@ class ResultStore:
     def records(self) -> list[dict]:
         return list(self.data["records"].values())
 
+    def merge(self, paths: Sequence[str | Path]) -> ResultStore:
+        """Fold in the records of other stores (parts of a grid run in parallel processes);
+        a key this store already holds is kept. Written once at the end."""
+        for p in paths:
+            other = json.loads(Path(p).read_text())
+            self.data["meta"] = {**other.get("meta", {}), **self.data["meta"]}
+            for k, v in other["records"].items():
+                self.data["records"].setdefault(k, v)
+        write_json(self.path, self.data)
+        return self
+
 
 def fmt_mean_std(values: list[float], scale: float = 100.0) -> str:
     """``mean ± std`` over seeds; fewer than 5 seeds show their count, one seed no std."""
