@@ -31,7 +31,7 @@ from lowshot.model.base import FitContext
 
 HERE = Path(__file__).parent
 CHEAP = ["linear-probe", "partial"]
-DEEP = ["lp-ft", "finetune", "l2sp", "bitfit", "scratch"]
+DEEP = ["lp-ft", "finetune", "l2sp", "bitfit", "lora", "scratch"]
 
 
 def run(args: argparse.Namespace) -> ResultStore:

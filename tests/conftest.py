@@ -3,9 +3,11 @@ and one feature cache per test session so backbone features are computed once.""
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,3 +56,24 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "train": make_subset(base / "train", "webcam", 6, 4),
         "test": make_subset(base / "test", "webcam", 6, 4, start=4),
     }
+
+
+@pytest.fixture(scope="session")
+def cr_small(tmp_path_factory, data_root):
+    """60 CR sentences per class as a CSV (train) and 50 others per class (test)."""
+    from lowshot.data.text import load_text
+
+    cr = load_text(data_root / "sentences" / "custrev.all")
+    rng = np.random.default_rng(0)
+    d = tmp_path_factory.mktemp("text")
+    parts = {"train": [], "test": []}
+    for c in (0, 1):
+        idx = rng.permutation(np.flatnonzero(cr.labels == c))
+        parts["train"] += list(idx[:60])
+        parts["test"] += list(idx[60:110])
+    for name, idx in parts.items():
+        with open(d / f"{name}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["text", "label"])
+            w.writerows([cr.texts[i], cr.classes[cr.labels[i]]] for i in idx)
+    return d

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lowshot.api import logits_for, make_strategy, train_and_score
+from lowshot.api import logits_for, make_strategy, strategies_for, train_and_score
 from lowshot.backbones import create_backbone
 from lowshot.data import load_image_folder
 from lowshot.errors import ConfigError
@@ -14,7 +14,7 @@ from lowshot.registry import list_methods
 from lowshot.runs import load_model, save_model
 from lowshot.training import TransferModule
 
-STRATEGIES = [m.name for m in list_methods("model")]
+STRATEGIES = strategies_for("image")  # text strategies: tests/test_text_strategies.py
 # Few epochs keep the suite fast; the data is real (Office-31 webcam, 6 classes).
 FAST = {"epochs": 3}
 
@@ -32,7 +32,7 @@ def lite0():
 
 
 def test_registry_covers_the_model_family():
-    assert set(STRATEGIES) >= {
+    assert {m.name for m in list_methods("model")} >= {
         "linear-probe",
         "finetune",
         "partial",
@@ -40,8 +40,13 @@ def test_registry_covers_the_model_family():
         "lp-ft",
         "bitfit",
         "scratch",
+        "lora",
+        "setfit",
     }
     assert all(m.summary for m in list_methods("model"))
+    assert set(strategies_for("image")) | set(strategies_for("text")) == {
+        m.name for m in list_methods("model")
+    }
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

@@ -3,7 +3,6 @@ its embedding cache, and `lowshot fit` / `predict` / `evaluate` on real review s
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 
@@ -50,25 +49,6 @@ def test_text_files_are_told_apart_from_image_lists(tmp_path, data_root):
     assert is_text_data("sentences:MR") and not is_text_data(data_root / "office31")
 
 
-@pytest.fixture(scope="module")
-def cr_small(tmp_path_factory, data_root):
-    """120 CR sentences per class as a CSV (train) and 100 others (test)."""
-    cr = load_text(data_root / "sentences" / "custrev.all")
-    rng = np.random.default_rng(0)
-    d = tmp_path_factory.mktemp("text")
-    parts = {"train": [], "test": []}
-    for c in (0, 1):
-        idx = rng.permutation(np.flatnonzero(cr.labels == c))
-        parts["train"] += list(idx[:60])
-        parts["test"] += list(idx[60:110])
-    for name, idx in parts.items():
-        with open(d / f"{name}.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["text", "label"])
-            w.writerows([cr.texts[i], cr.classes[cr.labels[i]]] for i in idx)
-    return d
-
-
 def test_fit_predict_evaluate_on_text(cr_small, cache_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
     r = runner.invoke(
@@ -105,8 +85,8 @@ def test_text_bad_input(tmp_path, cache_dir):
     with pytest.raises(DataError, match="single label"):
         fit(tmp_path / "one.txt", baseline=False, progress=False)
     (tmp_path / "two.txt").write_text("1 good\n0 bad\n1 nice\n0 awful\n")
-    with pytest.raises(ConfigError, match="linear-probe"):
-        fit(tmp_path / "two.txt", strategy="finetune", progress=False)
+    with pytest.raises(ConfigError, match="image networks only.*linear-probe"):
+        fit(tmp_path / "two.txt", strategy="partial", progress=False)
     with pytest.raises(ConfigError, match="image backbone"):
         fit(tmp_path / "two.txt", backbone="lite1", progress=False)
 

@@ -32,8 +32,15 @@ from lowshot.features import FeatureCache, content_hash, default_cache, pick_dev
 from lowshot.io import write_json, write_text
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.linear_probe import fit_logistic
-from lowshot.registry import get_method
+from lowshot.registry import get_method, list_methods
 from lowshot.runs import load_model, run_log, save_model
+
+
+def strategies_for(modality: str) -> list[str]:
+    """Names of the model-based strategies that train ``modality`` ("image" or "text")."""
+    return [
+        m.name for m in list_methods("model") if modality in getattr(m.factory, "modalities", ())
+    ]
 
 
 def make_strategy(name: str, params: dict[str, Any] | None = None) -> Strategy:
@@ -56,13 +63,19 @@ def logits_for(
     frozen_stages: int | None = None,
     pretrained: Backbone | None = None,
 ) -> np.ndarray:
-    """Logits for image files: through the cached features when the backbone is the
+    """Logits for image files (or texts): through the cached features when the backbone is the
     pretrained one; through cached activations of the ``frozen_stages`` leading stages
     of ``pretrained`` (which ``model`` shares) when only those are unchanged; else a
     forward pass of the whole model."""
     tune_malloc()
     if backbone_frozen:
         X = cache.features(model.backbone, files, device=device, progress=progress)
+        with torch.no_grad():
+            return model.head(torch.from_numpy(X)).numpy()
+    if getattr(model.backbone, "modality", "image") == "text":  # a trained sentence encoder
+        enc: Any = model.backbone  # a TextEncoder
+        X = enc.encode([str(t) for t in files], device=device, progress=progress)
+        model.head.eval()
         with torch.no_grad():
             return model.head(torch.from_numpy(X)).numpy()
     if frozen_stages is not None and pretrained is not None:
@@ -483,9 +496,10 @@ def _backbone_for(
     if text:
         if len(data.classes) < 2:
             raise DataError(f"{data.name}: a single label value; classification needs two.")
-        if strat.images_only:
+        if "text" not in strat.modalities:
             raise ConfigError(
-                f"strategy {strat.name!r} does not train text encoders yet; use linear-probe."
+                f"strategy {strat.name!r} trains image networks only; for text use one of "
+                f"{', '.join(strategies_for('text'))}."
             )
         if not is_text_backbone(name):
             if name != DEFAULT_BACKBONE:
@@ -495,6 +509,11 @@ def _backbone_for(
         return create_text_encoder(name)
     if is_text_backbone(name):
         raise ConfigError(f"{name} encodes text, but the data are images; use an image backbone.")
+    if "image" not in strat.modalities:
+        raise ConfigError(
+            f"strategy {strat.name!r} trains sentence encoders only; for images use one of "
+            f"{', '.join(strategies_for('image'))}."
+        )
     return create_backbone(name, pretrained=True, weights=weights, seed=seed)
 
 

@@ -49,6 +49,9 @@ def save_model(
         "neck": model.neck,
     }
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if meta["modality"] == "text" and backbone_frozen:
+        # the pretrained encoder comes from its package: only the head is the run's own
+        state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
     with atomic_path(run_dir / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": MODEL_FORMAT})
     write_json(run_dir / "model.json", meta)
@@ -65,12 +68,19 @@ def load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != MODEL_FORMAT:
         raise RunError(f"{meta_path}: unknown model format {meta.get('format')!r}.")
-    if meta.get("modality") == "text":  # the encoder is frozen: only the head is stored
+    if meta.get("modality") == "text":
         from lowshot.backbones.text import create_text_encoder
 
         enc: Any = create_text_encoder(meta["backbone"])
         model = Classifier(enc, len(meta["classes"]), neck=meta.get("neck"))
-        model.load_state_dict(load_file(str(weights)), strict=True)
+        state = load_file(str(weights))
+        if meta.get("backbone_frozen"):  # only the head is stored
+            model.head.load_state_dict(
+                {k[5:]: v for k, v in state.items() if k.startswith("head.")}
+            )
+        else:  # a fine-tuned encoder: its features are the run's own
+            model.load_state_dict(state, strict=True)
+            enc.weights_id = f"run:{run_dir.resolve()}:{weights.stat().st_mtime_ns}"
         return model.eval(), meta
     net = timm.create_model(meta["arch"], pretrained=False, num_classes=0)
     pre = Preprocessing.from_dict(meta["preprocessing"])

