@@ -629,6 +629,10 @@ def predict(
     """Predicted class and top-k probabilities for each image file (folders are expanded)."""
     from lowshot.data.images import IMAGE_EXTENSIONS, check_image
 
+    if _is_multitask_run(run_dir):
+        from lowshot.multitask import predict_multitask
+
+        return predict_multitask(run_dir, _expand_items(files), cache_dir, progress)
     model, meta = load_model(run_dir)
     if meta.get("modality") == "text":
         return _predict_text(model, meta, files, top_k, device, cache_dir, progress)
@@ -668,6 +672,32 @@ def predict(
                 "top": [{"class": classes[int(i)], "probability": float(row[i])} for i in top],
             }
         )
+    return out
+
+
+def _is_multitask_run(run_dir: str | Path) -> bool:
+    meta = Path(run_dir) / "model.json"
+    return meta.is_file() and json.loads(meta.read_text()).get("format", "").startswith(
+        "lowshot-multitask"
+    )
+
+
+def _expand_items(items: list[str | Path]) -> list[Any]:
+    """Image files (folders expanded) or, for text runs, texts and files of texts."""
+    from lowshot.data.images import IMAGE_EXTENSIONS
+    from lowshot.data.text import lines_of, read_text
+
+    out: list[Any] = []
+    for it in items:
+        p = Path(it)
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            out.append(p)
+        elif p.is_file():
+            out += [t.strip() for t in lines_of(read_text(p)) if t.strip()]
+        else:
+            out.append(str(it))
     return out
 
 

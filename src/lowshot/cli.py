@@ -894,6 +894,98 @@ def meta_train_cmd(
     console.print(f"run folder: {out}")
 
 
+@app.command()
+def multitask(
+    task: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task",
+            "-t",
+            help="NAME=TRAIN[:TEST], once per task (image folders, text files, named sets "
+            "such as sentences:CR). Without TEST, the examples not used for training.",
+        ),
+    ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(help="One CSV / TSV / JSONL with a label column per task (empty = missing)."),
+    ] = None,
+    label_columns: Annotated[
+        str | None, typer.Option(help="With --table: comma list of label columns, one per task.")
+    ] = None,
+    input_column: Annotated[
+        str, typer.Option(help="With --table: the column holding the text or the image path.")
+    ] = "text",
+    regression: Annotated[
+        str | None, typer.Option(help="With --table: label columns that are numbers to regress.")
+    ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option("--backbone", "-b", help="Shared backbone (default lite0 / minilm)."),
+    ] = None,
+    weighting: Annotated[
+        str, typer.Option("--weighting", "-w", help="equal, uncertainty, dwa, gradnorm or pcgrad.")
+    ] = "equal",
+    sharing: Annotated[
+        str, typer.Option(help="hard (one trunk) or soft (plus per-task low-rank residuals).")
+    ] = "hard",
+    shots: Annotated[
+        int | None, typer.Option("--shots", "-k", help="Labelled examples per class per task.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and training.")] = 0,
+    epochs: Annotated[
+        int, typer.Option(help="Training epochs (passes over the largest task).")
+    ] = 60,
+    trunk: Annotated[int, typer.Option(help="Width of the shared trunk.")] = 256,
+    mask_labels: Annotated[
+        float,
+        typer.Option(help="Hide this fraction of every task's training labels (experiments)."),
+    ] = 0.0,
+    no_single_task: Annotated[
+        bool,
+        typer.Option("--no-single-task", help="Skip the single-task baselines (no delta_mtl)."),
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to write.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train several tasks on one shared network; report each beside single-task training."""
+    _setup_logging(quiet)
+    from lowshot.multitask import multitask as run_multitask
+
+    m = run_multitask(
+        task,
+        table=table,
+        label_columns=label_columns.split(",") if label_columns else None,
+        input_column=input_column,
+        regression=regression.split(",") if regression else None,
+        backbone=backbone,
+        weighting=weighting,
+        sharing=sharing,
+        shots=shots,
+        seed=seed,
+        epochs=epochs,
+        trunk=trunk,
+        mask_fraction=mask_labels,
+        single_task=not no_single_task,
+        out=out,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    t = Table("task", "metric", "multi-task", "single-task", "n_train", "n_test")
+    for name, r in m["tasks"].items():
+        key = "accuracy" if "accuracy" in r else "rmse"
+        alone = r.get(f"single_task_{key}")
+        t.add_row(
+            name, key, f"{r[key]:.4f}", "–" if alone is None else f"{alone:.4f}",
+            str(r["n_train"]), str(r["n_test"]),
+        )  # fmt: skip
+    console.print(t)
+    if "delta_mtl" in m:
+        console.print(f"delta_mtl {m['delta_mtl']:+.2f}%  (mean relative gain over single-task)")
+    if out is not None:
+        console.print(f"run folder: {out}")
+
+
 def main() -> None:
     app()
 

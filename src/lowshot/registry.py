@@ -50,7 +50,7 @@ def register_method(name: str, *, family: str) -> Callable[[T], T]:
 
 def _load_builtin_methods() -> None:
     # Importing the family packages runs their @register_method decorators.
-    from lowshot import feature, fewshot, instance, model, transferability  # noqa: F401
+    from lowshot import feature, fewshot, instance, model, multitask, transferability  # noqa: F401
 
 
 def list_methods(family: str | None = None) -> list[MethodInfo]:
