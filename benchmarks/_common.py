@@ -2,5 +2,19 @@
 live in :mod:`lowshot.benchmark` (``lowshot benchmark`` uses them too)."""
 
 from lowshot.benchmark import ResultStore, fmt_mean_std, machine
+from lowshot.data.splits import stratified_split
+from lowshot.data.text import TextSet, load_text
 
-__all__ = ["ResultStore", "fmt_mean_std", "machine"]
+__all__ = ["ResultStore", "fmt_mean_std", "machine", "senteval_split"]
+
+
+def senteval_split(name: str) -> tuple[TextSet, TextSet]:
+    """The few-shot protocol on a SentEval set: (pool to draw labelled examples from,
+    test set). MR / SUBJ / CR / MPQA: a fixed stratified 20% of the file is the test set,
+    the same for every seed; SST-1: its train file and its test file."""
+    if name == "SST-1":
+        pool = load_text("sentences:SST-1:train")
+        return pool, load_text("sentences:SST-1:test").relabel(pool.classes)
+    full = load_text(f"sentences:{name}")
+    rest, test = stratified_split(full.labels, 0.2, seed=0)
+    return full.subset(rest), full.subset(test, name=f"{name} (test)")

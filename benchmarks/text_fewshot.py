@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ResultStore, fmt_mean_std, machine
+from _common import ResultStore, fmt_mean_std, machine, senteval_split
 
 from lowshot.api import make_strategy, train_and_score
 from lowshot.backbones.text import create_text_encoder
-from lowshot.data.splits import kshot_split, stratified_split
-from lowshot.data.text import TextSet, load_text
+from lowshot.data.splits import kshot_split
+from lowshot.data.text import TextSet
 from lowshot.features import default_cache
 from lowshot.io import write_text
 from lowshot.model.base import FitContext
@@ -40,16 +40,6 @@ HERE = Path(__file__).parent
 DATASETS = ["MR", "SUBJ", "CR", "MPQA", "SST-1"]
 STRATEGIES = ["linear-probe", "finetune", "l2sp", "lp-ft", "bitfit", "lora", "setfit"]
 PACKAGE = "setfit-package"
-
-
-def splits(name: str) -> tuple[TextSet, TextSet]:
-    """(pool to draw the labelled examples from, test set)."""
-    if name == "SST-1":
-        pool = load_text("sentences:SST-1:train")
-        return pool, load_text("sentences:SST-1:test").relabel(pool.classes)
-    full = load_text(f"sentences:{name}")
-    rest, test = stratified_split(full.labels, 0.2, seed=0)
-    return full.subset(rest), full.subset(test, name=f"{name} (test)")
 
 
 def run_setfit_package(train: TextSet, test: TextSet, seed: int) -> tuple[np.ndarray, float]:
@@ -83,7 +73,7 @@ def run(a: argparse.Namespace) -> ResultStore:
     store = ResultStore(a.out, {"benchmark": "text_fewshot", "machine": machine()})
     cache = default_cache()
     enc = create_text_encoder("minilm")
-    data = {d: splits(d) for d in a.datasets}
+    data = {d: senteval_split(d) for d in a.datasets}
     for seed in a.seeds:
         for d in a.datasets:
             pool, test = data[d]

@@ -100,9 +100,21 @@ def from_datasets(
         raise ConfigError(f"task names must differ: {', '.join(dup)} given more than once.")
     if len(parsed) < 2:
         raise ConfigError("multi-task learning needs at least two --task.")
+    return stack_sets(
+        {
+            name: prepare_split(tr, te, shots, seed, test_fraction=test_fraction)
+            for name, tr, te in parsed
+        }
+    )
+
+
+def stack_sets(sets: dict[str, tuple[Any, Any]]) -> tuple[TaskTable, TaskTable]:
+    """Per-task (train, test) image or text sets -> (train rows, test rows); each row
+    carries a label for its own task only."""
+    if len(sets) < 2:
+        raise ConfigError("multi-task learning needs at least two tasks.")
     trains, tests, tasks, modality = [], [], [], None
-    for name, tr, te in parsed:
-        a, b = prepare_split(tr, te, shots, seed, test_fraction=test_fraction)
+    for name, (a, b) in sets.items():
         m = getattr(a, "modality", "image")
         if modality is not None and m != modality:
             raise DataError(
@@ -114,7 +126,7 @@ def from_datasets(
             raise DataError(f"task {name}: a single class ({a.classes[0]}); it needs two.")
         tasks.append(Task(name, "classification", list(a.classes)))
         trains.append(a)
-        tests.append(b)
+        tests.append(b.relabel(a.classes))
     assert modality is not None
 
     def stack(parts: list[Any]) -> TaskTable:

@@ -24,7 +24,7 @@ from lowshot._log import log
 from lowshot.errors import ConfigError, DataError, RunError
 from lowshot.features import FeatureCache, default_cache
 from lowshot.io import atomic_path, write_json
-from lowshot.multitask.data import Task, from_datasets, from_table, mask_labels
+from lowshot.multitask.data import Task, from_datasets, from_table, mask_labels, stack_sets
 from lowshot.multitask.model import MultiTaskNet, predict, train_net
 from lowshot.multitask.weighting import make_weighting
 
@@ -80,7 +80,7 @@ def delta_mtl(tasks: list[Task], mtl: dict[str, dict], single: dict[str, dict]) 
 
 
 def multitask(
-    tasks: list[str] | None = None,
+    tasks: list[str] | dict[str, tuple[Any, Any]] | None = None,
     *,
     table: str | Path | None = None,
     label_columns: list[str] | None = None,
@@ -103,8 +103,8 @@ def multitask(
 ) -> dict:
     """Train several tasks on one shared network; returns (and writes) the metrics.
 
-    Tasks come as separate data sets (``tasks=["cr=sentences:CR", ...]``) or as label
-    columns of one ``table``. ``mask_fraction`` hides that share of every task's
+    Tasks come as separate data sets (``tasks=["cr=sentences:CR", ...]``, or a dict of
+    already loaded ``{name: (train set, test set)}``) or as label columns of one ``table``. ``mask_fraction`` hides that share of every task's
     training labels (the rows stay for the other tasks).
     """
     t_start = time.perf_counter()
@@ -133,7 +133,10 @@ def multitask(
         )
     else:
         assert tasks is not None
-        train, test = from_datasets(tasks, shots, seed)
+        if isinstance(tasks, dict):
+            train, test = stack_sets(tasks)
+        else:
+            train, test = from_datasets(tasks, shots, seed)
     if mask_fraction:
         train = mask_labels(train, mask_fraction, seed)
     bb = _backbone(backbone, train.modality, seed)
@@ -186,7 +189,7 @@ def multitask(
     if run_dir is not None:
         config = {
             "lowshot_version": __version__,
-            "tasks": tasks,
+            "tasks": tasks if not isinstance(tasks, dict) else sorted(tasks),
             "table": str(table) if table else None,
             "label_columns": label_columns,
             "regression": regression,
