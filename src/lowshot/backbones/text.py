@@ -79,6 +79,19 @@ class TextEncoder(nn.Module):
         lengths = [len(ids) for ids in tok(list(texts), add_special_tokens=True)["input_ids"]]
         return int(sum(n > self.max_seq_length for n in lengths))
 
+    def warn_truncated(self, texts: Sequence[str], what: str = "texts") -> None:
+        """Say (once per call) how many texts exceed the encoder's token limit."""
+        n_long = self.count_truncated(texts)
+        if n_long:
+            log.warning(
+                "%d of %d %s are longer than %s's limit of %d tokens; they are truncated.",
+                n_long,
+                len(texts),
+                what,
+                self.name,
+                self.max_seq_length,
+            )
+
     def encode(
         self,
         texts: Sequence[str],
@@ -86,15 +99,7 @@ class TextEncoder(nn.Module):
         device: str | None = None,
         progress: bool = False,
     ) -> np.ndarray:
-        n_long = self.count_truncated(texts)
-        if n_long:
-            log.warning(
-                "%d of %d texts are longer than %s's limit of %d tokens; they are truncated.",
-                n_long,
-                len(texts),
-                self.name,
-                self.max_seq_length,
-            )
+        self.warn_truncated(texts)
         from lowshot.features import pick_device
 
         dev = str(pick_device(device))

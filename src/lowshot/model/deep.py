@@ -28,7 +28,7 @@ from lowshot.data.splits import stratified_split
 from lowshot.data.torchdata import ImageFiles, eval_transform, train_transform
 from lowshot.errors import ConfigError
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
-from lowshot.model.linear_probe import fit_logistic, set_head
+from lowshot.model.linear_probe import fit_head
 from lowshot.registry import register_method
 
 
@@ -306,12 +306,7 @@ class LPFT(DeepStrategy):
         self, model: Classifier, train: ImageSet, backbone: Backbone, ctx: FitContext
     ) -> dict:
         X = ctx.cache.features(backbone, train.files, device=ctx.device, progress=ctx.progress)
-        seen = np.unique(train.labels)
-        pos = {c: i for i, c in enumerate(seen)}
-        W, b, C = fit_logistic(
-            X, np.array([pos[c] for c in train.labels]), None, ctx.seed, sample_weight=train.weights
-        )
-        set_head(model, W, b, seen)
+        C, _ = fit_head(model, X, train, None, ctx.seed)
         with torch.no_grad():  # the -1e4 bias of unseen classes would dominate the loss scale
             model.head.bias.clamp_(min=-20.0)
         return {"probe_C": C}

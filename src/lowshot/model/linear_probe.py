@@ -110,6 +110,32 @@ def set_head(model: Classifier, W: np.ndarray, b: np.ndarray, classes_seen: np.n
         model.head.bias[classes_seen] = torch.from_numpy(b)
 
 
+def fit_head(
+    model: Classifier,
+    X: np.ndarray,
+    train: ImageSet,
+    C: float | None,
+    seed: int,
+    max_iter: int = 1000,
+) -> tuple[float, float]:
+    """Fit logistic regression on features ``X`` of ``train`` into ``model.head``;
+    returns (C used, training accuracy)."""
+    seen = np.unique(train.labels)
+    pos = {c: i for i, c in enumerate(seen)}
+    W, b, C = fit_logistic(
+        X,
+        np.array([pos[c] for c in train.labels]),
+        C,
+        seed,
+        max_iter,
+        sample_weight=train.weights,
+    )
+    set_head(model, W, b, seen)
+    with torch.no_grad():
+        pred = model.head(torch.from_numpy(X)).argmax(1).numpy()
+    return C, float((pred == train.labels).mean())
+
+
 @register_method("linear-probe", family="model")
 class LinearProbe(Strategy):
     """Logistic regression on cached frozen features; C chosen by cross-validation."""
@@ -123,21 +149,8 @@ class LinearProbe(Strategy):
 
     def fit(self, train: ImageSet, backbone: Backbone, ctx: FitContext) -> FitResult:
         X = ctx.cache.features(backbone, train.files, device=ctx.device, progress=ctx.progress)
-        seen = np.unique(train.labels)
-        pos = {c: i for i, c in enumerate(seen)}
-        W, b, C = fit_logistic(
-            X,
-            np.array([pos[c] for c in train.labels]),
-            self.C,
-            ctx.seed,
-            self.max_iter,
-            sample_weight=train.weights,
-        )
         model = Classifier(backbone, len(train.classes))
-        set_head(model, W, b, seen)
-        train_acc = float(
-            (model.head(torch.from_numpy(X)).argmax(1).numpy() == train.labels).mean()
-        )
+        C, train_acc = fit_head(model, X, train, self.C, ctx.seed, self.max_iter)
         return FitResult(
             model,
             backbone_frozen=True,

@@ -13,24 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from lowshot._log import log
 from lowshot._runtime import tune_malloc
 from lowshot.errors import ConfigError, DataError
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
-from lowshot.model.linear_probe import fit_logistic, set_head
+from lowshot.model.linear_probe import fit_head
 from lowshot.registry import register_method
-
-
-def _say_truncated(encoder: Any, texts: list[str]) -> None:
-    n_long = encoder.count_truncated(texts)
-    if n_long:
-        log.warning(
-            "%d of %d training texts are longer than %s's limit of %d tokens; they are truncated.",
-            n_long,
-            len(texts),
-            encoder.name,
-            encoder.max_seq_length,
-        )
 
 
 class TextBatches(Dataset):
@@ -51,7 +38,7 @@ class TextBatches(Dataset):
         self.texts = list(texts)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.weights = weights
-        _say_truncated(encoder, self.texts)
+        encoder.warn_truncated(self.texts, "training texts")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -225,7 +212,7 @@ class SetFitStyle(Strategy):
 
         torch.manual_seed(ctx.seed)
         body = copy.deepcopy(backbone)
-        _say_truncated(body, list(train.texts))
+        body.warn_truncated(list(train.texts), "training texts")
         pairs = ContrastivePairs(train.labels, ctx.seed)
         texts = list(train.texts)
 
@@ -250,20 +237,9 @@ class SetFitStyle(Strategy):
         run_trainer(module, loader, self.iterations, ctx)
         body.eval()
         body.weights_id = f"{backbone.weights_id}+setfit:{uuid.uuid4().hex}"
-        X = body.encode(texts, device=ctx.device)
-        seen = np.unique(train.labels)
-        pos = {c: i for i, c in enumerate(seen)}
-        W, b, C = fit_logistic(
-            X,
-            np.array([pos[c] for c in train.labels]),
-            self.C,
-            ctx.seed,
-            sample_weight=train.weights,
-        )
         model = Classifier(body, len(train.classes))
-        set_head(model, W, b, seen)
-        train_acc = float(
-            (model.head(torch.from_numpy(X)).argmax(1).numpy() == train.labels).mean()
+        C, train_acc = fit_head(
+            model, body.encode(texts, device=ctx.device), train, self.C, ctx.seed
         )
         history = module.history
         if history:
