@@ -249,3 +249,37 @@ def test_a_task_with_one_class_is_an_error(tmp_path, mini):
         (one / src.name / f.name).symlink_to(f.resolve())
     with pytest.raises(DataError, match="one|single|two"):
         multitask([f"a={one}", f"b={mini['train']}"], progress=False)
+
+
+def test_a_shared_body_can_train_too(review_table, cache_dir, tmp_path):
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from lowshot.api import predict
+    from lowshot.backbones.text import create_text_encoder
+
+    def cached() -> set[str]:
+        d = Path(cache_dir) / "features"
+        return {p.name for p in d.iterdir()} if d.is_dir() else set()
+
+    before = cached()
+    run = tmp_path / "run"
+    r = runner.invoke(
+        app,
+        ["multitask", "--table", str(review_table), "--label-columns", "sentiment,long",
+         "--shots", "8", "--epochs", "3", "--train-body", "--out", str(run), "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["train_body"] and set(m["tasks"]) == {"sentiment", "long"}
+    assert json.loads((run / "model.json").read_text())["body_trained"]
+    state = load_file(str(run / "model.safetensors"))
+    minilm = create_text_encoder("minilm")
+    pre = minilm.state_dict()
+    body = {k[5:]: v for k, v in state.items() if k.startswith("body.")}
+    assert body.keys() == pre.keys() and any(not torch.equal(body[k], pre[k]) for k in pre)
+    # the fine-tuned body's features never land in the shared feature cache
+    assert cached() <= before | {minilm.cache_key()}
+    p = predict(run, ["the lens cap fell off on day one"], progress=False)
+    assert p[0]["sentiment"] in ("0", "1")

@@ -944,6 +944,15 @@ def multitask(
         bool,
         typer.Option("--no-single-task", help="Skip the single-task baselines (no delta_mtl)."),
     ] = False,
+    train_body: Annotated[
+        bool,
+        typer.Option(
+            "--train-body", help="Fine-tune the backbone too, shared by the tasks (slow on a CPU)."
+        ),
+    ] = False,
+    body_lr: Annotated[
+        float | None, typer.Option(help="Backbone learning rate with --train-body.")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to write.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -967,6 +976,8 @@ def multitask(
         trunk=trunk,
         mask_fraction=mask_labels,
         single_task=not no_single_task,
+        train_body=train_body,
+        body_lr=body_lr,
         out=out,
         overwrite=overwrite,
         progress=not quiet,

@@ -142,7 +142,10 @@ class _PairModule:
                 a, b = e[: len(target)], e[len(target) :]
                 loss = F.mse_loss(F.cosine_similarity(a, b), target)
                 self._losses.append((float(loss.detach()), len(target)))
-                self.log("pair_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+                self.log(
+                    "pair_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
+                    batch_size=len(target),
+                )  # fmt: skip
                 return loss
 
             def on_train_epoch_end(self) -> None:

@@ -12,6 +12,7 @@ shared representation their own way at a small cost.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,8 +139,64 @@ class TaskBalancedBatches(Sampler[list[int]]):
             yield sorted(batch)
 
 
+class _WithBody(nn.Module):
+    """The backbone trained with the trunk: raw inputs (images, tokenized texts) -> outputs."""
+
+    def __init__(self, body: nn.Module, net: MultiTaskNet) -> None:
+        super().__init__()
+        self.body = body
+        self.net = net
+
+    def forward(self, x: Any) -> list[torch.Tensor]:
+        return self.net(self.body(x))
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return [*self.body.parameters(), *self.net.shared_parameters()]
+
+
+class _Items(Dataset):
+    """Rows as raw inputs for a trained body: images (augmented) or texts (tokenized per
+    batch by :meth:`collate`)."""
+
+    def __init__(self, body: Any, items: list[Any], Y: np.ndarray, modality: str) -> None:
+        self.body, self.items, self.modality = body, items, modality
+        self.Y = torch.from_numpy(np.asarray(Y, dtype=np.float32))
+        if modality == "image":
+            from lowshot.data.torchdata import ImageFiles, train_transform
+
+            pre = body.preprocessing
+            self.images = ImageFiles(
+                [Path(f) for f in items],
+                None,
+                train_transform(pre),
+                min_side=pre.resize,
+                preload=True,
+            )
+        else:
+            body.warn_truncated(items, "training texts")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, idx: list[int]) -> tuple[Any, torch.Tensor]:
+        if self.modality == "image":
+            x: Any = torch.stack([self.images[i][0] for i in idx])
+        else:
+            x = self.body.tokenize([self.items[i] for i in idx])
+        return x, self.Y[idx]
+
+
 def _module(
-    net: MultiTaskNet, tasks: list[Task], weighting: Weighting, lr: float, wd: float, epochs: int
+    net: Any,
+    tasks: list[Task],
+    weighting: Weighting,
+    lr: float,
+    wd: float,
+    epochs: int,
+    body_lr: float | None = None,
 ) -> Any:
     import lightning as L
 
@@ -152,6 +209,13 @@ def _module(
             self.history: list[dict] = []
             self._sums = np.zeros(len(tasks))
             self._steps = 0
+
+        def on_train_epoch_start(self) -> None:
+            body = getattr(self.net, "body", None)
+            if body is not None:  # few-shot batches: keep pretrained BatchNorm statistics
+                for m in body.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
 
         def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
             x, Y = batch
@@ -181,13 +245,17 @@ def _module(
             sched.step()
 
         def configure_optimizers(self) -> Any:
-            opt = torch.optim.AdamW(
-                [
-                    {"params": list(self.net.parameters()), "weight_decay": wd},
-                    {"params": list(self.weighting.parameters()), "weight_decay": 0.0},
-                ],
-                lr=lr,
-            )
+            body = getattr(self.net, "body", None)
+            own = self.net.net if body is not None else self.net
+            groups = [
+                {"params": list(own.parameters()), "weight_decay": wd},
+                {"params": list(self.weighting.parameters()), "weight_decay": 0.0},
+            ]
+            if body is not None:
+                groups.append(
+                    {"params": list(body.parameters()), "lr": body_lr, "weight_decay": wd}
+                )
+            opt = torch.optim.AdamW(groups, lr=lr)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
             return {"optimizer": opt, "lr_scheduler": sched}
 
@@ -209,16 +277,30 @@ def train_net(
     weight_decay: float = 1e-2,
     seed: int = 0,
     ctx: Any = None,
+    body: Any = None,
+    items: list[Any] | None = None,
+    body_lr: float = 3e-5,
 ) -> tuple[MultiTaskNet, list[dict]]:
-    """Train a :class:`MultiTaskNet` on features ``X`` and masked labels ``Y``."""
+    """Train a :class:`MultiTaskNet` on features ``X`` (of the pretrained backbone) and
+    masked labels ``Y``. With ``body`` (a copy of the backbone) and the rows' raw
+    ``items``, the body trains too, shared by every task, at ``body_lr``; ``X`` then
+    only sets the input scaling."""
     from lowshot.model.base import FitContext
     from lowshot.training import run_trainer
 
     torch.manual_seed(seed)
     net = MultiTaskNet(X.shape[1], tasks, trunk, sharing, rank)
     net.set_scaling(X)
-    loader = DataLoader(_Rows(X, Y), batch_sampler=TaskBalancedBatches(Y, batch_size, seed))
-    module = _module(net, tasks, weighting, lr, weight_decay, epochs)
+    batches = TaskBalancedBatches(Y, batch_size, seed)
+    if body is None:
+        loader = DataLoader(_Rows(X, Y), batch_sampler=batches)
+        module = _module(net, tasks, weighting, lr, weight_decay, epochs)
+    else:
+        assert items is not None
+        modality = getattr(body, "modality", "image")
+        ds = _Items(body, items, Y, modality)
+        loader = DataLoader(ds, batch_sampler=batches, collate_fn=ds.collate)
+        module = _module(_WithBody(body, net), tasks, weighting, lr, weight_decay, epochs, body_lr)
     run_trainer(module, loader, epochs, ctx or FitContext(seed=seed, progress=False))
     return net.eval(), module.history
 

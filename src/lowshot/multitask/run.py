@@ -10,8 +10,10 @@ regression task (lower is better, ``l_t = 1``).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +100,19 @@ def multitask(
     out: str | Path | None = None,
     overwrite: bool = False,
     single_task: bool = True,
+    train_body: bool = False,
+    body_lr: float | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
     """Train several tasks on one shared network; returns (and writes) the metrics.
 
     Tasks come as separate data sets (``tasks=["cr=sentences:CR", ...]``, or a dict of
-    already loaded ``{name: (train set, test set)}``) or as label columns of one ``table``. ``mask_fraction`` hides that share of every task's
-    training labels (the rows stay for the other tasks).
+    already loaded ``{name: (train set, test set)}``) or as label columns of one
+    ``table``. ``mask_fraction`` hides that share of every task's training labels (the
+    rows stay for the other tasks). ``train_body`` fine-tunes the backbone itself,
+    shared by every task (and, for each single-task baseline, by one), at ``body_lr``
+    (default 3e-5 for text, 1e-4 for images).
     """
     t_start = time.perf_counter()
     make_weighting(weighting, ["classification"])  # an unknown name fails before any work
@@ -159,10 +166,30 @@ def multitask(
         len(train),
         weighting,
     )
-    net, history = train_net(
-        Xtr, train.Y, train.tasks, make_weighting(weighting, kinds, seed), **settings
-    )
-    outs = predict(net, Xte)
+    if train_body:
+        settings["body_lr"] = body_lr or (3e-5 if train.modality == "text" else 1e-4)
+
+    def fit(
+        rows: np.ndarray, cols: list[int], w: str
+    ) -> tuple[MultiTaskNet, list, np.ndarray, Any]:
+        """Train on ``rows`` for tasks ``cols``; returns the net, its history, the test
+        features it reads and the trained body (None when the backbone stayed frozen)."""
+        tasks_ = [train.tasks[c] for c in cols]
+        Y = train.Y[rows][:, cols]
+        weigh = make_weighting(w, [t.kind for t in tasks_], seed)
+        if not train_body:
+            net_, hist = train_net(Xtr[rows], Y, tasks_, weigh, **settings)
+            return net_, hist, Xte, None
+        body = copy.deepcopy(bb)
+        body.weights_id = f"{bb.weights_id}+multitask:{uuid.uuid4().hex}"
+        items = [train.items[i] for i in rows]
+        net_, hist = train_net(Xtr[rows], Y, tasks_, weigh, body=body, items=items, **settings)
+        body.eval()
+        X_test = FeatureCache(enabled=False).features(body, test.items, progress=progress)
+        return net_, hist, X_test, body
+
+    net, history, Xte_mtl, body = fit(np.arange(len(train)), list(range(len(kinds))), weighting)
+    outs = predict(net, Xte_mtl)
     per_task = {
         t.name: {**task_metrics(outs[i], test.Y[:, i], t), "n_train": int(len(train.labelled(i)))}
         for i, t in enumerate(train.tasks)
@@ -173,15 +200,14 @@ def multitask(
         "sharing": sharing,
         "backbone": bb.name,
         "seed": seed,
+        "train_body": train_body,
         "history": history,
     }
     if single_task:
         single = {}
         for i, t in enumerate(train.tasks):
-            rows = train.labelled(i)
-            sub = train.Y[rows][:, [i]]
-            net1, _ = train_net(Xtr[rows], sub, [t], make_weighting("equal", [t.kind]), **settings)
-            single[t.name] = task_metrics(predict(net1, Xte)[0], test.Y[:, i], t)
+            net1, _, Xte1, _ = fit(train.labelled(i), [i], "equal")
+            single[t.name] = task_metrics(predict(net1, Xte1)[0], test.Y[:, i], t)
             key, _ = main_metric(t)
             per_task[t.name][f"single_task_{key}"] = single[t.name][key]
         metrics["delta_mtl"] = delta_mtl(train.tasks, per_task, single)
@@ -201,7 +227,7 @@ def multitask(
             **settings,
         }
         write_json(run_dir / "config.json", config)
-        save_multitask(net, train.tasks, bb, train.modality, run_dir, settings)
+        save_multitask(net, train.tasks, bb, train.modality, run_dir, settings, body)
         write_json(run_dir / "metrics.json", metrics)  # last: marks the run finished
     for name, m in per_task.items():
         key = "accuracy" if "accuracy" in m else "rmse"
@@ -214,7 +240,13 @@ def multitask(
 
 
 def save_multitask(
-    net: MultiTaskNet, tasks: list[Task], bb: Any, modality: str, run_dir: Path, settings: dict
+    net: MultiTaskNet,
+    tasks: list[Task],
+    bb: Any,
+    modality: str,
+    run_dir: Path,
+    settings: dict,
+    body: Any = None,
 ) -> None:
     meta = {
         "format": FORMAT,
@@ -226,23 +258,30 @@ def save_multitask(
         "tasks": [{"name": t.name, "kind": t.kind, "classes": t.classes} for t in tasks],
         "trunk": settings["trunk"],
         "sharing": settings["sharing"],
+        "body_trained": body is not None,
     }
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    if body is not None:  # the fine-tuned backbone is the run's own: stored with it
+        state |= {f"body.{k}": v.detach().contiguous() for k, v in body.state_dict().items()}
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": FORMAT})
     write_json(run_dir / "model.json", meta)
 
 
-def load_multitask(run_dir: str | Path) -> tuple[MultiTaskNet, dict]:
+def load_multitask(run_dir: str | Path) -> tuple[MultiTaskNet, dict, dict | None]:
+    """The network, its model.json, and the fine-tuned backbone's weights (None when the
+    run kept the pretrained backbone)."""
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "model.json").read_text())
     if meta.get("format") != FORMAT:
         raise RunError(f"{run_dir} does not hold a multi-task model.")
     tasks = [Task(t["name"], t["kind"], t["classes"]) for t in meta["tasks"]]
     net = MultiTaskNet(meta["num_features"], tasks, meta["trunk"], meta["sharing"])
-    net.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
-    return net.eval(), meta
+    state = load_file(str(run_dir / "model.safetensors"))
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith("body.")}, strict=True)
+    body = {k[5:]: v for k, v in state.items() if k.startswith("body.")}
+    return net.eval(), meta, (body if meta.get("body_trained") else None)
 
 
 def predict_multitask(
@@ -252,8 +291,12 @@ def predict_multitask(
     progress: bool = True,
 ) -> list[dict]:
     """Every task's prediction for each image file (or text): ``{"item", task: class}``."""
-    net, meta = load_multitask(run_dir)
+    net, meta, body_state = load_multitask(run_dir)
     bb = _backbone(meta["backbone"], meta["modality"], 0)
+    if body_state is not None:  # features of the run's own backbone, cached under its id
+        bb.load_state_dict(body_state, strict=True)
+        mtime = (Path(run_dir) / "model.safetensors").stat().st_mtime_ns
+        bb.weights_id = meta["backbone_weights_id"] = f"run:{Path(run_dir).resolve()}:{mtime}"
     if bb.weights_id != meta["backbone_weights_id"]:
         raise RunError(
             f"{run_dir} was trained on {meta['backbone_weights_id']} features, but the installed "
