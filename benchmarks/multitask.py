@@ -10,6 +10,7 @@ training with the same labels and settings, and Delta_MTL. Resumable JSON store.
     python benchmarks/multitask.py                      # everything
     python benchmarks/multitask.py --seeds 0 --settings text-16
     python benchmarks/multitask.py --table-only
+    python benchmarks/multitask.py --seeds 3,4 --out b.json && python benchmarks/multitask.py --merge b.json
 """
 
 from __future__ import annotations
@@ -92,9 +93,7 @@ def table(store: ResultStore) -> str:
         tasks = list(rs[0]["tasks"])
         out += [
             f"\n## {setting}\n",
-            "| weighting | sharing | "
-            + " | ".join(tasks)
-            + " | Δ_MTL (%) | seeds |",
+            "| weighting | sharing | " + " | ".join(tasks) + " | Δ_MTL (%) | seeds |",
             "|---" * (len(tasks) + 4) + "|",
         ]
         groups: dict[tuple, list[dict]] = {}
@@ -134,12 +133,15 @@ def main() -> None:
         "--table", type=Path, default=HERE.parent / "docs" / "benchmarks" / "multitask.md"
     )
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--merge", default="", help="comma list of result files to fold into --out")
     a = ap.parse_args()
     a.settings = a.settings.split(",")
     a.weightings = a.weightings.split(",")
     a.sharing = a.sharing.split(",")
     a.seeds = [int(x) for x in a.seeds.split(",")]
-    store = ResultStore(a.out, {}) if a.table_only else run(a)
+    if a.merge:  # parts of the grid run in parallel processes
+        ResultStore(a.out, {}).merge(a.merge.split(","))
+    store = ResultStore(a.out, {}) if a.table_only or a.merge else run(a)
     m = store.data["meta"].get("machine", {})
     md = (
         "# Multi-task learning (accuracy %, mean ± std over seeds)\n\n"
