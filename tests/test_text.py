@@ -99,3 +99,17 @@ def test_long_texts_are_truncated_and_said_once(caplog, cache_dir):
         E = enc.encode(["short", "word " * 600, "word " * 700])
     assert E.shape == (3, 384) and np.allclose(np.linalg.norm(E, axis=1), 1, atol=1e-3)
     assert caplog.text.count("truncated") == 1 and "2 of 3" in caplog.text
+
+
+def test_transferability_scores_and_distances_on_text(cr_small, cache_dir):
+    from lowshot.transferability.rank import rank_backbones, rank_sources
+
+    r = rank_backbones(cr_small / "train.csv", ["minilm"], progress=False)
+    row = r["ranking"][0]
+    assert r["n_classes"] == 2 and row["dim"] == 384 and np.isfinite(row["logme"])
+    with pytest.raises(ConfigError, match="layers"):
+        rank_backbones(cr_small / "train.csv", ["minilm"], layers=[4], progress=False)
+    with pytest.raises(ConfigError, match="image backbone"):
+        rank_backbones(cr_small / "train.csv", ["lite1"], progress=False)
+    s = rank_sources(cr_small / "test.csv", [str(cr_small / "train.csv")], progress=False)
+    assert s["ranked_by"] == "label_ot" and np.isfinite(s["ranking"][0]["mk_mmd"])

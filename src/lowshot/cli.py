@@ -592,7 +592,11 @@ def _print_ranking(result: dict, cols: list[str], first: str) -> None:
 @rank_app.command("backbones")
 def rank_backbones_cmd(
     data: Annotated[
-        str, typer.Option(help="Labelled target images (class folders, a list or office31:webcam).")
+        str,
+        typer.Option(
+            help="Labelled target images (class folders, a list, office31:webcam) or texts "
+            "(a text file, sentences:CR)."
+        ),
     ],
     candidates: Annotated[
         str, typer.Option(help="Comma-separated backbone names, e.g. lite0,lite1,lite2.")

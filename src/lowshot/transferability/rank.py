@@ -12,7 +12,7 @@ from lowshot.backbones import create_backbone
 from lowshot.data.arrays import is_array_file, load_arrays
 from lowshot.data.images import load_images
 from lowshot.data.splits import kshot_split
-from lowshot.errors import DataError
+from lowshot.errors import ConfigError, DataError
 from lowshot.features import FeatureCache, default_cache
 from lowshot.transferability.distances import (
     coral_distance,
@@ -31,6 +31,29 @@ FEATURE_SCORES = {
 }
 
 
+def _labelled(spec: str | Path) -> Any:
+    """Labelled images, or labelled texts (text files, ``sentences:NAME``)."""
+    from lowshot.data.text import is_text_data, load_text
+
+    return load_text(spec) if is_text_data(spec) else load_images(spec)
+
+
+def _encoder(name: str, modality: str, pretrained: bool = True) -> Any:
+    """The backbone ``name`` for this kind of data: a sentence encoder for text (``minilm``
+    when an image backbone is named by default), an image backbone otherwise."""
+    from lowshot.backbones.text import create_text_encoder, is_text_backbone
+
+    if modality == "text":
+        if not pretrained:
+            raise ConfigError(f"{name}@random: random sentence encoders are not offered.")
+        if not is_text_backbone(name) and name != "lite0":
+            raise ConfigError(f"{name} is an image backbone, but the data are texts.")
+        return create_text_encoder(name if is_text_backbone(name) else "minilm")
+    if is_text_backbone(name):
+        raise ConfigError(f"{name} encodes text, but the data are images.")
+    return create_backbone(name, pretrained=pretrained)
+
+
 def _timed(fn: Any, *args: Any) -> tuple[float, float]:
     t0 = time.perf_counter()
     v = fn(*args)
@@ -47,9 +70,13 @@ def rank_backbones(
     cache: FeatureCache | None = None,
     progress: bool = True,
 ) -> dict:
-    """Score every candidate backbone (and layer) on labelled images; rank by LogME."""
+    """Score every candidate backbone (and layer) on labelled images or texts; rank by
+    LogME. Texts take sentence encoders (``minilm``, ``st:NAME``) and no ``layers``."""
     cache = cache or default_cache()
-    ds = load_images(data)
+    ds = _labelled(data)
+    modality = getattr(ds, "modality", "image")
+    if modality == "text" and layers:
+        raise ConfigError("--layers ranks the stages of image backbones; texts have none here.")
     if shots is not None:
         idx, _ = kshot_split(ds.labels, shots, seed, classes=ds.classes)
         ds = ds.subset(idx)
@@ -59,7 +86,7 @@ def rank_backbones(
     for name in candidates:
         # NAME@random: the same architecture with random weights, a no-transfer reference
         base, _, mode = name.partition("@")
-        bb = create_backbone(base, pretrained=mode != "random")
+        bb = _encoder(base, modality, pretrained=mode != "random")
         layer_list: list[int | None] = [
             None,
             *(layers or []),
@@ -77,7 +104,7 @@ def rank_backbones(
             }
             for key, cls in FEATURE_SCORES.items():
                 row[key], row["seconds"][key] = _timed(cls(), F, ds.labels)
-            if layer is None and bb.source_head is not None:
+            if layer is None and getattr(bb, "source_head", None) is not None:
                 import torch
 
                 with torch.no_grad():
@@ -113,10 +140,14 @@ def _domain(
         y = np.concatenate([[classes.index(cs[i]) for i in ys] for _, ys, cs in parts])
         return X, y.astype(np.int64), classes
     if is_array_file(spec):
-        a = load_arrays(spec)
-        return a.dense(np.float64), a.labels, a.classes
-    ds = load_images(spec)
-    bb = create_backbone(bb_name)
+        try:
+            a = load_arrays(spec)
+            return a.dense(np.float64), a.labels, a.classes
+        except (ValueError, DataError):  # a CSV of texts rather than of numbers
+            if Path(spec).suffix.lower() != ".csv":
+                raise
+    ds = _labelled(spec)
+    bb = _encoder(bb_name, getattr(ds, "modality", "image"))
     return cache.features(bb, ds.files, progress=progress).astype(np.float64), ds.labels, ds.classes
 
 
