@@ -19,7 +19,6 @@ episodes (1,000; 600 for the gradient-based methods at 20-way), 15 queries per c
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -79,7 +78,11 @@ def run(a: argparse.Namespace) -> ResultStore:
                         seed=0, out=run_dir, resume=True,
                     )  # fmt: skip
                 learner, meta = load_learner(run_dir)
-                info = {"train_seconds": meta["train_seconds"], "trained_ways": train_ways}
+                info = {
+                    "train_seconds": meta["train_seconds"],
+                    "trained_ways": train_ways,
+                    "train_episodes": meta["epochs"] * meta["episodes_per_epoch"],
+                }
                 Z, clf = embed_data(learner, test, meta), LearnerClassifier(learner)
             n_ep = min(a.test_episodes, 600) if m in GRADIENT and ways == 20 else a.test_episodes
             r = evaluate_episodes(
@@ -95,18 +98,21 @@ def run(a: argparse.Namespace) -> ResultStore:
     return store
 
 
-def train_episodes(runs: Path, method: str) -> str:
-    """Training episodes of a method's learners, e.g. ``2000 / 600`` (5-way / 20-way)."""
+def train_episodes(recs: dict, method: str) -> str:
+    """Training episodes of a method's learners, e.g. ``2000 / 1000`` (5-way / 20-way)."""
     out = []
     for ways in (5, 20):
-        metas = sorted(runs.glob(f"{method}-{ways}w*s/meta.json"))
-        if metas:
-            m = json.loads(metas[0].read_text())
-            out.append(str(m["epochs"] * m["episodes_per_epoch"]))
+        eps = {
+            r["train_episodes"]
+            for r in recs.values()
+            if r["method"] == method and r.get("trained_ways") == ways and "train_episodes" in r
+        }
+        if eps:
+            out.append("/".join(str(e) for e in sorted(eps)))
     return " / ".join(out) or "–"
 
 
-def table(store: ResultStore, methods: list[str], runs: Path) -> str:
+def table(store: ResultStore, methods: list[str]) -> str:
     recs = {f"{r['method']}|{r['ways']}|{r['shots']}": r for r in store.records()}
     head = "| method | " + " | ".join(f"{w}-way {k}-shot" for w, k in SETTINGS)
     lines = [
@@ -128,7 +134,7 @@ def table(store: ResultStore, methods: list[str], runs: Path) -> str:
         )
         train_s = "–" if not tt else " / ".join(f"{t:.0f}" for t in tt)
         ev = recs.get(f"{m}|5|5")
-        eps = "none" if m in FREE else train_episodes(runs, m)
+        eps = "none" if m in FREE else train_episodes(recs, m)
         lines.append(
             f"| {m} | "
             + " | ".join(cells)
@@ -177,7 +183,7 @@ def main() -> None:
         "meta-training.\n\n"
         f"Produced by `python benchmarks/omniglot_fewshot.py` on {m.get('cpus')} CPU cores "
         f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, commit {m.get('commit')}.\n\n"
-        + table(store, a.methods, Path(a.runs))
+        + table(store, a.methods)
     )
     write_text(a.table, md)
     print(md)
