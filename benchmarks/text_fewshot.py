@@ -119,11 +119,11 @@ def run(a: argparse.Namespace) -> ResultStore:
 def table(store: ResultStore, strategies: list[str], datasets: list[str]) -> str:
     recs = store.records()
     by: dict[tuple, list[float]] = {}
-    secs: dict[str, list[float]] = {}
+    secs: dict[tuple[str, int], list[float]] = {}
     for r in recs:
         by.setdefault((r["dataset"], r["shots"], r["strategy"]), []).append(r["accuracy"])
-        secs.setdefault(r["strategy"], []).append(r["total_seconds"])
-    strategies = [s for s in strategies if s in secs]
+        secs.setdefault((r["strategy"], r["shots"]), []).append(r["total_seconds"])
+    strategies = [s for s in strategies if any(k[0] == s for k in secs)]
     shots = sorted({r["shots"] for r in recs})
     out = ["| data | N | " + " | ".join(strategies) + " |", "|---" * (len(strategies) + 2) + "|"]
     for d in datasets:
@@ -132,8 +132,7 @@ def table(store: ResultStore, strategies: list[str], datasets: list[str]) -> str
                 continue
             cells = []
             for s in strategies:
-                v = by.get((d, n, s), [])
-                cells.append(fmt_mean_std(v) + ("" if len(v) >= 5 or not v else f" ({len(v)})"))
+                cells.append(fmt_mean_std(by.get((d, n, s), [])))
             out.append(f"| {d} | {n} | " + " | ".join(cells) + " |")
     # the average over data sets, per N: only where every data set has every seed run
     for n in shots:
@@ -146,11 +145,16 @@ def table(store: ResultStore, strategies: list[str], datasets: list[str]) -> str
             full = [np.mean(v) for v in per_seed.values() if len(v) == len(datasets)]
             cells.append(fmt_mean_std(full) if full else "–")
         out.append(f"| **average** | {n} | " + " | ".join(cells) + " |")
-    out.append(
-        "| seconds per run | | " + " | ".join(f"{np.mean(secs[s]):.0f}" for s in strategies) + " |"
-    )
+    for n in shots:
+        out.append(
+            f"| seconds per run | {n} | "
+            + " | ".join(
+                f"{np.mean(secs[s, n]):.0f}" if (s, n) in secs else "–" for s in strategies
+            )
+            + " |"
+        )
     md = "\n".join(out) + "\n"
-    if "setfit" in secs and PACKAGE in secs:
+    if "setfit" in strategies and PACKAGE in strategies:
         pairs = [
             (r["total_seconds"], q["total_seconds"])
             for r in recs

@@ -222,6 +222,11 @@ def test_tasks_as_separate_data_sets(cr_small, mini, cache_dir):
         multitask([f"t={cr_small / 'train.csv'}", f"i={mini['train']}"], progress=False)
     with pytest.raises(ConfigError, match="differ"):
         multitask([f"a={mini['train']}", f"a={mini['test']}"], progress=False)
+    texts = [f"a={cr_small / 'train.csv'}", f"b={cr_small / 'test.csv'}"]
+    with pytest.raises(ConfigError, match="image backbone"):
+        multitask(texts, backbone="lite0", progress=False)
+    with pytest.raises(ConfigError, match="encodes text"):
+        multitask([f"a={mini['train']}", f"b={mini['test']}"], backbone="minilm", progress=False)
     with pytest.raises(ConfigError, match="unknown method"):
         multitask([f"a={mini['train']}", f"b={mini['test']}"], weighting="best", progress=False)
 

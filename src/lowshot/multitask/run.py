@@ -38,7 +38,7 @@ def _backbone(name: str | None, modality: str, seed: int) -> Any:
     from lowshot.backbones.text import create_text_encoder, is_text_backbone
 
     if modality == "text":
-        if name is not None and name != DEFAULT_BACKBONE and not is_text_backbone(name):
+        if name is not None and not is_text_backbone(name):
             raise ConfigError(f"the tasks are text, but {name} is an image backbone; use minilm.")
         return create_text_encoder(name if name and is_text_backbone(name) else "minilm")
     if name is not None and is_text_backbone(name):
