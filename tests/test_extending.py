@@ -29,6 +29,7 @@ def test_documented_methods_register_and_run(doc_namespace, mini, tmp_path, cach
     )
     assert names["moment-matching"] == "feature"
     assert names["cosine-protonet"] == "meta"
+    assert names["scaled-by-first-loss"] == "multitask"
     m = fit(
         mini["train"],
         test=mini["test"],
