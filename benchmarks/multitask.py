@@ -99,18 +99,19 @@ def table(store: ResultStore) -> str:
         groups: dict[tuple, list[dict]] = {}
         for r in rs:
             groups.setdefault((r["weighting"], r["sharing"]), []).append(r)
-        # single-task training does not depend on the weighting: one row from every run
-        single = {t: {} for t in tasks}
-        for r in rs:
-            for t in tasks:
-                single[t][r["seed"]] = r["tasks"][t]["single_task_accuracy"]
-        out.append(
-            "| single-task | – | "
-            + " | ".join(fmt_mean_std(list(single[t].values())) for t in tasks)
-            + " | 0 | "
-            + str(len(single[tasks[0]]))
-            + " |"
-        )
+        # single-task training depends on the sharing (soft adds the residual) but not
+        # on the weighting: one row per sharing, one value per seed
+        for sh in sorted({r["sharing"] for r in rs}):
+            single: dict[str, dict[int, float]] = {t: {} for t in tasks}
+            for r in rs:
+                if r["sharing"] == sh:
+                    for t in tasks:
+                        single[t][r["seed"]] = r["tasks"][t]["single_task_accuracy"]
+            out.append(
+                f"| single-task | {sh} | "
+                + " | ".join(fmt_mean_std(list(single[t].values())) for t in tasks)
+                + f" | 0 | {len(single[tasks[0]])} |"
+            )
         for (w, sh), g in sorted(groups.items(), key=lambda kv: WEIGHTINGS.index(kv[0][0])):
             cells = [fmt_mean_std([r["tasks"][t]["accuracy"] for r in g]) for t in tasks]
             d = [r["delta_mtl"] for r in g]

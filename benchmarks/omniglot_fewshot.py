@@ -13,6 +13,7 @@ episodes (1,000; 600 for the gradient-based methods at 20-way), 15 queries per c
 
     python benchmarks/omniglot_fewshot.py                 # everything (resumable)
     python benchmarks/omniglot_fewshot.py --methods protonet,maml --episodes 1000
+    python benchmarks/omniglot_fewshot.py --methods anil --settings 5x1,5x5   # 5-way only
     python benchmarks/omniglot_fewshot.py --table-only
 """
 
@@ -59,7 +60,7 @@ def run(a: argparse.Namespace) -> ResultStore:
     test = drop_classes(load_images("omniglot:images_background_small2"), "Greek,Latin")
     runs = Path(a.runs)
     for m in a.methods:
-        for ways, shots in SETTINGS:
+        for ways, shots in a.settings:
             key = f"{m}|{ways}|{shots}"
             if store.has(key):
                 continue
@@ -160,6 +161,9 @@ def main() -> None:
         "--epochs-20way", type=int, default=10, help="epochs of the learners trained at 20-way"
     )
     ap.add_argument("--test-episodes", type=int, default=1000)
+    ap.add_argument(
+        "--settings", default="5x1,5x5,20x1,20x5", help="WAYSxSHOTS cells to run, e.g. 5x1,5x5"
+    )
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--runs", default=str(HERE / "results" / "omniglot_runs"))
     ap.add_argument("--out", type=Path, default=HERE / "results" / "omniglot_fewshot.json")
@@ -170,6 +174,7 @@ def main() -> None:
     ap.add_argument("--merge", default="", help="comma list of result files to merge into --out")
     a = ap.parse_args()
     a.methods = a.methods.split(",")
+    a.settings = [tuple(int(v) for v in s.split("x")) for s in a.settings.split(",")]
     if a.merge:  # results of runs split over several processes
         ResultStore(a.out, {}).merge(a.merge.split(","))
     store = ResultStore(a.out, {}) if a.table_only or a.merge else run(a)
