@@ -400,10 +400,11 @@ def fit(
         if run_dir is not None:
             write_json(run_dir / "config.json", config)
         log.info(
-            "%s: %d training / %d test images, %d classes, backbone %s",
+            "%s: %d training / %d test %s, %d classes, backbone %s",
             strategy,
             len(train_set),
             len(test_set),
+            "texts" if getattr(train_set, "modality", "image") == "text" else "images",
             len(train_set.classes),
             bb.name,
         )

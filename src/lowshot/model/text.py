@@ -152,7 +152,8 @@ class _PairModule:
                 n = sum(k for _, k in self._losses)
                 if n:
                     loss = sum(v * k for v, k in self._losses) / n
-                    self.history.append({"epoch": self.current_epoch + 1, "pair_loss": loss})
+                    # the cosine-similarity loss of the pairs: the training loss of phase 1
+                    self.history.append({"epoch": self.current_epoch + 1, "train_loss": loss})
 
             def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
                 checkpoint["lowshot_history"] = self.history
