@@ -288,3 +288,26 @@ def test_a_shared_body_can_train_too(review_table, cache_dir, tmp_path):
     assert cached() <= before | {minilm.cache_key()}
     p = predict(run, ["the lens cap fell off on day one"], progress=False)
     assert p[0]["sentiment"] in ("0", "1")
+
+
+def test_an_image_table_with_paths_relative_to_it(mini, tmp_path, cache_dir):
+    rows = []
+    for part in ("train", "test"):
+        for i, cdir in enumerate(sorted(p for p in mini[part].iterdir() if p.is_dir())):
+            for f in sorted(cdir.iterdir()):
+                rows.append((f, cdir.name, "even" if i % 2 == 0 else "odd"))
+    table = tmp_path / "photos.csv"
+    (tmp_path / "img").symlink_to(mini["train"].parent)
+    with open(table, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "object", "parity"])
+        for j, (f, obj, par) in enumerate(rows):
+            rel = f"img/{f.parent.parent.name}/{f.parent.name}/{f.name}"
+            w.writerow([rel, obj, "" if j % 5 == 0 else par])
+    m = multitask(
+        table=table, label_columns=["object", "parity"], input_column="path", epochs=5,
+        progress=False,
+    )  # fmt: skip
+    assert m["backbone"] == "lite0" and set(m["tasks"]) == {"object", "parity"}
+    assert m["tasks"]["parity"]["n_train"] < m["tasks"]["object"]["n_train"]  # empty cells
+    assert m["tasks"]["object"]["accuracy"] > 0.5  # 6 webcam classes: chance is 0.17
