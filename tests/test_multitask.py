@@ -256,6 +256,7 @@ def test_a_task_with_one_class_is_an_error(tmp_path, mini):
         multitask([f"a={one}", f"b={mini['train']}"], progress=False)
 
 
+@pytest.mark.slow
 def test_a_shared_body_can_train_too(review_table, cache_dir, tmp_path):
     from pathlib import Path
 

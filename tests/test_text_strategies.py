@@ -44,7 +44,14 @@ def test_text_strategies_are_registered():
     assert "setfit" not in strategies_for("image")
 
 
-@pytest.mark.parametrize("name", TEXT)
+# l2sp and lp-ft train exactly as finetune does (a penalty, a starting head): the default
+# suite keeps finetune and runs those two with the slow tests
+SLOW = {"l2sp", "lp-ft"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in TEXT]
+)
 def test_text_strategy_contract(name, cr, minilm, cache_dir, tmp_path):
     train, test = cr
     strat = make_strategy(name, FAST.get(name))
