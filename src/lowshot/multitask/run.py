@@ -183,7 +183,12 @@ def multitask(
         body = copy.deepcopy(bb)
         body.weights_id = f"{bb.weights_id}+multitask:{uuid.uuid4().hex}"
         items = [train.items[i] for i in rows]
-        net_, hist = train_net(Xtr[rows], Y, tasks_, weigh, body=body, items=items, **settings)
+        from lowshot.model.base import FitContext
+
+        ctx = FitContext(seed=seed, progress=progress)  # minutes of training: show the bar
+        net_, hist = train_net(
+            Xtr[rows], Y, tasks_, weigh, body=body, items=items, ctx=ctx, **settings
+        )
         body.eval()
         X_test = FeatureCache(enabled=False).features(body, test.items, progress=progress)
         return net_, hist, X_test, body
