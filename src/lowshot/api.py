@@ -677,10 +677,10 @@ def predict(
 
 
 def _is_multitask_run(run_dir: str | Path) -> bool:
+    from lowshot.multitask.run import FORMAT
+
     meta = Path(run_dir) / "model.json"
-    return meta.is_file() and json.loads(meta.read_text()).get("format", "").startswith(
-        "lowshot-multitask"
-    )
+    return meta.is_file() and json.loads(meta.read_text()).get("format") == FORMAT
 
 
 def _expand_items(items: list[str | Path]) -> list[Any]:
