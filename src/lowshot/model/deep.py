@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -72,8 +73,10 @@ class DeepStrategy(Strategy):
         lr: float = 1e-3,
         head_lr: float = 1e-2,
         weight_decay: float = 1e-4,
+        min_steps: int = 100,
     ) -> None:
         self.epochs = epochs
+        self.min_steps = min_steps
         self.batch_size = batch_size
         self.lr = lr
         self.head_lr = head_lr
@@ -133,6 +136,15 @@ class DeepStrategy(Strategy):
         bs = min(self.batch_size, len(ds))
         return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g)
 
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """``epochs``, raised until training takes at least ``min_steps`` optimizer steps.
+
+        With a handful of images an epoch is one or two batches: 12 epochs of 31 Office-31
+        shots were 12 SGD steps, and fine-tuning stopped far short of the linear probe
+        (webcam, K = 1: 44% against 76%). Few-shot fine-tuning baselines fix the step
+        count instead (Chen et al., ICLR 2019: 100 iterations on the support set)."""
+        return max(self.epochs, math.ceil(self.min_steps / max(1, steps_per_epoch)))
+
     def _val_split(self, train: ImageSet, ctx: FitContext) -> tuple[ImageSet, ImageSet | None]:
         if ctx.val_fraction <= 0:
             return train, None
@@ -166,15 +178,17 @@ class DeepStrategy(Strategy):
         net = self.net_for(model)
         from lowshot.training import TransferModule, run_trainer
 
+        epochs = self.epochs_for(len(loader))
+        info["epochs"] = epochs
         module = TransferModule(
             net,
             groups,
-            self.epochs,
+            epochs,
             penalty=self.penalty(model),
             freeze_bn=self.freeze_bn,
             optimizer=self.optimizer,
         )
-        run_trainer(module, loader, self.epochs, ctx, val_loader=val_loader)
+        run_trainer(module, loader, epochs, ctx, val_loader=val_loader)
         if val_loader is not None:
             info["best_epoch"] = module.best_epoch
         info["trainable_params"] = sum(
@@ -224,8 +238,9 @@ class Scratch(DeepStrategy):
         lr: float = 2e-3,
         head_lr: float = 2e-3,
         weight_decay: float = 0.05,
+        min_steps: int = 100,
     ) -> None:
-        super().__init__(epochs, batch_size, lr, head_lr, weight_decay)
+        super().__init__(epochs, batch_size, lr, head_lr, weight_decay, min_steps=min_steps)
 
     def make_backbone(self, backbone: Backbone, ctx: FitContext) -> Backbone:
         return create_backbone(backbone.arch, pretrained=False, seed=ctx.seed)
@@ -251,8 +266,9 @@ class L2SP(DeepStrategy):
         head_lr: float = 1e-2,
         alpha: float = 0.01,
         beta: float = 0.01,
+        min_steps: int = 100,
     ) -> None:
-        super().__init__(epochs, batch_size, lr, head_lr, weight_decay=0.0)
+        super().__init__(epochs, batch_size, lr, head_lr, weight_decay=0.0, min_steps=min_steps)
         self.alpha = alpha
         self.beta = beta
 
@@ -299,8 +315,9 @@ class LPFT(DeepStrategy):
         lr: float = 5e-4,
         head_lr: float = 5e-4,
         weight_decay: float = 1e-4,
+        min_steps: int = 100,
     ) -> None:
-        super().__init__(epochs, batch_size, lr, head_lr, weight_decay)
+        super().__init__(epochs, batch_size, lr, head_lr, weight_decay, min_steps=min_steps)
 
     def init_head(
         self, model: Classifier, train: ImageSet, backbone: Backbone, ctx: FitContext
@@ -332,8 +349,9 @@ class BitFit(DeepStrategy):
         lr: float = 1e-2,
         head_lr: float = 1e-2,
         weight_decay: float = 0.0,
+        min_steps: int = 100,
     ) -> None:
-        super().__init__(epochs, batch_size, lr, head_lr, weight_decay)
+        super().__init__(epochs, batch_size, lr, head_lr, weight_decay, min_steps=min_steps)
 
     def trainable(self, model: Classifier) -> list[tuple[list[nn.Parameter], float, float]]:
         return [
@@ -393,8 +411,9 @@ class Partial(DeepStrategy):
         lr: float = 3e-3,
         head_lr: float = 1e-2,
         weight_decay: float = 1e-4,
+        min_steps: int = 100,
     ) -> None:
-        super().__init__(epochs, batch_size, lr, head_lr, weight_decay)
+        super().__init__(epochs, batch_size, lr, head_lr, weight_decay, min_steps=min_steps)
         self.blocks = blocks
 
     def _split(self, backbone: Backbone) -> tuple[int, list[nn.Module]]:

@@ -72,8 +72,9 @@ class LoRA(DeepStrategy):
         lr: float = 1e-3,
         head_lr: float = 1e-2,
         weight_decay: float = 0.0,
+        min_steps: int = 100,
     ) -> None:
-        super().__init__(epochs, batch_size, lr, head_lr, weight_decay)
+        super().__init__(epochs, batch_size, lr, head_lr, weight_decay, min_steps=min_steps)
         self.r = r
         self.alpha = alpha
         self.dropout = dropout
