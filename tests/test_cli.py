@@ -116,7 +116,15 @@ def test_existing_run_folder_is_not_clobbered(lp_run, mini):
         fit(mini["train"], out=lp_run, baseline=False, progress=False)
 
 
-def test_no_test_set_splits_the_rest_and_reports_gain(mini, tmp_path, cache_dir):
+def test_no_test_set_splits_the_rest_and_reports_gain(mini, tmp_path, cache_dir, monkeypatch):
+    import lowshot.api as api
+
+    real = api.make_strategy  # the baseline's 12 epochs without the 100-step floor: fast
+
+    def no_floor(name, params=None):
+        return real(name, {"min_steps": 0, **(params or {})} if name == "scratch" else params)
+
+    monkeypatch.setattr(api, "make_strategy", no_floor)
     m = fit(mini["train"], shots=2, out=tmp_path / "g", progress=False, params=None)
     assert m["n_train"] == 12 and m["n_test"] == 12
     assert "scratch_accuracy" in m and m["transfer_gain"] == pytest.approx(
@@ -136,14 +144,14 @@ def test_resume_continues_an_interrupted_deep_run(mini, tmp_path, cache_dir, mon
 
     monkeypatch.setattr(deep.TransferModule, "on_train_epoch_start", crash_in_second_epoch)
     kw = dict(
-        test=mini["test"], strategy="finetune", params={"epochs": 3}, baseline=False, progress=False
+        test=mini["test"], strategy="finetune", params={"epochs": 3, "min_steps": 0}, baseline=False, progress=False
     )
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(mini["train"], out=out, **kw)
     assert (out / "checkpoints" / "last.ckpt").is_file() and not (out / "metrics.json").exists()
     monkeypatch.setattr(deep.TransferModule, "on_train_epoch_start", orig)
     with pytest.raises(RunError, match="different settings"):
-        fit(mini["train"], out=out, resume=True, **{**kw, "params": {"epochs": 4}})
+        fit(mini["train"], out=out, resume=True, **{**kw, "params": {"epochs": 4, "min_steps": 0}})
     m = fit(mini["train"], out=out, resume=True, **kw)
     assert [h["epoch"] for h in m["history"]] == [1, 2, 3]  # epoch 1 restored, 2-3 trained now
     assert (out / "metrics.json").is_file() and (out / "logs").is_dir()

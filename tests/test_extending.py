@@ -34,7 +34,7 @@ def test_documented_methods_register_and_run(doc_namespace, mini, tmp_path, cach
         mini["train"],
         test=mini["test"],
         strategy="head-and-last-norms",
-        params={"epochs": 2},
+        params={"epochs": 2, "min_steps": 0},
         baseline=False,
         progress=False,
         out=tmp_path / "run",

@@ -15,8 +15,9 @@ from lowshot.runs import load_model, save_model
 from lowshot.training import TransferModule
 
 STRATEGIES = strategies_for("image")  # text strategies: tests/test_text_strategies.py
-# Few epochs keep the suite fast; the data is real (Office-31 webcam, 6 classes).
-FAST = {"epochs": 3}
+# Few epochs (and no floor on the step count) keep the suite fast; the data is real
+# (Office-31 webcam, 6 classes).
+FAST = {"epochs": 3, "min_steps": 0}
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +149,14 @@ def test_lp_ft_starts_from_the_probe(sets, lite0, cache_dir):
     assert res.info["probe_C"] > 0 and res.history[0]["train_acc"] > 0.8
 
 
+def test_a_few_images_still_get_min_steps_optimizer_steps(sets, lite0, cache_dir):
+    # 24 training images in batches of 16: one step an epoch (a partial last batch is dropped)
+    res = _trained("bitfit", sets, lite0, cache_dir, epochs=2, min_steps=5)
+    assert res.info["epochs"] == 5 and [h["epoch"] for h in res.history] == [1, 2, 3, 4, 5]
+    ft = make_strategy("finetune")
+    assert ft.min_steps == 100 and ft.epochs_for(1) == 100 and ft.epochs_for(9) == 12
+
+
 def test_frozen_bn_keeps_running_stats(sets, lite0):
     model = Classifier(lite0, 6)
     module = TransferModule(model, [(list(model.head.parameters()), 0.1, 0.0)], epochs=1)
@@ -164,7 +173,7 @@ def test_linear_probe_is_deterministic(sets, lite0, cache_dir):
 
 def test_early_stopping_keeps_the_best_epoch(sets, lite0, cache_dir):
     train, _ = sets
-    strat = make_strategy("finetune", {"epochs": 4})
+    strat = make_strategy("finetune", {"epochs": 4, "min_steps": 0})
     ctx = FitContext(
         cache=FeatureCache(cache_dir), seed=0, progress=False, val_fraction=0.25, patience=1
     )
@@ -184,8 +193,8 @@ def test_instance_weights_toward_a_target_reach_every_kind_of_strategy(mini, tmp
     target = make_subset(tmp_path / "dslr", "dslr", 2, 5)  # only the first two classes
     for strategy, params in (
         ("linear-probe", None),
-        ("partial", {"epochs": 2}),
-        ("finetune", {"epochs": 1}),
+        ("partial", {"epochs": 2, "min_steps": 0}),
+        ("finetune", {"epochs": 1, "min_steps": 0}),
     ):
         m = fit(
             mini["train"],

@@ -24,6 +24,7 @@ runner = CliRunner()
 TEXT = [s for s in strategies_for("text") if s != "linear-probe"]  # the probe: test_text.py
 # A few passes keep the suite fast; enough for every strategy to beat chance clearly.
 FAST = {"setfit": {"iterations": 2}}
+NO_FLOOR = {"min_steps": 0}  # the default epochs, without the floor on optimizer steps
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ SLOW = {"l2sp", "lp-ft"}
 )
 def test_text_strategy_contract(name, cr, minilm, cache_dir, tmp_path):
     train, test = cr
-    strat = make_strategy(name, FAST.get(name))
+    strat = make_strategy(name, FAST.get(name, NO_FLOOR))
     before = {k: v.clone() for k, v in minilm.state_dict().items()}
     ctx = FitContext(cache=FeatureCache(cache_dir), seed=0, progress=False)
     result, logits, _, _ = train_and_score(strat, train, test, minilm, ctx)
@@ -89,7 +90,7 @@ def test_text_defaults_apply_only_to_untouched_hyper_parameters(cr):
 def test_lora_trains_only_adapters_and_head(cr, minilm, cache_dir):
     train, test = cr
     ctx = FitContext(cache=FeatureCache(cache_dir), seed=0, progress=False)
-    res = make_strategy("lora", {"epochs": 1}).fit(train, minilm, ctx)
+    res = make_strategy("lora", {"epochs": 1, "min_steps": 0}).fit(train, minilm, ctx)
     n_body = sum(p.numel() for p in minilm.parameters())
     # r = 8 on 6 layers' query and value (384 x 384): 6 * 2 * 2 * 8 * 384, plus the head
     assert res.info["trainable_params"] == 6 * 2 * 2 * 8 * 384 + 2 * 384 + 2
@@ -144,7 +145,7 @@ def test_text_fit_predict_evaluate_with_a_trained_encoder(cr_small, cache_dir, t
     r = runner.invoke(
         app,
         ["fit", str(cr_small / "train.csv"), "--test", str(cr_small / "test.csv"), "--shots",
-         "8", "--strategy", "lp-ft", "-p", "epochs=2", "--no-baseline", "--out", str(run)],
+         "8", "--strategy", "lp-ft", "-p", "epochs=2", "-p", "min_steps=0", "--no-baseline", "--out", str(run)],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     m = json.loads((run / "metrics.json").read_text())
