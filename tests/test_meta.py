@@ -220,6 +220,29 @@ def test_maml_second_order_gradient_and_first_order_approximation():
     assert abs(float(g1 @ v) - fd) > 1e-3 * abs(fd)  # dropping second order changes it
 
 
+def test_anil_adapts_the_head_on_features_normalised_per_episode():
+    torch.manual_seed(0)
+    xs, ys, xq, _ = _toy_task()
+    net = build_learner("anil", "conv4", xs, 3, {"inner_lr": 0.2, "test_steps": 4}).eval()
+    assert not any("running" in k for k in net.state_dict())  # batch statistics only
+    got = net.predict(xs.flatten(1), ys, xq.flatten(1))
+    # by hand: the encoder on the whole episode, then 4 SGD steps on a copy of the head
+    z = net.encoder(torch.cat([xs, xq])).flatten(1).detach()
+    head = copy.deepcopy(net.head)
+    for _ in range(4):
+        head.zero_grad()
+        F.cross_entropy(head(z[: len(xs)]), ys).backward()
+        with torch.no_grad():
+            for p in head.parameters():
+                p -= 0.2 * p.grad
+    assert torch.allclose(got, head(z[len(xs) :]).detach(), atol=1e-5)
+    # one episode is normalised as a whole: other queries change a query's score
+    xq2 = xq.clone()
+    xq2[1:] = torch.rand_like(xq2[1:])
+    assert not torch.allclose(got[0], net.predict(xs.flatten(1), ys, xq2.flatten(1))[0])
+    assert all(p.grad is None for p in net.encoder.parameters())  # test time: head only
+
+
 def test_reptile_moves_the_initialisation_towards_the_adapted_weights():
     torch.manual_seed(0)
     xs, ys, xq, yq = _toy_task()

@@ -363,39 +363,31 @@ class FOMAML(MAML):
 
 
 @register_method("anil", family="meta")
-class ANIL(_Headed):
+class ANIL(MAML):
     """Almost No Inner Loop (Raghu et al., ICLR 2020): MAML whose inner loop adapts only
-    the linear head; the encoder is meta-learned through the outer loop. Embeddings are
-    per example, so test episodes run on cached embeddings."""
+    the linear head; the encoder is meta-learned through the outer loop. As in MAML (and
+    Raghu et al., who keep MAML's set-up), the encoder normalises each episode with its
+    own batch statistics: with running statistics instead, so that embeddings could be
+    cached per example, a 5-way 1-shot Omniglot learner scored 65.5% where the same
+    weights reach 81%. The encoder runs once per episode; the head's steps are cheap, and
+    10 of them at test (MAML's Omniglot step of 0.4 otherwise) scored best on episodes of
+    the meta-training classes (1: 89.6%, 3: 87.2%, 10: 92.7%, 20: 92.9%)."""
 
-    def __init__(
-        self,
-        encoder: nn.Module,
-        ways: int = 5,
-        dim: int = 64,
-        inner_steps: int = 1,
-        inner_lr: float = 0.4,
-        test_steps: int = 3,
-        **_: Any,
-    ) -> None:
-        super().__init__(encoder, ways, dim)
-        self.inner_steps, self.inner_lr, self.test_steps = inner_steps, inner_lr, test_steps
+    def __init__(self, encoder: nn.Module, test_steps: int = 10, **kw: Any) -> None:
+        super().__init__(encoder, test_steps=test_steps, **kw)
 
     def logits(
         self, zs: torch.Tensor, ys: torch.Tensor, zq: torch.Tensor, steps: int | None = None
     ) -> torch.Tensor:
         self.check_ways(_ways(ys))
+        with torch.set_grad_enabled(self.training):  # at test only the head adapts
+            z = self.encoder(torch.cat([self.unflatten(zs), self.unflatten(zq)])).flatten(1)
         params: dict[str, torch.Tensor] = dict(self.head.named_parameters())
         params = _inner_sgd(
-            self.head, params, zs, ys, self.inner_steps if steps is None else steps,
-            self.inner_lr, create_graph=self.training,
+            self.head, params, z[: len(zs)], ys, self.inner_steps if steps is None else steps,
+            self.inner_lr, create_graph=self.training and not self.first_order,
         )  # fmt: skip
-        return functional_call(self.head, params, (zq,))  # type: ignore[no-any-return]
-
-    def predict(self, zs: torch.Tensor, ys: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            lg = self.logits(zs, ys, zq, steps=self.test_steps)
-        return lg.detach()
+        return functional_call(self.head, params, (z[len(zs) :],))  # type: ignore[no-any-return]
 
 
 @register_method("reptile", family="meta")
