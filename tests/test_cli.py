@@ -144,7 +144,11 @@ def test_resume_continues_an_interrupted_deep_run(mini, tmp_path, cache_dir, mon
 
     monkeypatch.setattr(deep.TransferModule, "on_train_epoch_start", crash_in_second_epoch)
     kw = dict(
-        test=mini["test"], strategy="finetune", params={"epochs": 3, "min_steps": 0}, baseline=False, progress=False
+        test=mini["test"],
+        strategy="finetune",
+        params={"epochs": 3, "min_steps": 0},
+        baseline=False,
+        progress=False,
     )
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(mini["train"], out=out, **kw)
