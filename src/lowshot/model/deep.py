@@ -151,8 +151,8 @@ class DeepStrategy(Strategy):
         if np.bincount(train.labels).min() < 2:
             log.warning(
                 "validation split skipped: some classes have a single training image; "
-                "training runs all %d epochs without early stopping.",
-                self.epochs,
+                "training runs its full length (epochs, at least min_steps steps) without "
+                "early stopping."
             )
             return train, None
         tr, va = stratified_split(train.labels, ctx.val_fraction, ctx.seed)
