@@ -275,7 +275,11 @@ def test_meta_train_resumes_where_it_stopped(omni, tmp_path):
     kw = dict(method="protonet", ways=5, shots=1, queries=3, episodes_per_epoch=5, rotations=False)
     whole = meta_train(train, epochs=2, out=tmp_path / "a", **kw)
     meta_train(train, epochs=1, out=tmp_path / "b", **kw)  # "interrupted" after one epoch
+    ck = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)
     resumed = meta_train(train, epochs=2, out=tmp_path / "b", resume=True, **kw)
+    # the reported training time counts the interrupted epoch too, not only the resume
+    assert ck["lowshot_train_seconds"] > 0
+    assert resumed["train_seconds"] >= round(ck["lowshot_train_seconds"], 1)
     for (k, a), b in zip(
         whole["learner"].state_dict().items(), resumed["learner"].state_dict().values(), strict=True
     ):
