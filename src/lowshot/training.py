@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -160,6 +161,27 @@ class TransferModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor)}
 
 
+class _TrainTime(L.Callback):
+    """Wall time of the fit, kept in the checkpoint so that a resumed run adds to the
+    time of the run it continues instead of restarting the count."""
+
+    def __init__(self) -> None:
+        self.prior = 0.0
+        self.t0 = time.perf_counter()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.prior + time.perf_counter() - self.t0
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None:
+        checkpoint["lowshot_train_seconds"] = self.seconds()
+
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None:
+        self.prior = float(checkpoint.get("lowshot_train_seconds", 0.0))
+
+
 def run_trainer(
     module: L.LightningModule,
     loader: DataLoader,
@@ -167,13 +189,15 @@ def run_trainer(
     ctx: FitContext,
     val_loader: DataLoader | None = None,
     accumulate: int = 1,
-) -> None:
+) -> float:
     """Fit with Lightning: checkpoints every epoch under ``run_dir/checkpoints`` (last.ckpt
     resumes an interrupted run), CSV log under ``run_dir/logs``; with ``val_loader``,
-    early stopping on validation loss and the best epoch's weights restored."""
+    early stopping on validation loss and the best epoch's weights restored. Returns the
+    training wall time in seconds, counting the interrupted runs a resume continues."""
     L.seed_everything(ctx.seed, workers=True, verbose=False)
     dev = pick_device(ctx.device)
-    callbacks: list[Any] = []
+    clock = _TrainTime()
+    callbacks: list[Any] = [clock]
     logger: Any = False
     ckpt_path = None
     if ctx.run_dir is not None:
@@ -221,6 +245,8 @@ def run_trainer(
         trainer.fit(
             module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt_path
         )
+    seconds = clock.seconds()
     if isinstance(module, TransferModule):
         module.restore_best()
     module.to("cpu")
+    return seconds

@@ -13,7 +13,6 @@ resumes (``resume=True``).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -115,15 +114,6 @@ class MetaModule:
                 self.history: list[dict] = []
                 self._acc: list[float] = []
                 self._loss: list[float] = []
-                self._prior_seconds = 0.0  # training time of the runs this one resumes
-                self._t0 = time.perf_counter()
-
-            def on_fit_start(self) -> None:
-                self._t0 = time.perf_counter()
-
-            def train_seconds(self) -> float:
-                """Wall time spent training, summed over an interrupted run and its resumes."""
-                return self._prior_seconds + time.perf_counter() - self._t0
 
             def on_train_epoch_start(self) -> None:
                 ds = self.trainer.train_dataloader.dataset  # type: ignore[union-attr]
@@ -149,11 +139,9 @@ class MetaModule:
 
             def on_save_checkpoint(self, checkpoint: dict) -> None:
                 checkpoint["lowshot_history"] = self.history
-                checkpoint["lowshot_train_seconds"] = self.train_seconds()
 
             def on_load_checkpoint(self, checkpoint: dict) -> None:
                 self.history = list(checkpoint.get("lowshot_history", []))
-                self._prior_seconds = float(checkpoint.get("lowshot_train_seconds", 0.0))
 
             def restore_best(self) -> None:  # no validation split: the last epoch stays
                 pass
@@ -292,7 +280,7 @@ def meta_train(
     loader = DataLoader(ds, batch_size=1, shuffle=False)
     run_dir = Path(out) if out is not None else None
     ctx = FitContext(seed=seed, device=device, progress=progress, run_dir=run_dir, resume=resume)
-    run_trainer(module, loader, epochs, ctx, accumulate=meta_batch)
+    train_seconds = run_trainer(module, loader, epochs, ctx, accumulate=meta_batch)
     info = {
         "method": method,
         "encoder": encoder,
@@ -312,7 +300,7 @@ def meta_train(
         "seed": seed,
         "input_shape": list(x.shape[1:]),
         "n_classes": int(labels.max()) + 1,
-        "train_seconds": round(module.train_seconds(), 1),
+        "train_seconds": round(train_seconds, 1),
         "history": module.history,
     }
     if run_dir is not None:
