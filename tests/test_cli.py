@@ -1,9 +1,11 @@
 """The command contract: fit / evaluate / predict / methods / backbones, and bad input."""
 
 import json
+import time
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import lowshot.training as deep
@@ -140,6 +142,7 @@ def test_resume_continues_an_interrupted_deep_run(mini, tmp_path, cache_dir, mon
     def crash_in_second_epoch(self):
         if self.current_epoch == 1:
             raise RuntimeError("simulated crash")
+        time.sleep(2)  # a slow first epoch: the resumed run must count it
         orig(self)
 
     monkeypatch.setattr(deep.TransferModule, "on_train_epoch_start", crash_in_second_epoch)
@@ -153,9 +156,12 @@ def test_resume_continues_an_interrupted_deep_run(mini, tmp_path, cache_dir, mon
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(mini["train"], out=out, **kw)
     assert (out / "checkpoints" / "last.ckpt").is_file() and not (out / "metrics.json").exists()
+    ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     monkeypatch.setattr(deep.TransferModule, "on_train_epoch_start", orig)
     with pytest.raises(RunError, match="different settings"):
         fit(mini["train"], out=out, resume=True, **{**kw, "params": {"epochs": 4, "min_steps": 0}})
     m = fit(mini["train"], out=out, resume=True, **kw)
     assert [h["epoch"] for h in m["history"]] == [1, 2, 3]  # epoch 1 restored, 2-3 trained now
+    # the training time counts the interrupted run's first epoch, kept in the checkpoint
+    assert m["info"]["train_seconds"] > ck["lowshot_train_seconds"] >= 2
     assert (out / "metrics.json").is_file() and (out / "logs").is_dir()

@@ -18,7 +18,6 @@ unlabelled target; with ``select`` the epoch with the best score is kept.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,13 +334,12 @@ def train_adaptation(
     )
     from lowshot.training import run_trainer
 
-    t0 = time.perf_counter()
-    run_trainer(module, CombinedLoader(loaders, mode="min_size"), epochs, ctx)  # type: ignore[arg-type]
+    train_s = run_trainer(module, CombinedLoader(loaders, mode="min_size"), epochs, ctx)  # type: ignore[arg-type]
     net.eval()
     info = {
         "method": method,
         "trade_off": t_off,
-        "train_seconds": round(time.perf_counter() - t0, 2),
+        "train_seconds": round(train_s, 2),
         "steps": steps,
         "selected_by": select,
     }

@@ -188,7 +188,8 @@ class DeepStrategy(Strategy):
             freeze_bn=self.freeze_bn,
             optimizer=self.optimizer,
         )
-        run_trainer(module, loader, epochs, ctx, val_loader=val_loader)
+        train_s = run_trainer(module, loader, epochs, ctx, val_loader=val_loader)
+        info["train_seconds"] = round(train_s, 2)  # counts the runs a --resume continues
         if val_loader is not None:
             info["best_epoch"] = module.best_epoch
         info["trainable_params"] = sum(

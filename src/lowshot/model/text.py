@@ -238,7 +238,7 @@ class SetFitStyle(Strategy):
         module = _PairModule.create(
             body, pairs, self.lr, self.weight_decay, self.iterations, len(loader)
         )
-        run_trainer(module, loader, self.iterations, ctx)
+        train_s = run_trainer(module, loader, self.iterations, ctx)
         body.eval()
         body.weights_id = f"{backbone.weights_id}+setfit:{uuid.uuid4().hex}"
         model = Classifier(body, len(train.classes))
@@ -256,5 +256,6 @@ class SetFitStyle(Strategy):
                 "C": C,
                 "pairs": self.iterations * len(pairs),
                 "steps": self.iterations * len(loader),
+                "train_seconds": round(train_s, 2),
             },
         )
