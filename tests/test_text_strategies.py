@@ -173,3 +173,35 @@ def test_text_strategy_errors(cr_small, data_root, tmp_path):
         ["fit", str(imgs), "--strategy", "setfit", "--shots", "1", "--out", str(tmp_path / "b")],
     )
     assert r.exit_code != 0 and "sentence encoders only" in r.output
+
+
+def test_length_grouped_forward_matches_the_padded_batch(cr, minilm):
+    """On CPU the encoder runs a batch as length-sorted groups, each cut to its longest
+    text: the embeddings and their gradients must be those of the padded batch."""
+    train, _ = cr
+    texts = [str(t) for t in train.texts[:20]]
+    batch = minilm.tokenize(texts)
+    lengths = batch["attention_mask"].sum(1)
+    assert lengths.max() > 2 * lengths.min()  # padding is there to be saved
+    enc = minilm.eval()
+    params = [p for n, p in enc.named_parameters() if "position_embeddings" in n or "layer.5." in n]
+    out, widths = {}, []
+    hook = enc.model.register_forward_pre_hook(
+        lambda _, args: widths.append(args[0]["input_ids"].shape[1])
+    )
+    for group in (enc.length_group, 10**9):
+        enc.length_group = group
+        try:
+            e = enc(batch)
+            grads = torch.autograd.grad(e.sum(dim=0).square().sum(), params)
+        finally:
+            enc.length_group = type(enc).length_group
+        out[group] = (e.detach(), grads)
+    hook.remove()
+    # three groups (8 + 8 + 4 texts), the shortest narrower than the padded batch
+    assert len(widths) == 4 and widths[0] < widths[3] == lengths.max()
+    (e8, g8), (e_all, g_all) = out.values()
+    assert e8.shape == (len(texts), enc.num_features)
+    torch.testing.assert_close(e8, e_all, atol=1e-5, rtol=1e-4)
+    for a, b in zip(g8, g_all, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
