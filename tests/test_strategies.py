@@ -230,3 +230,17 @@ def test_instance_weights_toward_a_target_reach_every_kind_of_strategy(mini, tmp
             baseline=False,
             progress=False,
         )
+
+
+def test_probe_weights_do_not_blow_up_a_nearly_constant_feature(sets, lite0, cache_dir):
+    # A feature that fires faintly on a single training image must not become the
+    # head's loudest input: standardising it by its own spread (1e-5) once gave weights
+    # of ~700 on Office-31, and LP-FT diverged from such a head.
+    from lowshot.model.linear_probe import fit_logistic
+
+    train, _ = sets
+    X = FeatureCache(cache_dir).features(lite0, train.files, progress=False)
+    spike = np.zeros((len(X), 1), dtype=X.dtype)
+    spike[0] = 1e-4
+    W, _, _ = fit_logistic(np.hstack([X, spike]), train.labels, 0.1, seed=0)
+    assert np.abs(W[:, -1]).max() <= np.abs(W[:, :-1]).max()

@@ -18,6 +18,15 @@ C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 class _RowSpace:
     """Standardise, then rotate onto the span of the training rows.
 
+    Standardising divides each feature by its spread, but never by less than the median
+    spread over all features. A feature almost constant on a few training images (one
+    that fires on a single image) would otherwise be blown up a thousandfold, and so
+    would its weight once folded back: on Office-31 amazon, K = 3, one EfficientNet
+    feature with spread 3e-5 got a weight of 707 against a median of 0.009. Such a head
+    overfits that one image, and LP-FT, fine-tuning the body under it, diverged within an
+    epoch (16.7% against 70%). With the floor, K = 1 linear probing gained 2-6 points on
+    Office-31 and K >= 3 changed by under 1.5 (``benchmarks/office31_fewshot.py``).
+
     With n samples in d > n dimensions, an L2-penalised linear model's weights lie in
     the span of the (centred) training rows, so fitting on the n-dimensional
     coordinates ``Z = X V`` gives exactly the same decision function at a fraction of
@@ -26,7 +35,8 @@ class _RowSpace:
 
     def __init__(self, X: np.ndarray) -> None:
         self.mean = X.mean(0)
-        self.scale = X.std(0)
+        spread = X.std(0)
+        self.scale = np.maximum(spread, np.median(spread)) if len(spread) else spread
         self.scale[self.scale < 1e-8] = 1.0
         Xs = (X - self.mean) / self.scale
         _, S, Vt = np.linalg.svd(Xs, full_matrices=False)
