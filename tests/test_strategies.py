@@ -234,8 +234,9 @@ def test_instance_weights_toward_a_target_reach_every_kind_of_strategy(mini, tmp
 
 def test_probe_weights_do_not_blow_up_a_nearly_constant_feature(sets, lite0, cache_dir):
     # A feature that fires faintly on a single training image must not become the
-    # head's loudest input: standardising it by its own spread (1e-5) once gave weights
-    # of ~700 on Office-31, and LP-FT diverged from such a head.
+    # head's loudest input (here its spread is 2e-5). Standardising such a feature by
+    # its own spread once gave a weight of 707 on Office-31, and LP-FT diverged from
+    # that head.
     from lowshot.model.linear_probe import fit_logistic
 
     train, _ = sets
