@@ -8,7 +8,6 @@ published numbers (``../shared/results/published.md``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -26,6 +25,26 @@ from lowshot.errors import ConfigError
 from lowshot.io import write_json, write_text
 
 
+def git_commit() -> str | None:
+    """The short commit of the working tree (None outside a git checkout); ``+`` marks
+    uncommitted changes to tracked files."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        return None
+    return head.stdout.strip() + ("+" if dirty else "")
+
+
 def machine() -> dict:
     import torch
 
@@ -36,16 +55,16 @@ def machine() -> dict:
         "cpu": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    with contextlib.suppress(OSError):
-        info["commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
+    commit = git_commit()
+    if commit:
+        info["commit"] = commit
     return info
 
 
 class ResultStore:
     """Records keyed by a string, rewritten atomically after each one: an interrupted
-    benchmark resumes where it stopped."""
+    benchmark resumes where it stopped. Each record is stamped with the commit that
+    produced it (the meta's commit is only that of the last writer)."""
 
     def __init__(self, path: Path, meta: dict) -> None:
         self.path = Path(path)
@@ -60,6 +79,10 @@ class ResultStore:
         return key in self.data["records"]
 
     def put(self, key: str, record: dict) -> None:
+        if "commit" not in record:
+            if not hasattr(self, "_commit"):
+                self._commit = git_commit()
+            record = {**record, "commit": self._commit}
         self.data["records"][key] = record
         write_json(self.path, self.data)
 

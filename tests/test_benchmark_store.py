@@ -1,0 +1,39 @@
+"""The benchmark result store: atomic, resumable, parts merged, records stamped."""
+
+import json
+
+from lowshot.benchmark import ResultStore, git_commit
+
+
+def test_store_resumes_and_stamps_each_record_with_its_commit(tmp_path):
+    path = tmp_path / "r.json"
+    s = ResultStore(path, {"benchmark": "t"})
+    s.put("a|0", {"accuracy": 0.5})
+    s.put("b|0", {"accuracy": 0.7, "commit": "abc1234"})  # a record's own stamp is kept
+    again = ResultStore(path, {})  # a new process picks up what the first one finished
+    assert again.has("a|0") and again.has("b|0") and not again.has("c|0")
+    recs = json.loads(path.read_text())["records"]
+    assert recs["a|0"]["commit"] == git_commit()
+    assert recs["b|0"]["commit"] == "abc1234"
+    assert again.data["meta"]["benchmark"] == "t"
+
+
+def test_merge_folds_parts_in_and_keeps_records_already_held(tmp_path):
+    main, part = tmp_path / "main.json", tmp_path / "part.json"
+    ResultStore(main, {"benchmark": "t"}).put("a|0", {"accuracy": 0.5})
+    p = ResultStore(part, {"benchmark": "t", "machine": {"cpus": 2}})
+    p.put("a|0", {"accuracy": 0.9})
+    p.put("a|1", {"accuracy": 0.6})
+    merged = ResultStore(main, {}).merge([part])
+    assert {k: v["accuracy"] for k, v in merged.data["records"].items()} == {
+        "a|0": 0.5,
+        "a|1": 0.6,
+    }
+    assert merged.data["meta"]["machine"] == {"cpus": 2}
+    assert json.loads(main.read_text()) == merged.data  # written back
+
+
+def test_git_commit_outside_a_checkout_is_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert git_commit() is None
