@@ -206,8 +206,8 @@ def main() -> None:
         "cell with fewer than 5 seeds shows its count in brackets; the averages use only "
         "seeds run on every data set.\n\n"
         f"Produced by `python benchmarks/text_fewshot.py` on {m.get('cpus')} CPU cores "
-        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, commit "
-        f"{m.get('commit')}.\n\n" + table(store, a.strategies, a.datasets)
+        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, "
+        f"{store.commits()}.\n\n" + table(store, a.strategies, a.datasets)
     )
     write_text(a.table, md)
     print(md)

@@ -37,3 +37,17 @@ def test_git_commit_outside_a_checkout_is_none(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert git_commit() is None
+
+
+def test_commits_names_every_commit_behind_a_table(tmp_path):
+    path = tmp_path / "r.json"
+    s = ResultStore(path, {"machine": {"commit": "aaa1111"}})
+    s.data["records"]["old|0"] = {"accuracy": 0.1}  # written before records were stamped
+    assert s.commits() == "commit aaa1111"
+    s.put("new|0", {"accuracy": 0.2, "commit": "bbb2222"})
+    s.put("new|1", {"accuracy": 0.3, "commit": "bbb2222"})
+    assert s.commits() == (
+        "commits bbb2222 (2 runs), 1 run before records were stamped (file at aaa1111)"
+    )
+    del s.data["records"]["old|0"]
+    assert s.commits() == "commit bbb2222"

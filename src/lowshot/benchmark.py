@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,25 @@ class ResultStore:
 
     def records(self) -> list[dict]:
         return list(self.data["records"].values())
+
+    def commits(self) -> str:
+        """Which commits produced the records, for a table's footer: ``commit abc1234``
+        when one did, else each with its run count (records from before stamping count
+        under the file's last-written commit)."""
+        last = self.data["meta"].get("machine", {}).get("commit")
+        counts = Counter(r.get("commit") for r in self.records())
+        if set(counts) <= {None}:
+            return f"commit {last}"
+        if len(counts) == 1:
+            return f"commit {next(iter(counts))}"
+
+        def runs(n: int) -> str:
+            return f"{n} run" + ("s" if n != 1 else "")
+
+        parts = [f"{c} ({runs(n)})" for c, n in counts.most_common() if c]
+        if None in counts:
+            parts.append(f"{runs(counts[None])} before records were stamped (file at {last})")
+        return "commits " + ", ".join(parts)
 
     def merge(self, paths: Sequence[str | Path]) -> ResultStore:
         """Fold in the records of other stores (parts of a grid run in parallel processes);
