@@ -75,14 +75,14 @@ class ResultStore:
             else {"meta": meta, "records": {}}
         )
         self.data["meta"].update(meta)
+        # read when the benchmark starts (its code is loaded), not when a run ends
+        self._commit = git_commit()
 
     def has(self, key: str) -> bool:
         return key in self.data["records"]
 
     def put(self, key: str, record: dict) -> None:
         if "commit" not in record:
-            if not hasattr(self, "_commit"):
-                self._commit = git_commit()
             record = {**record, "commit": self._commit}
         self.data["records"][key] = record
         write_json(self.path, self.data)
