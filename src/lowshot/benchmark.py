@@ -82,7 +82,7 @@ class ResultStore:
         return key in self.data["records"]
 
     def put(self, key: str, record: dict) -> None:
-        if "commit" not in record:
+        if "commit" not in record and self._commit:  # nothing to stamp outside git
             record = {**record, "commit": self._commit}
         self.data["records"][key] = record
         write_json(self.path, self.data)
