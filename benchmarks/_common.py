@@ -1,11 +1,18 @@
 """Shared pieces of the benchmark scripts: the resumable result store and table helpers
 live in :mod:`lowshot.benchmark` (``lowshot benchmark`` uses them too)."""
 
-from lowshot.benchmark import ResultStore, fmt_mean_std, machine
+from lowshot.benchmark import ResultStore, fmt_gap, fmt_mean_std, machine, paired_gap
 from lowshot.data.splits import stratified_split
 from lowshot.data.text import TextSet, load_text
 
-__all__ = ["ResultStore", "fmt_mean_std", "machine", "senteval_split"]
+__all__ = [
+    "ResultStore",
+    "fmt_gap",
+    "fmt_mean_std",
+    "machine",
+    "paired_gap",
+    "senteval_split",
+]
 
 
 def senteval_split(name: str) -> tuple[TextSet, TextSet]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ResultStore, fmt_mean_std, machine, senteval_split
+from _common import ResultStore, fmt_gap, fmt_mean_std, machine, paired_gap, senteval_split
 
 from lowshot.api import make_strategy, train_and_score
 from lowshot.backbones.text import create_text_encoder
@@ -145,6 +145,15 @@ def table(store: ResultStore, strategies: list[str], datasets: list[str]) -> str
             full = [np.mean(v) for v in per_seed.values() if len(v) == len(datasets)]
             cells.append(fmt_mean_std(full) if full else "–")
         out.append(f"| **average** | {n} | " + " | ".join(cells) + " |")
+    if PACKAGE in strategies:  # each column against SetFit on the same samples
+        for n in shots:
+            gaps = [
+                "–"
+                if s == PACKAGE
+                else fmt_gap(paired_gap(recs, s, PACKAGE, where=lambda r, n=n: r["shots"] == n))
+                for s in strategies
+            ]
+            out.append(f"| Δ vs SetFit, paired | {n} | " + " | ".join(gaps) + " |")
     for n in shots:
         out.append(
             f"| seconds per run | {n} | "
@@ -204,10 +213,12 @@ def main() -> None:
         "20% of each file, SST-1 on its test file. Body: all-MiniLM-L6-v2 (22M parameters) "
         "for every column; `setfit-package` is SetFit 1.x itself at its paper's setting. A "
         "cell with fewer than 5 seeds shows its count in brackets; the averages use only "
-        "seeds run on every data set.\n\n"
+        'seeds run on every data set. "Δ vs SetFit, paired" is a column\'s accuracy minus '
+        "SetFit's on the same data set, N and seed (the same sample), in points: mean ± 95% "
+        "CI over those pairs, then (wins/losses).\n\n"
         f"Produced by `python benchmarks/text_fewshot.py` on {m.get('cpus')} CPU cores "
         f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, "
-        f"{store.commits()}.\n\n" + table(store, a.strategies, a.datasets)
+        f"{store.commits()}.\n\n" + table(store, [*STRATEGIES, PACKAGE], DATASETS)
     )
     write_text(a.table, md)
     print(md)

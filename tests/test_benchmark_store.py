@@ -51,3 +51,32 @@ def test_commits_names_every_commit_behind_a_table(tmp_path):
     )
     del s.data["records"]["old|0"]
     assert s.commits() == "commit bbb2222"
+
+
+def test_paired_gap_pairs_runs_on_the_same_sample_only():
+    from lowshot.benchmark import fmt_gap, paired_gap
+
+    def rec(s, d, seed, acc, shots=8):
+        return {"strategy": s, "dataset": d, "shots": shots, "seed": seed, "accuracy": acc}
+
+    recs = [
+        rec("a", "X", 0, 0.80),
+        rec("b", "X", 0, 0.70),
+        rec("a", "X", 1, 0.60),
+        rec("b", "X", 1, 0.58),
+        rec("a", "Y", 0, 0.50),
+        rec("b", "Y", 0, 0.55),
+        rec("a", "Y", 1, 0.90),  # no partner: left out
+        rec("a", "X", 0, 0.10, shots=16),
+        rec("b", "X", 0, 0.90, shots=16),
+    ]
+    g = paired_gap(recs, "a", "b", where=lambda r: r["shots"] == 8)
+    assert g["n"] == 3 and (g["wins"], g["losses"], g["ties"]) == (2, 1, 0)
+    assert abs(g["mean"] - (0.10 + 0.02 - 0.05) / 3) < 1e-12
+    # the spread between samples cancels: a constant gap has zero CI however noisy the runs
+    same = [rec("a", "X", s, acc + 0.01) for s, acc in enumerate([0.2, 0.9, 0.5])]
+    same += [rec("b", "X", s, acc) for s, acc in enumerate([0.2, 0.9, 0.5])]
+    flat = paired_gap(same, "a", "b")
+    assert abs(flat["mean"] - 0.01) < 1e-12 and flat["ci95"] < 1e-9
+    assert fmt_gap(flat) == "+1.0 ± 0.0 (3/0)"
+    assert fmt_gap(paired_gap(recs, "a", "c")) == "–"

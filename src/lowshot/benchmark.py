@@ -131,6 +131,49 @@ def fmt_mean_std(values: list[float], scale: float = 100.0) -> str:
     return f"{a.mean():.1f} ± {a.std(ddof=1):.1f}" + (f" ({len(a)})" if len(a) < 5 else "")
 
 
+def paired_gap(
+    records: Sequence[dict],
+    method: str,
+    reference: str,
+    match: Sequence[str] = ("dataset", "shots", "seed"),
+    where: Callable[[dict], bool] | None = None,
+    key: str = "strategy",
+) -> dict:
+    """``method``'s accuracy minus ``reference``'s over the runs both have, paired on
+    ``match`` (the same data set, N and seed: the same training sample).
+
+    Pairing takes the spread between samples out of the comparison, so a gap smaller
+    than either column's std can still be told apart from zero. Returns
+    :func:`~lowshot.evaluation.metrics.mean_ci` of the differences (``mean``, ``ci95``
+    half-width, ``n``) plus ``wins`` / ``losses`` / ``ties`` counts."""
+    from lowshot.evaluation.metrics import mean_ci
+
+    keep = where or (lambda r: True)
+    ref = {
+        tuple(r[k] for k in match): r["accuracy"]
+        for r in records
+        if r[key] == reference and keep(r)
+    }
+    diffs = [
+        r["accuracy"] - ref[m]
+        for r in records
+        if r[key] == method and keep(r) and (m := tuple(r[k] for k in match)) in ref
+    ]
+    out = mean_ci(diffs)
+    d = np.asarray(diffs)
+    out.update(wins=int((d > 0).sum()), losses=int((d < 0).sum()), ties=int((d == 0).sum()))
+    return out
+
+
+def fmt_gap(gap: dict, scale: float = 100.0) -> str:
+    """``+0.3 ± 0.7 (14/9)``: mean paired difference in points ± its 95% CI half-width,
+    then wins/losses; ``–`` when no run pairs up."""
+    if not gap["n"]:
+        return "–"
+    half = "" if np.isnan(gap["ci95"]) else f" ± {gap['ci95'] * scale:.1f}"
+    return f"{gap['mean'] * scale:+.1f}{half} ({gap['wins']}/{gap['losses']})"
+
+
 @dataclass
 class Suite:
     name: str
