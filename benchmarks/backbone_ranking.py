@@ -194,7 +194,7 @@ def table(store: ResultStore) -> str:
         "# Backbone and layer ranking: weighted Kendall τ of each score against accuracy",
         "",
         f"Produced by `python benchmarks/backbone_ranking.py` on {m.get('cpus')} CPU cores, "
-        f"commit {m.get('commit')}. Candidates: {', '.join(cands)}. Scores on the K-shot "
+        f"{store.commits()}. Candidates: {', '.join(cands)}. Scores on the K-shot "
         "training split only; accuracy on the rest (linear probe: mean of 3 seeds; fine-tuning: "
         "seed 0, whole networks only). Weighted τ: scipy's `weightedtau` (hyperbolic weights). "
         "TLlib reports LogME's weighted τ at 0.60 / 0.70 on its model-ranking benchmarks.",

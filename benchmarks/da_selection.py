@@ -88,7 +88,7 @@ def table(store: ResultStore, method: str) -> str:
         f"# Label-free selection of trade-off and epoch ({method})",
         "",
         f"Produced by `python benchmarks/da_selection.py` on {mach.get('cpus')} CPU cores, "
-        f"commit {mach.get('commit')}. Target accuracy % of each criterion's pick among "
+        f"{store.commits()}. Target accuracy % of each criterion's pick among "
         f"trade-offs {', '.join(map(str, TRADE_OFFS))} × every epoch, averaged over tasks "
         "(mean ± std over seeds). `default`: trade-off 1, last epoch; `oracle`: the best "
         "pick (uses target labels).",

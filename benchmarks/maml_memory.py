@@ -117,7 +117,7 @@ def main() -> None:
         "what the model and episode already held (CPU: peak resident set; GPU: peak "
         "allocated).\n\n"
         f"Produced by `python benchmarks/maml_memory.py` on {m.get('cpus')} CPU cores "
-        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, commit {m.get('commit')}; "
+        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, {store.commits()}; "
         "the times ran while other benchmarks shared the CPU.\n\n" + "\n".join(rows) + "\n"
     )
     write_text(a.table, md)

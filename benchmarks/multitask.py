@@ -151,8 +151,8 @@ def main() -> None:
         "one task's labels with the same settings and seed. Δ_MTL: mean relative gain of "
         "the multi-task network over single-task training, in %.\n\n"
         f"Produced by `python benchmarks/multitask.py` on {m.get('cpus')} CPU cores "
-        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, commit "
-        f"{m.get('commit')}.\n" + table(store)
+        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, "
+        f"{store.commits()}.\n" + table(store)
     )
     write_text(a.table, md)
     print(md)

@@ -142,8 +142,8 @@ def main() -> None:
         "other classes (2,000 episodes). 1,000 test episodes, 15 queries per class where "
         "every test class has enough images (dslr: fewer).\n\n"
         f"Produced by `python benchmarks/office31_episodes.py` on {m.get('cpus')} CPU cores "
-        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, commit {m.get('commit')}.\n\n"
-        + table(store, a.methods)
+        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, {store.commits()}.\n\n"
+        + table(store, FREE + META)
     )
     write_text(a.table, md)
     print(md)

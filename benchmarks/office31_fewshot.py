@@ -32,6 +32,8 @@ from lowshot.model.base import FitContext
 HERE = Path(__file__).parent
 CHEAP = ["linear-probe", "partial"]
 DEEP = ["lp-ft", "finetune", "l2sp", "bitfit", "lora", "scratch"]
+DOMAINS = ["amazon", "dslr", "webcam"]
+SHOTS = [1, 3, 5, 10]
 
 
 def run(args: argparse.Namespace) -> ResultStore:
@@ -124,8 +126,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--domains", default="amazon,dslr,webcam")
-    ap.add_argument("--shots", default="1,3,5,10")
+    ap.add_argument("--domains", default=",".join(DOMAINS))
+    ap.add_argument("--shots", default=",".join(map(str, SHOTS)))
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--strategies", default=",".join(CHEAP + DEEP))
     ap.add_argument("--backbone", default="lite0")
@@ -152,8 +154,8 @@ def main() -> None:
         f"Backbone {store.data['meta'].get('backbone', 'lite0')} (ImageNet, offline). "
         "A bracketed number is the count of seeds when fewer than 5 have run.\n\n"
         f"Produced by `python benchmarks/office31_fewshot.py` on {m.get('cpus')} CPU cores "
-        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, commit {m.get('commit')}.\n\n"
-        + table(store, a.strategies, a.domains, a.shots)
+        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, {store.commits()}.\n\n"
+        + table(store, CHEAP + DEEP, DOMAINS, SHOTS)
     )
     write_text(a.table, md)
     print(md)

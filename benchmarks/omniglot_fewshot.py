@@ -187,8 +187,8 @@ def main() -> None:
         "training episodes of each learner are in the table. SimpleShot and label propagation: ImageNet Lite0 features, no "
         "meta-training.\n\n"
         f"Produced by `python benchmarks/omniglot_fewshot.py` on {m.get('cpus')} CPU cores "
-        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, commit {m.get('commit')}.\n\n"
-        + table(store, a.methods)
+        f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, {store.commits()}.\n\n"
+        + table(store, FREE + METRIC + PER_WAY)
     )
     write_text(a.table, md)
     print(md)

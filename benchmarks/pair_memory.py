@@ -98,7 +98,7 @@ def main() -> None:
         "time to build the pairs and read them all once, and the peak memory it added "
         "(fresh process per cell).\n",
         f"Produced by `python benchmarks/pair_memory.py` on {m.get('cpus')} CPU cores "
-        f"({m.get('cpu')}), commit {m.get('commit')}.\n",
+        f"({m.get('cpu')}), {store.commits()}.\n",
         "| n | pairs read | SetFit seconds | SetFit peak extra MiB | lowshot seconds | lowshot peak extra MiB |",
         "|---|---|---|---|---|---|",
     ]

@@ -180,7 +180,7 @@ def table(store: ResultStore) -> str:
         "same hyper-parameters; time ratio = lowshot / skada wall time (fit + predict), summed over tasks.",
         "",
         f"Produced by `python benchmarks/shallow_da.py` on {store.data['meta']['machine'].get('cpus')} CPU cores, "
-        f"commit {store.data['meta']['machine'].get('commit')}.",
+        f"{store.commits()}.",
         "",
         "| method | " + " | ".join(names) + " | Amazon avg | time ratio |",
         "|---|" + "---|" * (len(names) + 2),

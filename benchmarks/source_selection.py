@@ -183,7 +183,7 @@ def table(rows: list[dict], summary: dict, amz_best: str, o_best: str, store: Re
         "# Source selection: distances against the accuracy each source gives",
         "",
         f"Produced by `python benchmarks/source_selection.py` on {mach.get('cpus')} CPU cores, "
-        f"commit {mach.get('commit')}, from the accuracies of "
+        f"{store.commits()}, from the accuracies of "
         "[da_amazon.md](da_amazon.md) and [da_office31.md](da_office31.md) "
         f"(best adaptation method: {amz_best} on Amazon, {o_best} on Office-31; mean over seeds) "
         "and, for Office-31's union sources, runs made by this script with the same settings "

@@ -114,7 +114,7 @@ def main() -> None:
         "them (padded: batch size × longest text; grouped: the same per group of "
         f"{TextEncoder.length_group} length-sorted texts).\n",
         f"Produced by `python benchmarks/text_speed.py` on {m.get('cpus')} CPU cores "
-        f"({m.get('cpu')}), torch {m.get('torch')}, commit {m.get('commit')}.\n",
+        f"({m.get('cpu')}), torch {m.get('torch')}, {store.commits()}.\n",
         "| data set | padded s/step | grouped s/step | speed-up | real tokens | padded | grouped | max embedding diff |",
         "|---|---|---|---|---|---|---|---|",
     ]
