@@ -137,7 +137,6 @@ def paired_gap(
     reference: str,
     match: Sequence[str] = ("dataset", "shots", "seed"),
     where: Callable[[dict], bool] | None = None,
-    key: str = "strategy",
 ) -> dict:
     """``method``'s accuracy minus ``reference``'s over the runs both have, paired on
     ``match`` (the same data set, N and seed: the same training sample).
@@ -152,12 +151,12 @@ def paired_gap(
     ref = {
         tuple(r[k] for k in match): r["accuracy"]
         for r in records
-        if r[key] == reference and keep(r)
+        if r["strategy"] == reference and keep(r)
     }
     diffs = [
         r["accuracy"] - ref[m]
         for r in records
-        if r[key] == method and keep(r) and (m := tuple(r[k] for k in match)) in ref
+        if r["strategy"] == method and keep(r) and (m := tuple(r[k] for k in match)) in ref
     ]
     out = mean_ci(diffs)
     d = np.asarray(diffs)
