@@ -154,6 +154,11 @@ def table(store: ResultStore, strategies: list[str], datasets: list[str]) -> str
                 for s in strategies
             ]
             out.append(f"| Δ vs SetFit, paired | {n} | " + " | ".join(gaps) + " |")
+        if len(shots) > 1:  # the whole grid at once: every (data set, N, seed) is a pair
+            gaps = [
+                "–" if s == PACKAGE else fmt_gap(paired_gap(recs, s, PACKAGE)) for s in strategies
+            ]
+            out.append("| Δ vs SetFit, paired | all | " + " | ".join(gaps) + " |")
     for n in shots:
         out.append(
             f"| seconds per run | {n} | "
@@ -215,7 +220,7 @@ def main() -> None:
         "cell with fewer than 5 seeds shows its count in brackets; the averages use only "
         'seeds run on every data set. "Δ vs SetFit, paired" is a column\'s accuracy minus '
         "SetFit's on the same data set, N and seed (the same sample), in points: mean ± 95% "
-        "CI over those pairs, then (wins/losses).\n\n"
+        "CI over those pairs, then (wins/losses); N = all pools the pairs of every N.\n\n"
         f"Produced by `python benchmarks/text_fewshot.py` on {m.get('cpus')} CPU cores "
         f"({m.get('cpu')}, GPU: {m.get('gpu')}), torch {m.get('torch')}, "
         f"{store.commits()}.\n\n" + table(store, [*STRATEGIES, PACKAGE], DATASETS)
