@@ -146,19 +146,15 @@ def table(store: ResultStore, strategies: list[str], datasets: list[str]) -> str
             cells.append(fmt_mean_std(full) if full else "–")
         out.append(f"| **average** | {n} | " + " | ".join(cells) + " |")
     if PACKAGE in strategies:  # each column against SetFit on the same samples
-        for n in shots:
+        # "all" pools the whole grid: every (data set, N, seed) is a pair
+        labels: list[int | str] = [*shots, "all"] if len(shots) > 1 else [*shots]
+        for label in labels:
+            where = None if label == "all" else (lambda r, n=label: r["shots"] == n)
             gaps = [
-                "–"
-                if s == PACKAGE
-                else fmt_gap(paired_gap(recs, s, PACKAGE, where=lambda r, n=n: r["shots"] == n))
+                "–" if s == PACKAGE else fmt_gap(paired_gap(recs, s, PACKAGE, where=where))
                 for s in strategies
             ]
-            out.append(f"| Δ vs SetFit, paired | {n} | " + " | ".join(gaps) + " |")
-        if len(shots) > 1:  # the whole grid at once: every (data set, N, seed) is a pair
-            gaps = [
-                "–" if s == PACKAGE else fmt_gap(paired_gap(recs, s, PACKAGE)) for s in strategies
-            ]
-            out.append("| Δ vs SetFit, paired | all | " + " | ".join(gaps) + " |")
+            out.append(f"| Δ vs SetFit, paired | {label} | " + " | ".join(gaps) + " |")
     for n in shots:
         out.append(
             f"| seconds per run | {n} | "
