@@ -32,10 +32,11 @@ from scipy.stats import weightedtau
 
 from lowshot.api import make_strategy, train_and_score
 from lowshot.backbones import create_backbone
+from lowshot.cache import default_cache, default_cache_dir
 from lowshot.data import load_benchmark_arrays
-from lowshot.data.images import ImageSet, load_images
+from lowshot.data.images import ImageSet
+from lowshot.data.load import load_images
 from lowshot.data.splits import kshot_split
-from lowshot.features import default_cache, default_cache_dir
 from lowshot.io import write_text
 from lowshot.model.base import FitContext
 from lowshot.model.linear_probe import fit_logistic
@@ -235,4 +236,7 @@ def table(store: ResultStore) -> str:
 
 
 if __name__ == "__main__":
+    from lowshot._runtime import tune_malloc
+
+    tune_malloc()  # process tuning belongs to entry points, not to `import lowshot`
     sys.exit(main())

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from _common import ResultStore, fmt_mean_std, machine
 
-from lowshot.adapt import adapt
+from lowshot.api import adapt
 from lowshot.benchmark import suite
 from lowshot.feature.selection import CRITERIA
 from lowshot.io import write_text
@@ -113,4 +113,7 @@ def table(store: ResultStore, method: str) -> str:
 
 
 if __name__ == "__main__":
+    from lowshot._runtime import tune_malloc
+
+    tune_malloc()  # process tuning belongs to entry points, not to `import lowshot`
     sys.exit(main())

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from _common import ResultStore, fmt_mean_std, machine, senteval_split
 
-from lowshot.data.images import load_images
+from lowshot.data.load import load_images
 from lowshot.data.splits import kshot_split
 from lowshot.io import write_text
 from lowshot.multitask import multitask
@@ -159,4 +159,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from lowshot._runtime import tune_malloc
+
+    tune_malloc()  # process tuning belongs to entry points, not to `import lowshot`
     main()

@@ -21,8 +21,8 @@ import numpy as np
 from _common import ResultStore, machine
 
 from lowshot.backbones import create_backbone
-from lowshot.data.images import load_images
-from lowshot.features import default_cache
+from lowshot.cache import default_cache
+from lowshot.data.load import load_images
 from lowshot.fewshot import LabelPropagation, SimpleShot, evaluate_episodes
 from lowshot.fewshot.meta import LearnerClassifier, embed_data, meta_train
 from lowshot.io import write_text
@@ -150,4 +150,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from lowshot._runtime import tune_malloc
+
+    tune_malloc()  # process tuning belongs to entry points, not to `import lowshot`
     main()

@@ -24,8 +24,8 @@ from _common import ResultStore, fmt_mean_std, machine
 
 from lowshot.api import make_strategy, train_and_score
 from lowshot.backbones import create_backbone
+from lowshot.cache import FeatureCache, default_cache
 from lowshot.data import dataset_dir, kshot_split, load_image_folder
-from lowshot.features import FeatureCache, default_cache
 from lowshot.io import write_text
 from lowshot.model.base import FitContext
 
@@ -162,4 +162,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from lowshot._runtime import tune_malloc
+
+    tune_malloc()  # process tuning belongs to entry points, not to `import lowshot`
     main()

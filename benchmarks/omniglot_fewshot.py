@@ -26,7 +26,7 @@ from pathlib import Path
 
 from _common import ResultStore, machine
 
-from lowshot.data.images import load_images
+from lowshot.data.load import load_images
 from lowshot.fewshot import drop_classes, episode_inputs, evaluate_episodes
 from lowshot.fewshot.meta import LearnerClassifier, embed_data, load_learner, meta_train
 from lowshot.io import write_text
@@ -195,4 +195,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from lowshot._runtime import tune_malloc
+
+    tune_malloc()  # process tuning belongs to entry points, not to `import lowshot`
     main()

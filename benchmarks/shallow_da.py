@@ -26,11 +26,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import normalize
 
-from lowshot.adapt import make_estimator
 from lowshot.data import load_benchmark_arrays
 from lowshot.domains import stack_domains
-from lowshot.instance._base import median_gamma
+from lowshot.feature.runner import make_estimator
 from lowshot.io import write_text
+from lowshot.kernels import median_gamma
 
 HERE = Path(__file__).parent
 METHODS = [
@@ -224,4 +224,7 @@ def table(store: ResultStore) -> str:
 
 
 if __name__ == "__main__":
+    from lowshot._runtime import tune_malloc
+
+    tune_malloc()  # process tuning belongs to entry points, not to `import lowshot`
     main()

@@ -24,7 +24,7 @@ import numpy as np
 from _common import ResultStore, machine
 from scipy.stats import kendalltau
 
-from lowshot.adapt import adapt
+from lowshot.api import adapt
 from lowshot.benchmark import suite
 from lowshot.data.benchmarks import dataset_dir
 from lowshot.io import write_text
@@ -221,4 +221,7 @@ def table(rows: list[dict], summary: dict, amz_best: str, o_best: str, store: Re
 
 
 if __name__ == "__main__":
+    from lowshot._runtime import tune_malloc
+
+    tune_malloc()  # process tuning belongs to entry points, not to `import lowshot`
     sys.exit(main())

@@ -41,7 +41,8 @@ def _env(tuned: bool, cache: str | None = None) -> dict:
 
 
 THROUGHPUT = """
-import time, torch, lowshot
+import time, torch, lowshot._runtime as r
+r.tune_malloc()  # what the lowshot command does at start-up; LOWSHOT_TUNE_MALLOC=0 opts out
 from lowshot.backbones import create_backbone
 b = create_backbone("lite0")
 x = torch.randn(64, 3, 224, 224)

@@ -30,9 +30,9 @@ from _common import ResultStore, fmt_gap, fmt_mean_std, machine, paired_gap, sen
 
 from lowshot.api import make_strategy, train_and_score
 from lowshot.backbones.text import create_text_encoder
+from lowshot.cache import default_cache
 from lowshot.data.splits import kshot_split
 from lowshot.data.text import TextSet
-from lowshot.features import default_cache
 from lowshot.io import write_text
 from lowshot.model.base import FitContext
 
@@ -226,4 +226,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from lowshot._runtime import tune_malloc
+
+    tune_malloc()  # process tuning belongs to entry points, not to `import lowshot`
     main()

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lowshot.adapt import adapt_arrays, array_methods
+from lowshot.api import adapt as adapt_arrays
 from lowshot.cli import app
+from lowshot.feature.runner import array_methods
 
 runner = CliRunner()
 
@@ -109,7 +110,8 @@ def test_adapt_bad_input(data_root, tmp_path):
             str(tmp_path / "r"),
         ],
     )
-    assert r.exit_code == 2 and "5000 features but target rows have 3" in " ".join(r.output.split())
+    msg = " ".join(r.output.split())
+    assert r.exit_code == 2 and "small.npz: 3 features per row, but the source" in msg
     r = runner.invoke(
         app,
         [

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import lowshot.training as deep
+import lowshot.training.loop as deep
 from lowshot.api import fit
 from lowshot.cli import app
 from lowshot.errors import RunError

@@ -13,7 +13,7 @@ import torch
 from conftest import make_subset
 from typer.testing import CliRunner
 
-from lowshot.adapt import adapt
+from lowshot.api import adapt
 from lowshot.cli import app
 from lowshot.errors import ConfigError, DataError
 from lowshot.feature.alignment import (

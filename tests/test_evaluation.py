@@ -34,16 +34,21 @@ def test_atomic_json_leaves_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
-def _tuned(env: dict) -> str:
-    code = "import lowshot, lowshot._runtime as r; print(r.malloc_tuned())"
+def _tuned(env: dict, code: str) -> str:
     return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.strip()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
-def test_malloc_tuning_default_and_opt_out():
+def test_import_leaves_the_process_alone_and_the_entry_point_tunes_it():
     base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    assert _tuned(base) == "True"
-    assert _tuned({**base, "LOWSHOT_TUNE_MALLOC": "0"}) == "False"
-    assert _tuned({**base, "MALLOC_ARENA_MAX": "2"}) == "False"  # the user's own settings win
+    imported = "import lowshot, lowshot.api, lowshot._runtime as r; print(r.malloc_tuned())"
+    assert _tuned(base, imported) == "False"  # a library must not change its host process
+    entry = (
+        "import lowshot.cli as c, lowshot._runtime as r; c.app = lambda: None; c.main(); "
+        "print(r.malloc_tuned())"
+    )
+    assert _tuned(base, entry) == "True"
+    assert _tuned({**base, "LOWSHOT_TUNE_MALLOC": "0"}, entry) == "False"
+    assert _tuned({**base, "MALLOC_ARENA_MAX": "2"}, entry) == "False"  # the user's own settings win

@@ -7,11 +7,11 @@ from sklearn.base import clone
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import normalize
 
+from lowshot.catalogue import list_methods
 from lowshot.data import load_benchmark_arrays
 from lowshot.domains import stack_domains
 from lowshot.errors import DataError
 from lowshot.feature import CORAL, JDA, TCA, DAClassifier, OTMapping, SubspaceAlignment
-from lowshot.registry import list_methods
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lowshot.backbones import Preprocessing, create_backbone
+from lowshot.cache import FeatureCache
 from lowshot.data import load_image_folder
-from lowshot.features import FeatureCache
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_intermediate_activations_are_cached_too(tmp_path, mini, lite0):
 
 
 def test_cache_usage_and_clear(tmp_path, mini, lite0):
-    from lowshot.features import cache_usage, clear_cache
+    from lowshot.cache import cache_usage, clear_cache
 
     s = load_image_folder(mini["train"])
     FeatureCache(tmp_path).features(lite0, s.files[:2])

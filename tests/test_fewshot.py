@@ -18,10 +18,10 @@ from lowshot.fewshot import (
     LabelPropagation,
     SimpleShot,
     evaluate_episodes,
-    fewshot_predict,
     mean_ci95,
     split_classes,
 )
+from lowshot.pipeline.fewshot import fewshot_predict
 
 runner = CliRunner()
 
@@ -54,7 +54,7 @@ def test_small_classes_are_skipped_or_named(caplog):
 
 
 def test_class_splits_keep_groups_together(data_root):
-    from lowshot.data.images import load_images
+    from lowshot.data.load import load_images
 
     omni = load_images("omniglot:images_background_small1")
     assert len(omni.classes) == 136
@@ -78,8 +78,8 @@ def webcam10(tmp_path_factory):
 @pytest.mark.parametrize("method", [SimpleShot(), SimpleShot("l2"), LabelPropagation()])
 def test_training_free_classifiers_on_real_features(method, webcam10, cache_dir):
     from lowshot.backbones import create_backbone
-    from lowshot.data.images import load_images
-    from lowshot.features import default_cache
+    from lowshot.cache import default_cache
+    from lowshot.data.load import load_images
 
     ds = load_images(webcam10)
     Z = default_cache().features(create_backbone("lite0"), ds.files, progress=False)
@@ -146,7 +146,7 @@ def test_fewshot_eval_cli(webcam10, cache_dir):
 def test_protonet_meta_train_and_eval_cli(data_root, tmp_path):
     """`lowshot meta-train` then `lowshot fewshot eval --run` on alphabets small1 lacks
     (small2 minus Greek and Latin): the CLI gives what the API gives."""
-    from lowshot.data.images import load_images
+    from lowshot.data.load import load_images
     from lowshot.fewshot.meta import LearnerClassifier, embed_data, load_learner
 
     train = load_images("omniglot:images_background_small1")  # character classes

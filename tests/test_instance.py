@@ -11,12 +11,12 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from lowshot.catalogue import list_methods
 from lowshot.data import load_benchmark_arrays
 from lowshot.domains import stack_domains
 from lowshot.errors import DataError
 from lowshot.instance import KMM, BaseReweighter, ClusterSelection, ImportanceWeightedClassifier
 from lowshot.instance.kmm import _project
-from lowshot.registry import list_methods
 
 # Density-ratio estimators share these checks; boosting (a classifier / regressor) and
 # selection (0/1 weights) have their own in test_instance_boosting.py.

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from conftest import make_subset
 from typer.testing import CliRunner
 
+from lowshot.catalogue import list_methods
 from lowshot.cli import app
-from lowshot.data.images import load_images
+from lowshot.data.load import load_images
 from lowshot.errors import ConfigError, DataError, RunError
 from lowshot.fewshot import EpisodeSampler, drop_classes, evaluate_episodes
 from lowshot.fewshot.encoders import Conv4, ResNet12
@@ -37,7 +38,6 @@ from lowshot.fewshot.meta import (
     load_pixels,
     meta_train,
 )
-from lowshot.registry import list_methods
 
 runner = CliRunner()
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from lowshot.catalogue import list_methods
 from lowshot.cli import app
 from lowshot.errors import ConfigError, DataError
 from lowshot.multitask import (
@@ -27,7 +28,6 @@ from lowshot.multitask import (
     task_loss,
 )
 from lowshot.multitask.data import parse_task
-from lowshot.registry import list_methods
 
 runner = CliRunner()
 

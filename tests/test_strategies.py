@@ -6,13 +6,13 @@ import torch
 
 from lowshot.api import logits_for, make_strategy, strategies_for, train_and_score
 from lowshot.backbones import create_backbone
+from lowshot.cache import FeatureCache
+from lowshot.catalogue import list_methods
 from lowshot.data import load_image_folder
 from lowshot.errors import ConfigError
-from lowshot.features import FeatureCache
 from lowshot.model import Classifier, FitContext, Strategy
-from lowshot.registry import list_methods
-from lowshot.runs import load_model, save_model
-from lowshot.training import TransferModule
+from lowshot.pipeline.model_io import load_model, save_model
+from lowshot.training.loop import TransferModule
 
 STRATEGIES = strategies_for("image")  # text strategies: tests/test_text_strategies.py
 # Few epochs (and no floor on the step count) keep the suite fast; the data is real
@@ -213,11 +213,13 @@ def test_instance_weights_toward_a_target_reach_every_kind_of_strategy(mini, tmp
     from lowshot.errors import ConfigError
 
     train = load_image_folder(mini["train"])
-    from lowshot.api import _importance_weights
     from lowshot.backbones import create_backbone
+    from lowshot.data.images import list_images
+    from lowshot.instance.runner import weight_toward
 
-    _importance_weights(
-        train, target, "discriminative", create_backbone("lite0"), FeatureCache(cache_dir), 0, False
+    weight_toward(
+        train, list_images(target), "discriminative", create_backbone("lite0"),
+        FeatureCache(cache_dir), 0, False,
     )
     w = train.weights
     first_two = np.isin(train.labels, [0, 1])

@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 
 from lowshot.api import logits_for, make_strategy, strategies_for, train_and_score
 from lowshot.backbones.text import create_text_encoder
+from lowshot.cache import FeatureCache
 from lowshot.cli import app
 from lowshot.data.text import load_text
 from lowshot.errors import ConfigError, DataError
-from lowshot.features import FeatureCache
 from lowshot.model import FitContext
 from lowshot.model.text import ContrastivePairs
-from lowshot.runs import load_model, save_model
+from lowshot.pipeline.model_io import load_model, save_model
 
 runner = CliRunner()
 TEXT = [s for s in strategies_for("text") if s != "linear-probe"]  # the probe: test_text.py

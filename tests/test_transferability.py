@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from lowshot.catalogue import list_methods
 from lowshot.errors import DataError
-from lowshot.registry import list_methods
 from lowshot.transferability import GBC, LEEP, NCE, NLEEP, HScore, LogME, TransRate
 
 

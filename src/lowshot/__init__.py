@@ -1,23 +1,34 @@
-"""lowshot: transfer learning when labels and compute are scarce."""
+"""lowshot: transfer learning when labels and compute are scarce.
 
-__version__ = "0.1.0"
+Importing the package loads nothing heavy and changes nothing in the host process: the
+public names below are loaded on first use (PEP 562). Process tuning (glibc malloc, see
+:mod:`lowshot._runtime`) is applied by the entry points, the CLI and the benchmark
+scripts, never by an import.
+"""
 
-from lowshot._runtime import tune_malloc as _tune_malloc  # noqa: E402
+from __future__ import annotations
 
-# Fast CPU inference by default (see lowshot._runtime); LOWSHOT_TUNE_MALLOC=0 opts out.
-_tune_malloc()
+from importlib import import_module
+from typing import Any
 
-from lowshot.api import evaluate, fit, predict  # noqa: E402
-from lowshot.backbones import create_backbone, list_backbones  # noqa: E402
-from lowshot.registry import get_method, list_methods  # noqa: E402
+from lowshot._version import __version__
 
-__all__ = [
-    "__version__",
-    "create_backbone",
-    "evaluate",
-    "fit",
-    "get_method",
-    "list_backbones",
-    "list_methods",
-    "predict",
-]
+_PUBLIC = {
+    "fit": "lowshot.api",
+    "evaluate": "lowshot.api",
+    "predict": "lowshot.api",
+    "rerun": "lowshot.api",
+    "adapt": "lowshot.api",
+    "create_backbone": "lowshot.backbones",
+    "list_backbones": "lowshot.backbones",
+    "get_method": "lowshot.catalogue",
+    "list_methods": "lowshot.catalogue",
+}
+
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'lowshot' has no attribute {name!r}")

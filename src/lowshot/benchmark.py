@@ -1,6 +1,6 @@
 """``lowshot benchmark``: published domain-adaptation tables, reproduced and resumable.
 
-Every (task, method, seed) is one :func:`lowshot.adapt.adapt` run; results go to a
+Every (task, method, seed) is one :func:`lowshot.api.adapt` run; results go to a
 JSON store rewritten atomically after each run, so an interrupted benchmark resumes
 where it stopped. The markdown table puts lowshot's mean ± std over seeds beside the
 published numbers (``../shared/results/published.md``).
@@ -234,7 +234,7 @@ def suite(name: str, data_root: str | Path | None = None) -> Suite:
             name,
             tasks,
             {
-                "preprocess_as": "log1p-l2",
+                "preprocess": "log1p-l2",
                 "epochs": 5,
                 "iters_per_epoch": 100,
                 "bottleneck": 100,
@@ -258,7 +258,8 @@ def run_benchmark(
     on_result: Callable[[str, dict], None] | None = None,
 ) -> ResultStore:
     """Run every task × method × seed not in the store yet; write JSON and markdown."""
-    from lowshot.adapt import adapt
+    from lowshot.pipeline.adapt import run_adapt
+    from lowshot.pipeline.specs import AdaptSpec
 
     sw = suite(name, data_root)
     settings = {**sw.settings, **(overrides or {})}
@@ -273,7 +274,8 @@ def run_benchmark(
                 if store.has(key):
                     continue
                 t0 = time.perf_counter()
-                r = adapt([src], tgt, method=m, target_test=test, seed=seed, plot=False, **settings)
+                r = run_adapt(AdaptSpec(sources=[src], target=tgt, method=m, target_test=test, seed=seed,
+                                         plot=False, progress=False, **settings))
                 rec = {
                     "task": label,
                     "method": m,

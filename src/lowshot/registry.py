@@ -1,7 +1,11 @@
-"""One registry for every transfer method, whatever its family.
+"""One registry for every transfer method, whatever its family. It imports no family.
 
-A method registers itself with ``@register_method("name", family="model")``; it then
-shows in ``lowshot methods``, the CLI, the benchmark runner and the conformance tests.
+A family declares its contract once with :func:`register_family` (the base class its
+methods derive from, the job that runs them and its conformance check); a method
+registers itself with ``@register_method("name", family="model")``. The built-in
+families are loaded by :mod:`lowshot.catalogue`, which sits above them (as timm's
+``models/__init__`` does): the CLI, the benchmark runner and the conformance tests list
+methods through it, so a new method shows everywhere once its module is registered.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from lowshot.errors import ConfigError
 
 FAMILIES = (
     "model",  # fine-tuning pretrained backbones
@@ -30,8 +36,33 @@ class MethodInfo:
     summary: str
 
 
+@dataclass(frozen=True)
+class Family:
+    """A family's contract: what its methods are and which job runs them.
+
+    ``base``: every method's factory is this class or a subclass (or, for families whose
+    methods are functions, None). ``jobs``: the pipeline jobs (CLI commands) that run
+    them. ``check``: raises AssertionError when a method breaks the contract; the one
+    conformance test module runs it for every registered method.
+    """
+
+    name: str
+    summary: str
+    base: type | None
+    jobs: tuple[str, ...]
+    check: Callable[[MethodInfo], None] | None = None
+
+
 _METHODS: dict[str, MethodInfo] = {}
+_FAMILIES: dict[str, Family] = {}
 T = TypeVar("T")
+
+
+def register_family(family: Family) -> Family:
+    if family.name not in FAMILIES:
+        raise ValueError(f"unknown family {family.name!r}; expected one of {', '.join(FAMILIES)}")
+    _FAMILIES[family.name] = family
+    return family
 
 
 def register_method(name: str, *, family: str) -> Callable[[T], T]:
@@ -48,24 +79,27 @@ def register_method(name: str, *, family: str) -> Callable[[T], T]:
     return deco
 
 
-def _load_builtin_methods() -> None:
-    # Importing the family packages runs their @register_method decorators.
-    from lowshot import feature, fewshot, instance, model, multitask, transferability  # noqa: F401
+def families() -> list[Family]:
+    """The families registered so far, in :data:`FAMILIES` order."""
+    return [_FAMILIES[f] for f in FAMILIES if f in _FAMILIES]
+
+
+def family(name: str) -> Family:
+    if name not in _FAMILIES:
+        raise ConfigError(f"unknown family {name!r}; known: {', '.join(_FAMILIES)}.")
+    return _FAMILIES[name]
 
 
 def list_methods(family: str | None = None) -> list[MethodInfo]:
-    _load_builtin_methods()
+    """The methods registered so far (``lowshot.catalogue.list_methods`` loads every family first)."""
     return [m for m in _METHODS.values() if family is None or m.family == family]
 
 
 def get_method(name: str, family: str | None = None) -> MethodInfo:
-    _load_builtin_methods()
     info = _METHODS.get(name)
     if info is None or (family is not None and info.family != family):
         names = [m.name for m in list_methods(family)]
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        from lowshot.errors import ConfigError
-
         raise ConfigError(f"unknown method {name!r}.{hint} Known: {', '.join(sorted(names))}.")
     return info

@@ -17,7 +17,7 @@ import copy
 import difflib
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,35 +26,8 @@ import timm
 import torch
 from torch import nn
 
+from lowshot.data.torchdata import Preprocessing
 from lowshot.errors import BackboneError
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images become tensors: resize, centre crop to ``input_size``, normalise."""
-
-    input_size: int
-    crop_pct: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str = "bicubic"
-
-    @property
-    def resize(self) -> int:
-        return int(round(self.input_size / self.crop_pct))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Preprocessing:
-        return cls(
-            int(d["input_size"]),
-            float(d["crop_pct"]),
-            tuple(d["mean"]),
-            tuple(d["std"]),
-            d["interpolation"],
-        )
 
 
 @dataclass(frozen=True)

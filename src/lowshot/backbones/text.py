@@ -127,7 +127,7 @@ class TextEncoder(nn.Module):
         progress: bool = False,
     ) -> np.ndarray:
         self.warn_truncated(texts)
-        from lowshot.features import pick_device
+        from lowshot.cache import pick_device
 
         dev = str(pick_device(device))
         was_training = self.training

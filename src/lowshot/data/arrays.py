@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,6 +27,7 @@ class ArraySet:
     labels: np.ndarray
     classes: list[str]
     name: str = ""
+    modality: ClassVar[str] = "features"
 
     def __len__(self) -> int:
         return int(self.X.shape[0])

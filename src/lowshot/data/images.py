@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -84,6 +84,7 @@ class ImageSet(LabelledItems):
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     # optional per-image training weights (importance weights toward a target domain)
     weights: np.ndarray | None = None
+    modality: ClassVar[str] = "image"
     _unknown_hint = "remove those folders or add training examples for them"
 
     def __post_init__(self) -> None:
@@ -298,14 +299,10 @@ def list_domains(root: str | Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p))
 
 
-def load_images(spec: str | Path, *, strict: bool = False, validate: bool = True) -> ImageSet:
-    """Load a folder, a ``.txt``/``.lst`` file list, or a named benchmark (``office31:webcam``)."""
-    s = str(spec)
-    p = Path(s).expanduser()
-    if not p.exists() and ":" in s and not s.startswith(("/", ".")):
-        from lowshot.data.benchmarks import load_benchmark_images
-
-        return load_benchmark_images(s, strict=strict, validate=validate)
+def load_image_spec(spec: str | Path, *, strict: bool = False, validate: bool = True) -> ImageSet:
+    """Load a folder of class folders or a ``.txt``/``.lst`` file list (named benchmark
+    sets such as ``office31:webcam`` go through :func:`lowshot.data.load.load_images`)."""
+    p = Path(str(spec)).expanduser()
     if p.is_file():
         if p.suffix.lower() in IMAGE_EXTENSIONS:
             raise DataError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,7 +14,35 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import Dataset
 
-from lowshot.backbones import Preprocessing
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images become tensors: resize, centre crop to ``input_size``, normalise."""
+
+    input_size: int
+    crop_pct: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+
+    @property
+    def resize(self) -> int:
+        return int(round(self.input_size / self.crop_pct))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        return cls(
+            int(d["input_size"]),
+            float(d["crop_pct"]),
+            tuple(d["mean"]),
+            tuple(d["std"]),
+            d["interpolation"],
+        )
+
+
 
 T_co = TypeVar("T_co")
 

@@ -10,6 +10,28 @@ CDAN, MCC, MDD) live in :mod:`lowshot.feature.alignment`, their trainer in
 from lowshot.feature._base import BaseAdapter, DAClassifier
 from lowshot.feature.alignment import Alignment
 from lowshot.feature.shallow import CORAL, JDA, TCA, OTMapping, SubspaceAlignment
+from lowshot.registry import Family, MethodInfo, register_family
+
+
+def _check(info: MethodInfo) -> None:
+    from sklearn.base import clone
+
+    if issubclass(info.factory, BaseAdapter):  # shallow: a scikit-learn transformer
+        est = info.factory()
+        assert clone(est).get_params() == est.get_params()
+    else:  # deep: an alignment loss trained with the network
+        assert issubclass(info.factory, Alignment), f"{info.name}: neither adapter nor alignment"
+
+
+register_family(
+    Family(
+        "feature",
+        "domain adaptation aligning features",
+        (BaseAdapter, Alignment),
+        ("adapt",),
+        _check,
+    )
+)
 
 __all__ = [
     "CORAL",

@@ -1,7 +1,7 @@
 """Training a network with an alignment loss (DANN, DAN, JAN, CORAL, CDAN, MCC, MDD).
 
 The network is ``body -> bottleneck -> head``. What the body is depends on the
-compute mode, chosen by the caller (:mod:`lowshot.adapt`):
+compute mode, chosen by the caller (:mod:`lowshot.pipeline.adapt`):
 
 - ``frozen``: the body is the identity over cached backbone features (or over the
   columns of an array file); bottleneck, head and the method's own modules train.
@@ -32,8 +32,9 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from lowshot.errors import ConfigError
 from lowshot.feature.alignment import Alignment, Batch
 from lowshot.feature.selection import CRITERIA, selection_scores
-from lowshot.model.base import FitContext, neck_head
+from lowshot.nets import neck_head
 from lowshot.registry import get_method
+from lowshot.training.context import FitContext
 
 
 class AdaptNet(nn.Module):
@@ -332,7 +333,7 @@ def train_adaptation(
         monitor_every_epoch=select is not None,
         seed=ctx.seed,
     )
-    from lowshot.training import run_trainer
+    from lowshot.training.loop import run_trainer
 
     train_s = run_trainer(module, CombinedLoader(loaders, mode="min_size"), epochs, ctx)  # type: ignore[arg-type]
     net.eval()

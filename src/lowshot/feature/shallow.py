@@ -10,7 +10,7 @@ from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.neighbors import KNeighborsClassifier
 
 from lowshot.feature._base import BaseAdapter, as_dense
-from lowshot.instance._base import median_gamma
+from lowshot.kernels import median_gamma
 from lowshot.registry import register_method
 
 

@@ -15,7 +15,22 @@ import numpy as np
 
 from lowshot.fewshot import meta  # noqa: F401  (registers the meta-trained methods)
 from lowshot.fewshot.episodes import Episode, EpisodeSampler, mean_ci95, split_classes
+from lowshot.fewshot.learners import MetaLearner
 from lowshot.fewshot.metric import EpisodeClassifier, LabelPropagation, SimpleShot
+from lowshot.registry import Family, MethodInfo, register_family
+
+
+def _check(info: MethodInfo) -> None:
+    assert issubclass(info.factory, (EpisodeClassifier, MetaLearner)), info.name
+
+
+for _name, _summary in (
+    ("meta", "episodic meta-learning"),
+    ("relation", "graph / label propagation, relation networks"),
+):
+    register_family(
+        Family(_name, _summary, (EpisodeClassifier, MetaLearner), ("fewshot", "meta-train"), _check)
+    )
 
 __all__ = [
     "Episode",
@@ -27,7 +42,6 @@ __all__ = [
     "episode_inputs",
     "evaluate_episodes",
     "load_episode_data",
-    "fewshot_predict",
     "make_episode_classifier",
     "mean_ci95",
     "split_classes",
@@ -93,7 +107,7 @@ def load_episode_data(spec: str | Path) -> Any:
     """Labelled data of any kind lowshot reads: images (class folders, file lists, named
     sets), text (tables, label-line files, ``sentences:CR``) or feature arrays."""
     from lowshot.data.arrays import is_array_file, load_arrays
-    from lowshot.data.images import load_images
+    from lowshot.data.load import load_images
     from lowshot.data.text import is_text_data, load_text
 
     if is_text_data(spec):
@@ -133,77 +147,8 @@ def episode_inputs(
     clf = make_episode_classifier(method)
     if isinstance(data, ArraySet):
         return data.dense(), clf, method
-    from lowshot.features import default_cache
+    from lowshot.cache import default_cache
     from lowshot.fewshot.meta import backbone_for
 
     Z = default_cache().features(backbone_for(data, backbone), data.files, progress=progress)
     return Z, clf, method
-
-
-def fewshot_predict(
-    support: str | Path,
-    query: str | Path,
-    *,
-    method: str = "simpleshot",
-    backbone: str = "lite0",
-    run: str | Path | None = None,
-    out: str | Path | None = None,
-    progress: bool = True,
-) -> dict:
-    """Classify query images from a support folder of 1-5 images per class, no training.
-
-    ``query`` is a folder of images, or of class folders (then accuracy is reported).
-    ``run``: a ``lowshot fit`` run folder (its backbone's features, compared by
-    ``method``) or a ``lowshot meta-train`` run folder (its learner classifies).
-    """
-    from lowshot.data.images import list_images, load_images
-    from lowshot.errors import DataError
-    from lowshot.features import default_cache
-    from lowshot.io import write_json
-
-    sup = load_images(support)
-    if len(sup.classes) < 2:
-        raise DataError(f"{support}: the support set needs at least two class folders.")
-    qdir = Path(query)
-    labelled = qdir.is_dir() and any(p.is_dir() for p in qdir.iterdir())
-    if labelled:
-        q = load_images(qdir).relabel(sup.classes)
-        qfiles, qlabels = q.files, q.labels
-    else:
-        qfiles, qlabels = list_images(qdir), None
-    if run is not None and (Path(run) / "meta.json").is_file():  # a `lowshot meta-train` run
-        from lowshot.data.images import ImageSet
-        from lowshot.fewshot.meta import LearnerClassifier, embed_data, load_learner
-
-        learner, meta = load_learner(run)
-        qset = ImageSet(list(qfiles), np.zeros(len(qfiles), dtype=np.int64), sup.classes)
-        Zs, Zq = embed_data(learner, sup, meta), embed_data(learner, qset, meta)
-        clf: EpisodeClassifier = LearnerClassifier(learner)
-        method, bb_name = meta["method"], f"{meta['encoder']} ({run})"
-    else:
-        if run is not None:  # a `lowshot fit` run: its (fine-tuned) backbone's features
-            from lowshot.runs import load_model
-
-            bb = load_model(run)[0].backbone
-        else:
-            from lowshot.backbones import create_backbone
-
-            bb = create_backbone(backbone)
-        cache = default_cache()
-        Zs = cache.features(bb, sup.files, progress=progress)
-        Zq = cache.features(bb, qfiles, progress=progress)
-        clf = make_episode_classifier(method)
-        bb_name = bb.name
-    scores = clf.predict(Zs, sup.labels, Zq)
-    pred = scores.argmax(1)
-    result: dict[str, Any] = {
-        "method": method,
-        "backbone": bb_name,
-        "classes": sup.classes,
-        "support_per_class": sup.class_counts(),
-        "predictions": {str(f): sup.classes[int(p)] for f, p in zip(qfiles, pred, strict=True)},
-        "accuracy": None if qlabels is None else float((pred == qlabels).mean()),
-    }
-    if out is not None:
-        write_json(Path(out), result)
-    return result

@@ -189,7 +189,7 @@ def _inputs(
             raise ConfigError(
                 "--encoder mlp meta-learns on a backbone's features: give --backbone."
             )
-        from lowshot.features import default_cache
+        from lowshot.cache import default_cache
 
         bb = backbone_for(data, backbone)
         z = default_cache().features(bb, data.files, progress=progress)
@@ -262,8 +262,8 @@ def meta_train(
 ) -> dict:
     """Meta-train ``method`` on episodes of ``data``; save the learner
     (``learner.safetensors`` + ``meta.json``) to ``out``. Returns the run's info."""
-    from lowshot.model.base import FitContext
-    from lowshot.training import run_trainer
+    from lowshot.training.context import FitContext
+    from lowshot.training.loop import run_trainer
 
     params = dict(params or {})
     x = _inputs(data, encoder, backbone, image_size, channels, invert, progress)

@@ -11,21 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator
-from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from lowshot.domains import check_finite, check_n_features, split_domains
+from lowshot.kernels import dense, kernel, median_gamma
 
-
-def median_gamma(X: np.ndarray, seed: int = 0, max_rows: int = 1000) -> float:
-    """RBF width by the median heuristic: 1 / median squared distance between rows."""
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(X.shape[0], size=min(max_rows, X.shape[0]), replace=False)
-    d2 = euclidean_distances(X[idx], squared=True)
-    med = float(np.median(d2[np.triu_indices_from(d2, k=1)])) if len(idx) > 1 else 1.0
-    return 1.0 / med if med > 0 else 1.0
+__all__ = ["BaseReweighter", "dense", "kernel", "median_gamma", "target_centres"]
 
 
 def target_centres(
@@ -40,10 +32,6 @@ def target_centres(
     perm = np.random.default_rng(seed).permutation(Xt.shape[0])
     n_c = min(n_centres, max(1, Xt.shape[0] // 2))
     return Xt[perm[:n_c]], perm[:n_c], perm[n_c:], median_gamma(dense(Xs), seed)
-
-
-def kernel(A: np.ndarray, B: np.ndarray, gamma: float) -> np.ndarray:
-    return rbf_kernel(A, B, gamma=gamma)
 
 
 class BaseReweighter(BaseEstimator):
@@ -83,7 +71,3 @@ class BaseReweighter(BaseEstimator):
         tags.input_tags.sparse = True
         tags.requires_fit = True
         return tags
-
-
-def dense(X: Any) -> np.ndarray:
-    return X.toarray() if sp.issparse(X) else np.asarray(X)

@@ -2,7 +2,7 @@
 
 Each strategy only says *what* trains and how it is regularised (trainable
 parameters, learning rates, a penalty, the starting head);
-:class:`lowshot.training.TransferModule` holds that as a LightningModule and
+:class:`lowshot.training.loop.TransferModule` holds that as a LightningModule and
 Lightning's Trainer owns the loop, devices, precision, checkpoints (atomic,
 resumable) and logging.
 """
@@ -22,7 +22,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lowshot._log import log
-from lowshot._runtime import tune_malloc
 from lowshot.backbones import Backbone, create_backbone
 from lowshot.data.images import ImageSet
 from lowshot.data.splits import stratified_split
@@ -162,7 +161,6 @@ class DeepStrategy(Strategy):
         strat = self.for_data(train)
         if strat is not self:
             return strat.fit(train, backbone, ctx)
-        tune_malloc()
         # Train a copy: the caller's pretrained backbone (and its cache identity) stay valid.
         backbone = self.make_backbone(copy.deepcopy(backbone), ctx)
         torch.manual_seed(ctx.seed)
@@ -176,7 +174,7 @@ class DeepStrategy(Strategy):
         loader = self.loader(fit_set, model, ctx, train=True)
         val_loader = self.loader(val_set, model, ctx, train=False) if val_set else None
         net = self.net_for(model)
-        from lowshot.training import TransferModule, run_trainer
+        from lowshot.training.loop import TransferModule, run_trainer
 
         epochs = self.epochs_for(len(loader))
         info["epochs"] = epochs

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from lowshot._runtime import tune_malloc
 from lowshot.errors import ConfigError, DataError
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.linear_probe import fit_head
@@ -211,8 +210,7 @@ class SetFitStyle(Strategy):
     def fit(self, train: Any, backbone: Any, ctx: FitContext) -> FitResult:
         if self.iterations < 1:
             raise ConfigError(f"setfit: iterations must be >= 1, got {self.iterations}")
-        tune_malloc()
-        from lowshot.training import run_trainer
+        from lowshot.training.loop import run_trainer
 
         torch.manual_seed(ctx.seed)
         body = copy.deepcopy(backbone)

@@ -15,6 +15,11 @@ from lowshot.multitask.weighting import (
     Weighting,
     make_weighting,
 )
+from lowshot.registry import Family, register_family
+
+register_family(
+    Family("multitask", "loss weightings for one shared network", Weighting, ("multitask",))
+)
 
 __all__ = [
     "DWA",

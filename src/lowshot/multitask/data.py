@@ -91,7 +91,7 @@ def from_datasets(
     specs: list[str], shots: int | None, seed: int, test_fraction: float = 0.2
 ) -> tuple[TaskTable, TaskTable]:
     """Separate data sets, one per task: (train rows, test rows)."""
-    from lowshot.api import prepare_split
+    from lowshot.data.load import split as prepare_split
 
     parsed = [parse_task(s) for s in specs]
     names = [n for n, _, _ in parsed]

@@ -285,8 +285,8 @@ def train_net(
     masked labels ``Y``. With ``body`` (a copy of the backbone) and the rows' raw
     ``items``, the body trains too, shared by every task, at ``body_lr``; ``X`` then
     only sets the input scaling."""
-    from lowshot.model.base import FitContext
-    from lowshot.training import run_trainer
+    from lowshot.training.context import FitContext
+    from lowshot.training.loop import run_trainer
 
     torch.manual_seed(seed)
     net = MultiTaskNet(X.shape[1], tasks, trunk, sharing, rank)

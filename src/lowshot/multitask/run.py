@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from lowshot import __version__
 from lowshot._log import log
+from lowshot._version import __version__
+from lowshot.cache import FeatureCache, default_cache
 from lowshot.errors import ConfigError, DataError, RunError
-from lowshot.features import FeatureCache, default_cache
 from lowshot.io import atomic_path, write_json
 from lowshot.multitask.data import Task, from_datasets, from_table, mask_labels, stack_sets
 from lowshot.multitask.model import MultiTaskNet, predict, train_net
@@ -183,7 +183,7 @@ def multitask(
         body = copy.deepcopy(bb)
         body.weights_id = f"{bb.weights_id}+multitask:{uuid.uuid4().hex}"
         items = [train.items[i] for i in rows]
-        from lowshot.model.base import FitContext
+        from lowshot.training.context import FitContext
 
         ctx = FitContext(seed=seed, progress=progress)  # minutes of training: show the bar
         net_, hist = train_net(

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from lowshot.backbones import create_backbone
+from lowshot.cache import FeatureCache, default_cache
 from lowshot.data.arrays import is_array_file, load_arrays
-from lowshot.data.images import load_images
+from lowshot.data.load import load_images
 from lowshot.data.splits import kshot_split
 from lowshot.errors import ConfigError, DataError
-from lowshot.features import FeatureCache, default_cache
 from lowshot.transferability.distances import (
     coral_distance,
     label_aware_ot,

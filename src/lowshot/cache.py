@@ -24,7 +24,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lowshot._log import log
-from lowshot._runtime import tune_malloc
 from lowshot.backbones import Backbone, fold_batchnorm
 from lowshot.data.torchdata import ImageFiles, eval_transform, prefetch
 
@@ -127,7 +126,6 @@ class FeatureCache:
         gives the activations entering that stage (``Backbone.stages()``), stored as
         float16 to halve their size.
         """
-        tune_malloc()
         extra = {} if upto_stage is None else {"upto_stage": upto_stage}
         key = backbone.cache_key(extra)
         store = self._load(key)

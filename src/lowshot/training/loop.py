@@ -27,8 +27,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lowshot.features import pick_device
-from lowshot.model.base import FitContext
+from lowshot.cache import pick_device
+from lowshot.training.context import FitContext
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,4 +1,4 @@
-"""Run folders: what a run writes, and loading a trained model back.
+"""The run folder's model format: ``model.safetensors`` + ``model.json``, and loading it back.
 
 A run folder holds ``config.json`` (resolved settings), ``metrics.json`` (written
 last: its presence marks a finished run), ``model.safetensors`` + ``model.json``
@@ -10,21 +10,17 @@ the training data), ``plots/``, ``log.txt`` and, for deep strategies,
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import timm
 from safetensors.torch import load_file, save_file
 
-from lowshot import __version__
-from lowshot._log import log
+from lowshot._version import __version__
 from lowshot.backbones import Backbone, Preprocessing
 from lowshot.errors import RunError
 from lowshot.io import atomic_path, write_json
-from lowshot.model.base import Classifier
+from lowshot.nets import Classifier
 
 MODEL_FORMAT = "lowshot-model/1"
 
@@ -90,19 +86,3 @@ def load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
     model.load_state_dict(load_file(str(weights)), strict=True)
     model.eval()
     return model, meta
-
-
-@contextmanager
-def run_log(run_dir: Path) -> Iterator[None]:
-    """Mirror lowshot's log messages into ``run_dir/log.txt`` for the duration of a run."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        handler.close()

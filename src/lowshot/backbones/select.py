@@ -1,0 +1,32 @@
+"""One place that picks the network for a data set: an image backbone or a sentence encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lowshot._log import log
+from lowshot.backbones import DEFAULT_BACKBONE, create_backbone
+from lowshot.backbones.text import create_text_encoder, is_text_backbone
+from lowshot.errors import ConfigError
+
+
+def backbone_for(
+    data: Any, name: str = DEFAULT_BACKBONE, *, weights: str | Path | None = None, seed: int = 0
+) -> Any:
+    """The backbone ``name`` for ``data`` (anything with ``modality``). For text data the
+    default image backbone becomes the sentence encoder ``minilm`` (all-MiniLM-L6-v2);
+    a backbone of the other modality is an error naming ``--backbone``."""
+    text = getattr(data, "modality", "image") == "text"
+    if text and not is_text_backbone(name):
+        if name != DEFAULT_BACKBONE:
+            raise ConfigError(f"--backbone: {name} is an image backbone; for text use minilm.")
+        log.info("text data: using the sentence encoder minilm (all-MiniLM-L6-v2)")
+        name = "minilm"
+    if text:
+        return create_text_encoder(name)
+    if is_text_backbone(name):
+        raise ConfigError(
+            f"--backbone: {name} encodes text, but the data are images; use an image backbone."
+        )
+    return create_backbone(name, pretrained=True, weights=weights, seed=seed)

@@ -1,0 +1,20 @@
+"""The ``lowshot`` command line. Thin: each command builds a spec and calls the Python API.
+
+Commands are grouped by job in the sibling modules; importing this package registers
+them all on :data:`app`. :func:`main` is the console entry point and the one place that
+tunes the process (glibc malloc, see :mod:`lowshot._runtime`).
+"""
+
+from __future__ import annotations
+
+from lowshot.cli import adapt, fewshot, info, multitask, rank, train  # noqa: F401  (commands)
+from lowshot.cli._app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    from lowshot._runtime import tune_malloc
+
+    tune_malloc()
+    app()

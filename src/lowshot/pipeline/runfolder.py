@@ -1,0 +1,138 @@
+"""The run folder: one owner for creating, resuming and replacing it, and for what it holds.
+
+Layout (every kind of run): ``config.json`` (the spec and what it resolved to),
+``log.txt``, the job's artefacts, ``model.safetensors`` + ``model.json`` when the run
+trained a predictor, and ``metrics.json`` written last: a folder with it is a finished
+run. Every file is written atomically (:mod:`lowshot.io`).
+
+Safety: ``--overwrite`` replaces only a folder that lowshot made as a run folder (it
+holds ``.lowshot-run`` or a lowshot ``config.json``), never any other folder, and only
+when the new run finishes: the new run is written beside the old one and swapped in at
+the end, so a failed or interrupted rerun leaves the old run whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lowshot._log import log
+from lowshot._version import __version__
+from lowshot.errors import RunError
+from lowshot.io import write_json
+
+MARKER = ".lowshot-run"
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder lowshot wrote as a run (and may therefore replace)."""
+    if (path / MARKER).is_file():
+        return True
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        return "lowshot_version" in json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+class RunFolder:
+    """A run's folder. ``path`` is where this run writes (a staging folder beside the
+    final one while an ``--overwrite`` run is under way); ``final`` where it ends up."""
+
+    def __init__(self, final: Path, path: Path, resumed: bool) -> None:
+        self.final, self.path, self.resumed = final, path, resumed
+
+    @classmethod
+    def open(cls, out: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunFolder:
+        final = Path(out).expanduser()
+        if final.exists() and not final.is_dir():
+            raise RunError(f"--out: {final} is a file; name a folder for the run.")
+        busy = final.is_dir() and any(final.iterdir())
+        if busy and resume:
+            return cls(final, final, resumed=True)._mark()
+        if busy and not overwrite:
+            raise RunError(
+                f"run folder {final} already exists and is not empty. Use --resume to continue "
+                "it, --overwrite to replace it, or choose another --out."
+            )
+        if busy and not is_run_folder(final):
+            raise RunError(
+                f"--overwrite: {final} is not a lowshot run folder (no config.json or "
+                f"{MARKER}); lowshot replaces only its own runs. Choose another --out."
+            )
+        if busy:  # write beside it, swap at the end
+            stage = final.with_name(f".{final.name}.new-{os.getpid()}")
+            if stage.exists():
+                shutil.rmtree(stage)
+            return cls(final, stage, resumed=False)._mark()
+        try:
+            final.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"--out: cannot create {final} ({exc.strerror}).") from None
+        return cls(final, final, resumed=False)._mark()
+
+    def _mark(self) -> RunFolder:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / MARKER).write_text(f"lowshot {__version__}\n", encoding="utf-8")
+        except OSError as exc:
+            raise RunError(f"--out: cannot write in {self.path.parent} ({exc.strerror}).") from None
+        return self
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_json(self.path / "config.json", {"lowshot_version": __version__, **config})
+
+    def finish(self, metrics: dict[str, Any]) -> Path:
+        """Write ``metrics.json`` (last: it marks the run finished) and move the run into
+        place when it replaces an older one. Returns the final folder."""
+        write_json(self.path / "metrics.json", metrics)
+        if self.path != self.final:
+            old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
+            os.replace(self.final, old)
+            os.replace(self.path, self.final)
+            shutil.rmtree(old, ignore_errors=True)
+            self.path = self.final
+        return self.final
+
+    def abandon(self) -> None:
+        """Drop the staging folder of an ``--overwrite`` run that did not finish."""
+        if self.path != self.final and self.path.is_dir():
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextmanager
+    def session(self) -> Iterator[RunFolder]:
+        """Log into ``log.txt`` while the run works; drop an unfinished staging folder."""
+        handler = logging.FileHandler(self.path / "log.txt", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        if log.level == logging.NOTSET or log.level > logging.INFO:
+            log.setLevel(logging.INFO)
+        try:
+            yield self
+        except BaseException:
+            self.abandon()
+            raise
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+
+
+@contextmanager
+def maybe_run(out: Path | None, *, resume: bool, overwrite: bool) -> Iterator[RunFolder | None]:
+    """A run folder session when ``out`` is given, else nothing (in-memory runs)."""
+    if out is None:
+        yield None
+        return
+    with RunFolder.open(out, resume=resume, overwrite=overwrite).session() as rf:
+        yield rf

@@ -1,0 +1,179 @@
+"""Serving a finished run: ``evaluate`` on labelled data, ``predict`` on new items.
+
+Any run folder with a model serves: a ``fit`` run, an adapted network from ``adapt``,
+or a multi-task run (``model.json`` names its format).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lowshot.cache import FeatureCache, default_cache
+from lowshot.data.load import load
+from lowshot.errors import DataError
+from lowshot.evaluation.metrics import classification_report
+from lowshot.io import write_json
+from lowshot.model.runner import logits_for
+from lowshot.nets import Classifier
+from lowshot.pipeline.model_io import load_model
+
+
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path,
+    *,
+    strict: bool = False,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a finished run's model on a labelled image folder; writes ``eval-<name>.json``."""
+    run_dir = Path(run_dir)
+    model, meta = load_model(run_dir)
+    ds = load(data, strict=strict, arrays=False).relabel(meta["classes"])
+    if getattr(ds, "modality", "image") != meta.get("modality", "image"):
+        raise DataError(
+            f"{data}: {ds.modality} data, but {run_dir} holds a {meta.get('modality', 'image')} model."
+        )  # type: ignore[union-attr]
+    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    logits = logits_for(
+        model,
+        ds.files,
+        backbone_frozen=bool(meta.get("backbone_weights_id")),
+        cache=cache,
+        device=device,
+        progress=progress,
+    )
+    m = classification_report(ds.labels, logits.argmax(1), meta["classes"])
+    m["data"] = str(data)
+    write_json(run_dir / f"eval-{Path(str(data)).name or 'data'}.json", m)
+    return m
+
+
+def predict(
+    run_dir: str | Path,
+    files: list[str | Path],
+    *,
+    top_k: int = 3,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Predicted class and top-k probabilities for each image file (folders are expanded)."""
+    from lowshot.data.images import IMAGE_EXTENSIONS, check_image
+
+    if _is_multitask_run(run_dir):
+        from lowshot.multitask import predict_multitask
+
+        return predict_multitask(run_dir, _expand_items(files), cache_dir, progress)
+    model, meta = load_model(run_dir)
+    if meta.get("modality") == "text":
+        return _predict_text(model, meta, files, top_k, device, cache_dir, progress)
+    paths: list[Path] = []
+    for f in files:
+        p = Path(f)
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
+        elif not p.exists():
+            raise DataError(f"{p}: no such file.")
+        else:
+            paths.append(p)
+    bad = [(p, why) for p in paths if (why := check_image(p)) is not None]
+    if bad:
+        raise DataError("cannot read: " + "; ".join(f"{p} ({why})" for p, why in bad))
+    if not paths:
+        raise DataError("no image files to predict.")
+    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    logits = logits_for(
+        model,
+        paths,
+        backbone_frozen=bool(meta.get("backbone_weights_id")),
+        cache=cache,
+        device=device,
+        progress=progress,
+    )
+    probs = torch.from_numpy(logits).softmax(1).numpy()
+    classes = meta["classes"]
+    out = []
+    for p, row in zip(paths, probs, strict=True):
+        top = np.argsort(-row)[:top_k]
+        out.append(
+            {
+                "file": str(p),
+                "class": classes[int(top[0])],
+                "probability": float(row[top[0]]),
+                "top": [{"class": classes[int(i)], "probability": float(row[i])} for i in top],
+            }
+        )
+    return out
+
+
+def _is_multitask_run(run_dir: str | Path) -> bool:
+    from lowshot.multitask.run import FORMAT
+
+    meta = Path(run_dir) / "model.json"
+    return meta.is_file() and json.loads(meta.read_text()).get("format") == FORMAT
+
+
+def _expand_items(items: list[str | Path]) -> list[Any]:
+    """Image files (folders expanded) or, for text runs, texts and files of texts."""
+    from lowshot.data.images import IMAGE_EXTENSIONS
+    from lowshot.data.text import lines_of, read_text
+
+    out: list[Any] = []
+    for it in items:
+        p = Path(it)
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            out.append(p)
+        elif p.is_file():
+            out += [t.strip() for t in lines_of(read_text(p)) if t.strip()]
+        else:
+            out.append(str(it))
+    return out
+
+
+def _predict_text(
+    model: Classifier,
+    meta: dict,
+    items: list[str | Path],
+    top_k: int,
+    device: str | None,
+    cache_dir: str | Path | None,
+    progress: bool,
+) -> list[dict]:
+    """Text runs: each item is a file of texts (one per line) or a literal text."""
+    from lowshot.data.text import lines_of, read_text
+
+    texts: list[str] = []
+    for it in items:
+        p = Path(it)
+        if p.is_file():
+            texts += [t.strip() for t in lines_of(read_text(p)) if t.strip()]
+        else:
+            texts.append(str(it))
+    if not texts:
+        raise DataError("no text to classify (the files hold only empty lines).")
+    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    X = cache.features(model.backbone, texts, device=device, progress=progress)
+    with torch.no_grad():
+        probs = model.head(torch.from_numpy(X)).softmax(1).numpy()
+    classes = meta["classes"]
+    out = []
+    for t, row in zip(texts, probs, strict=True):
+        top = np.argsort(-row)[:top_k]
+        out.append(
+            {
+                "text": t,
+                "class": classes[int(top[0])],
+                "probability": float(row[top[0]]),
+                "top": [{"class": classes[int(i)], "probability": float(row[i])} for i in top],
+            }
+        )
+    return out

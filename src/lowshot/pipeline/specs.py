@@ -1,0 +1,278 @@
+"""Typed job specs: what a run is asked to do, checked before any data is read.
+
+The CLI builds a spec from its options, the Python API takes one (or the same fields as
+keywords), and ``config.json`` is the spec serialised (:meth:`JobSpec.to_dict`), so a run
+can be replayed from its folder: ``lowshot rerun RUN_DIR`` or ``lowshot fit --config``.
+Every value is validated in :meth:`JobSpec.validate` with the option's own name in the
+message, so a bad value never costs a backbone load or a feature pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lowshot.backbones import DEFAULT_BACKBONE
+from lowshot.errors import ConfigError
+
+SPEC_VERSION = 1
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# fields that shape how a run is executed but never its result; not part of a replay check
+_EXECUTION = {"out", "overwrite", "resume", "device", "cache_dir", "progress"}
+
+
+def option(name: str) -> str:
+    """The CLI spelling of a spec field (``val_fraction`` -> ``--val-fraction``)."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(kw_only=True)
+class JobSpec:
+    """Fields every job shares: where the run goes and how it executes."""
+
+    job: ClassVar[str] = ""
+    seed: int = 0
+    out: Path | None = None
+    overwrite: bool = False
+    resume: bool = False
+    device: str = "auto"
+    cache_dir: Path | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if getattr(self, "params", {}) is None:  # "no hyper-parameters given"
+            self.params = {}  # type: ignore[attr-defined]
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("out", "cache_dir") and v is not None and not isinstance(v, Path):
+                setattr(self, f.name, Path(v))
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the option when a value cannot work."""
+        _int(self, "seed", lo=0)
+        if not _DEVICE.match(str(self.device)):
+            raise ConfigError(
+                f"--device: {self.device!r} is not one of auto, cpu, cuda, cuda:N, mps."
+            )
+        if self.resume and self.overwrite:
+            raise ConfigError(
+                "--resume and --overwrite exclude each other: continue a run or replace it."
+            )
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out: {self.out} is a file; name a folder for the run.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as ``config.json`` holds it (paths as strings)."""
+        d: dict[str, Any] = {"job": self.job, "spec_version": SPEC_VERSION}
+        for f in dataclasses.fields(self):
+            if f.name in ("progress", "cache_dir"):
+                continue  # how this process shows and caches work, not what the run is
+            v = getattr(self, f.name)
+            d[f.name] = str(v) if isinstance(v, Path) else v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> JobSpec:
+        """A spec from :meth:`to_dict` output; unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(d) - known - {"job", "spec_version"} - _RESOLVED)
+        if extra:
+            raise ConfigError(
+                f"{where}: unknown setting(s) {', '.join(extra)} for `lowshot {cls.job}`."
+            )
+        if d.get("job", cls.job) != cls.job:
+            raise ConfigError(f"{where}: a `lowshot {d['job']}` run, not `lowshot {cls.job}`.")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def replay_key(self) -> dict[str, Any]:
+        """The settings that decide the result (a resumed run must match them)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _EXECUTION}
+
+
+# keys config.json adds after resolution (backbone hash, classes, machine...): ignored on replay
+_RESOLVED = {
+    "lowshot_version", "resolved", "strategy_params", "backbone_arch", "backbone_weights_id",
+    "preprocessing", "classes", "n_train", "n_test", "skipped_files", "machine",
+}  # fmt: skip
+
+
+def _int(spec: Any, name: str, lo: int | None = None, hi: int | None = None) -> None:
+    v = getattr(spec, name)
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{option(name)}: expected a whole number, got {v!r}.")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        rng = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+        raise ConfigError(f"{option(name)}: must be {rng}, got {v}.")
+
+
+def _fraction(spec: Any, name: str, *, zero_ok: bool) -> None:
+    v = getattr(spec, name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{option(name)}: expected a number, got {v!r}.")
+    if not ((v >= 0 if zero_ok else v > 0) and v < 1):
+        low = "0 <=" if zero_ok else "0 <"
+        raise ConfigError(f"{option(name)}: must satisfy {low} value < 1, got {v}.")
+
+
+def _choice(spec: Any, name: str, choices: tuple[str, ...] | list[str]) -> None:
+    v = getattr(spec, name)
+    if v is not None and v not in choices:
+        raise ConfigError(f"{option(name)}: must be one of {', '.join(choices)}, got {v!r}.")
+
+
+def _params(spec: Any) -> None:
+    if not isinstance(spec.params, dict) or not all(isinstance(k, str) for k in spec.params):
+        raise ConfigError(f"-p/--param: expected NAME=VALUE settings, got {spec.params!r}.")
+
+
+@dataclass(kw_only=True)
+class FitSpec(JobSpec):
+    """``lowshot fit``: train a strategy on K shots per class of ``train``, test, report."""
+
+    job: ClassVar[str] = "fit"
+    train: str
+    test: str | None = None
+    strategy: str = "linear-probe"
+    backbone: str = DEFAULT_BACKBONE
+    weights: str | None = None
+    shots: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    baseline: bool = True
+    strict: bool = False
+    test_fraction: float = 0.2
+    val_fraction: float = 0.0
+    patience: int = 5
+    target: str | None = None
+    instance_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("train", "test", "weights", "target"):
+            v = getattr(self, name)
+            if isinstance(v, Path):
+                setattr(self, name, str(v))
+
+    def validate(self) -> None:
+        super().validate()
+        _int(self, "shots", lo=1)
+        _int(self, "patience", lo=1)
+        _fraction(self, "test_fraction", zero_ok=False)
+        _fraction(self, "val_fraction", zero_ok=True)
+        _params(self)
+        if (self.target is None) != (self.instance_weights is None):
+            raise ConfigError(
+                "--instance-weights and --target go together: the weights say how much "
+                "each training image resembles the target images."
+            )
+        if self.weights is not None and not Path(self.weights).expanduser().is_file():
+            raise ConfigError(f"--weights: {self.weights} is not a file.")
+
+
+@dataclass(kw_only=True)
+class AdaptSpec(JobSpec):
+    """``lowshot adapt``: labelled source(s) and a target, images or feature arrays."""
+
+    job: ClassVar[str] = "adapt"
+    sources: list[str]
+    target: str
+    method: str
+    target_test: str | None = None
+    target_shots: int | None = None
+    mode: str = "frozen"
+    backbone: str = DEFAULT_BACKBONE
+    blocks: int = 1
+    select: str | None = None
+    trade_off: list[float] | float | None = None
+    epochs: int = 10
+    iters_per_epoch: int = 100
+    batch_size: int = 32
+    lr: float = 0.01
+    bottleneck: int = 256
+    dropout: float = 0.5
+    weight_decay: float = 1e-3
+    classifier: str | None = None
+    preprocess: str = "none"
+    params: dict[str, Any] = field(default_factory=dict)
+    val_fraction: float = 0.1
+    measure: bool = True
+    plot: bool = True
+
+    MODES: ClassVar[tuple[str, ...]] = ("frozen", "partial", "full")
+    SELECT: ClassVar[tuple[str, ...]] = ("dev", "iwv", "snd", "entropy", "source-val")
+    PREPROCESS: ClassVar[tuple[str, ...]] = ("none", "l2", "log1p-l2")
+    CLASSIFIERS: ClassVar[tuple[str, ...]] = ("logreg", "1nn")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.sources, (str, Path)):
+            self.sources = [self.sources]
+        self.sources = [str(s) for s in self.sources]
+        for name in ("target", "target_test"):
+            v = getattr(self, name)
+            if isinstance(v, Path):
+                setattr(self, name, str(v))
+        if isinstance(self.trade_off, tuple):
+            self.trade_off = list(self.trade_off)
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.sources:
+            raise ConfigError("--source: give at least one labelled source.")
+        _choice(self, "mode", self.MODES)
+        _choice(self, "select", self.SELECT)
+        _choice(self, "preprocess", self.PREPROCESS)
+        _choice(self, "classifier", self.CLASSIFIERS)
+        for name in ("epochs", "iters_per_epoch", "batch_size", "bottleneck", "blocks"):
+            _int(self, name, lo=1)
+        _int(self, "target_shots", lo=1)
+        _fraction(self, "val_fraction", zero_ok=False)
+        _fraction(self, "dropout", zero_ok=True)
+        for name in ("lr", "weight_decay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ConfigError(f"{option(name)}: expected a number >= 0, got {v!r}.")
+        _params(self)
+        offs = self.trade_off if isinstance(self.trade_off, list) else [self.trade_off]
+        if len(offs) > 1 and self.select is None:
+            raise ConfigError(
+                "several --trade-off values need --select (dev, iwv, snd, entropy or source-val) "
+                "to choose among them without target labels."
+            )
+
+
+JOBS: dict[str, type[JobSpec]] = {s.job: s for s in (FitSpec, AdaptSpec)}
+
+
+def spec_from_config(path: str | Path) -> JobSpec:
+    """The spec a run folder's ``config.json`` (or a config file) holds."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file; a run folder holds config.json.")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid JSON ({exc}).") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p}: expected a JSON object of settings.")
+    job = d.get("job")
+    if job is None and "strategy" in d:  # written by lowshot before specs: a fit run
+        job = "fit"
+    if job is None and "method" in d and "sources" in d:
+        job = "adapt"
+    if job not in JOBS:
+        raise ConfigError(
+            f"{p}: cannot replay a {job or 'unknown'!r} run (replayable: {', '.join(JOBS)})."
+        )
+    d = {("preprocess" if k == "preprocess_as" else k): v for k, v in d.items()}
+    if job == "fit" and "params" not in d:  # older configs: the resolved hyper-parameters
+        d["params"] = d.get("strategy_params") or {}
+    d = {k: v for k, v in d.items() if not (k == "test_fraction" and v is None)}
+    return JOBS[job].from_dict(d, where=str(p))

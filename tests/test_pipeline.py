@@ -1,0 +1,89 @@
+"""Typed specs, the run folder and replay (lowshot.pipeline)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lowshot.api import FitSpec, fit, rerun
+from lowshot.cli import app
+from lowshot.errors import ConfigError, RunError
+from lowshot.pipeline.specs import AdaptSpec, spec_from_config
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "changes, option",
+    [
+        ({"seed": -1}, "--seed"),
+        ({"shots": 0}, "--shots"),
+        ({"val_fraction": 1.5}, "--val-fraction"),
+        ({"test_fraction": 0.0}, "--test-fraction"),
+        ({"patience": "5"}, "--patience"),
+        ({"device": "gpu"}, "--device"),
+        ({"resume": True, "overwrite": True}, "--resume"),
+        ({"target": "somewhere"}, "--instance-weights"),
+    ],
+)
+def test_fit_spec_names_the_bad_option(changes, option):
+    with pytest.raises(ConfigError, match=option):
+        FitSpec(train="x", **changes).validate()
+
+
+def test_adapt_spec_checks_choices_before_any_data():
+    with pytest.raises(ConfigError, match="--mode"):
+        AdaptSpec(sources=["a"], target="b", method="dann", mode="half").validate()
+    with pytest.raises(ConfigError, match="--select"):
+        AdaptSpec(sources=["a"], target="b", method="dann", trade_off=[0.1, 1.0]).validate()
+
+
+def test_unknown_keyword_is_an_error_naming_it(mini):
+    with pytest.raises(ConfigError, match="no setting epochs"):
+        fit(mini["train"], epochs=3)
+
+
+def test_spec_round_trips_through_config_json(mini, cache_dir, tmp_path):
+    r = fit(mini["train"], test=mini["test"], baseline=False, progress=False, out=tmp_path / "a")
+    spec = spec_from_config(tmp_path / "a")
+    assert isinstance(spec, FitSpec) and spec.train == str(mini["train"])
+    assert spec.replay_key() == FitSpec(train=str(mini["train"]), test=str(mini["test"]),
+                                        baseline=False).replay_key()  # fmt: skip
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert m["accuracy"] == r.accuracy and "model.safetensors" in m["artefacts"]
+    again = rerun(tmp_path / "a", out=tmp_path / "b", progress=False)
+    assert again.accuracy == r.accuracy and again.run_dir == tmp_path / "b"
+
+
+def test_fit_config_on_the_command_line_with_an_override(mini, cache_dir, tmp_path):
+    fit(mini["train"], test=mini["test"], baseline=False, progress=False, out=tmp_path / "a")
+    res = runner.invoke(app, ["fit", "--config", str(tmp_path / "a" / "config.json"),
+                              "--out", str(tmp_path / "c"), "--seed", "3", "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert cfg["seed"] == 3 and cfg["train"] == str(mini["train"]) and cfg["baseline"] is False
+
+
+def test_overwrite_never_replaces_a_folder_lowshot_did_not_write(mini, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("mine")
+    res = runner.invoke(app, ["fit", str(mini["train"]), "--out", str(victim), "--overwrite",
+                              "--no-baseline", "-q"])  # fmt: skip
+    assert res.exit_code == 2 and "not a lowshot run folder" in res.output
+    assert (victim / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_overwrite_keeps_the_old_run(mini, cache_dir, tmp_path):
+    out = tmp_path / "run"
+    fit(mini["train"], test=mini["test"], baseline=False, progress=False, out=out)
+    before = (out / "metrics.json").read_text()
+    with pytest.raises(ConfigError):  # an unknown hyper-parameter: fails before any folder work
+        fit(mini["train"], out=out, overwrite=True, params={"nope": 1}, progress=False)
+    with pytest.raises(RunError):  # a folder that exists and is not resumed nor replaced
+        fit(mini["train"], out=out, progress=False)
+    assert (out / "metrics.json").read_text() == before
+    fit(mini["train"], test=mini["test"], baseline=False, progress=False, out=out, overwrite=True,
+        seed=1)  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder left
