@@ -119,14 +119,14 @@ def test_existing_run_folder_is_not_clobbered(lp_run, mini):
 
 
 def test_no_test_set_splits_the_rest_and_reports_gain(mini, tmp_path, cache_dir, monkeypatch):
-    import lowshot.api as api
+    import lowshot.model.baselines as baselines
 
-    real = api.make_strategy  # the baseline's 12 epochs without the 100-step floor: fast
+    real = baselines.make_strategy  # the baseline's 12 epochs without the 100-step floor: fast
 
     def no_floor(name, params=None):
         return real(name, {"min_steps": 0, **(params or {})} if name == "scratch" else params)
 
-    monkeypatch.setattr(api, "make_strategy", no_floor)
+    monkeypatch.setattr(baselines, "make_strategy", no_floor)
     m = fit(mini["train"], shots=2, out=tmp_path / "g", progress=False, params=None)
     assert m["n_train"] == 12 and m["n_test"] == 12
     assert "scratch_accuracy" in m and m["transfer_gain"] == pytest.approx(

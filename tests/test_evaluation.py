@@ -41,14 +41,27 @@ def _tuned(env: dict, code: str) -> str:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
-def test_import_leaves_the_process_alone_and_the_entry_point_tunes_it():
+def test_import_leaves_the_process_alone():
     base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     imported = "import lowshot, lowshot.api, lowshot._runtime as r; print(r.malloc_tuned())"
     assert _tuned(base, imported) == "False"  # a library must not change its host process
-    entry = (
-        "import lowshot.cli as c, lowshot._runtime as r; c.app = lambda: None; c.main(); "
-        "print(r.malloc_tuned())"
-    )
-    assert _tuned(base, entry) == "True"
-    assert _tuned({**base, "LOWSHOT_TUNE_MALLOC": "0"}, entry) == "False"
-    assert _tuned({**base, "MALLOC_ARENA_MAX": "2"}, entry) == "False"  # the user's own settings win
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+def test_tuning_applies_unless_opted_out_or_the_user_tunes_malloc():
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    tune = "import lowshot._runtime as r; r.tune_malloc(); print(r.malloc_tuned())"
+    assert _tuned(base, tune) == "True"
+    assert _tuned({**base, "LOWSHOT_TUNE_MALLOC": "0"}, tune) == "False"
+    assert _tuned({**base, "MALLOC_ARENA_MAX": "2"}, tune) == "False"  # the user's own settings win
+
+
+def test_the_command_line_entry_point_tunes_the_process(monkeypatch):
+    import lowshot._runtime as runtime
+    import lowshot.cli as cli
+
+    calls = []
+    monkeypatch.setattr(runtime, "tune_malloc", lambda: calls.append("tuned"))
+    monkeypatch.setattr(cli, "app", lambda: calls.append("ran"))
+    cli.main()
+    assert calls == ["tuned", "ran"]

@@ -218,8 +218,13 @@ def test_instance_weights_toward_a_target_reach_every_kind_of_strategy(mini, tmp
     from lowshot.instance.runner import weight_toward
 
     weight_toward(
-        train, list_images(target), "discriminative", create_backbone("lite0"),
-        FeatureCache(cache_dir), 0, False,
+        train,
+        list_images(target),
+        "discriminative",
+        create_backbone("lite0"),
+        FeatureCache(cache_dir),
+        0,
+        False,
     )
     w = train.weights
     first_two = np.isin(train.labels, [0, 1])

@@ -36,13 +36,33 @@ MAX_UP_IMPORTS = 2
 
 # Ordered from the bottom up. A module belongs to the first prefix it matches (longest wins).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("lowshot._version", "lowshot.errors", "lowshot._log", "lowshot.io",
-              "lowshot.progress", "lowshot._runtime", "lowshot.registry", "lowshot.kernels")),
+    (
+        "core",
+        (
+            "lowshot._version",
+            "lowshot.errors",
+            "lowshot._log",
+            "lowshot.io",
+            "lowshot.progress",
+            "lowshot._runtime",
+            "lowshot.registry",
+            "lowshot.kernels",
+        ),
+    ),
     ("data", ("lowshot.data", "lowshot.domains")),
     ("backbones", ("lowshot.backbones", "lowshot.cache", "lowshot.evaluation")),
     ("training", ("lowshot.training", "lowshot.nets")),
-    ("families", ("lowshot.model", "lowshot.feature", "lowshot.instance", "lowshot.fewshot",
-                  "lowshot.multitask", "lowshot.transferability")),
+    (
+        "families",
+        (
+            "lowshot.model",
+            "lowshot.feature",
+            "lowshot.instance",
+            "lowshot.fewshot",
+            "lowshot.multitask",
+            "lowshot.transferability",
+        ),
+    ),
     ("pipeline", ("lowshot.pipeline", "lowshot.catalogue", "lowshot.benchmark")),
     ("api", ("lowshot.api", "lowshot", "lowshot.demo")),
     ("cli", ("lowshot.cli",)),
@@ -60,7 +80,9 @@ class Module:
     path: Path
     lines: int
     where: str = ""
-    imports: list[tuple[str, int, bool]] = field(default_factory=list)  # (target, line, in_function)
+    imports: list[tuple[str, int, bool]] = field(
+        default_factory=list
+    )  # (target, line, in_function)
     functions: list[tuple[str, int, int]] = field(default_factory=list)  # (qualname, line, length)
 
 
@@ -76,9 +98,9 @@ def layer_of(mod: str) -> tuple[int, str]:
     best: tuple[int, int, str] | None = None  # (prefix length, index, layer name)
     for i, (name, prefixes) in enumerate(LAYERS):
         for p in prefixes:
-            if mod == p or mod.startswith(p + "."):
-                if best is None or len(p) > best[0]:
-                    best = (len(p), i, name)
+            matches = mod == p or mod.startswith(p + ".")
+            if matches and (best is None or len(p) > best[0]):
+                best = (len(p), i, name)
     if best is None:
         raise SystemExit(f"{mod}: in no layer; add it to LAYERS in {Path(__file__).name}")
     return best[1], best[2]
@@ -157,7 +179,9 @@ def parse(src: Path = SRC) -> dict[str, Module]:
     mods: dict[str, Module] = {}
     for p in paths:
         text = p.read_text(encoding="utf-8")
-        m = Module(module_name(p, src), p, text.count("\n") + 1, where=str(p.relative_to(src.parent)))
+        m = Module(
+            module_name(p, src), p, text.count("\n") + 1, where=str(p.relative_to(src.parent))
+        )
         _Visitor(m, known, p.name == "__init__.py").visit(ast.parse(text, str(p)))
         mods[m.name] = m
     return mods
@@ -222,19 +246,33 @@ def report(mods: dict[str, Module]) -> dict:
             ti, tn = layer_of(t)
             where = f"{m.where}:{line}"
             if ti > li:
-                up.append({"from": m.name, "to": t, "where": where, "layers": f"{ln} -> {tn}",
-                           "why": ALLOWED_UP.get((m.name, t))})
+                up.append(
+                    {
+                        "from": m.name,
+                        "to": t,
+                        "where": where,
+                        "layers": f"{ln} -> {tn}",
+                        "why": ALLOWED_UP.get((m.name, t)),
+                    }
+                )
             tparts = t.split(".")
-            if (len(tparts) > 2 and tparts[1] in FAMILIES and tparts[2].startswith("_")
-                    and not m.name.startswith(".".join(tparts[:2]))):
+            if (
+                len(tparts) > 2
+                and tparts[1] in FAMILIES
+                and tparts[2].startswith("_")
+                and not m.name.startswith(".".join(tparts[:2]))
+            ):
                 private.append({"from": m.name, "to": t, "where": where})
     long_functions = [
         {"function": f"{m.name}.{q}", "lines": n, "where": f"{m.where}:{line}"}
-        for m in mods.values() if layer_of(m.name)[1] in LIMITED_LAYERS
-        for q, line, n in m.functions if n > MAX_FUNCTION_LINES
+        for m in mods.values()
+        if layer_of(m.name)[1] in LIMITED_LAYERS
+        for q, line, n in m.functions
+        if n > MAX_FUNCTION_LINES
     ]
-    long_modules = [{"module": m.name, "lines": m.lines} for m in mods.values()
-                    if m.lines > MAX_MODULE_LINES]
+    long_modules = [
+        {"module": m.name, "lines": m.lines} for m in mods.values() if m.lines > MAX_MODULE_LINES
+    ]
     circles = cycles(mods)
     unexplained_up = [u for u in up if not u["why"]]
     return {
@@ -246,8 +284,12 @@ def report(mods: dict[str, Module]) -> dict:
         "private_cross_family": private,
         "long_functions": long_functions,
         "long_modules": long_modules,
-        "ok": not circles and not unexplained_up and len(up) <= MAX_UP_IMPORTS
-        and not private and not long_functions and not long_modules,
+        "ok": not circles
+        and not unexplained_up
+        and len(up) <= MAX_UP_IMPORTS
+        and not private
+        and not long_functions
+        and not long_modules,
     }
 
 
@@ -259,20 +301,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
         return 0 if r["ok"] else 1
-    print(f"{r['modules']} modules, {r['internal_imports']} internal imports "
-          f"({r['imports_inside_functions']} inside functions)")
+    print(
+        f"{r['modules']} modules, {r['internal_imports']} internal imports "
+        f"({r['imports_inside_functions']} inside functions)"
+    )
     print(f"import circles: {len(r['circles'])}")
     for c in r["circles"]:
         print(f"  {len(c)} modules: {', '.join(c)}")
     print(f"imports up a layer: {len(r['up_imports'])} (at most {MAX_UP_IMPORTS}, each explained)")
     for u in r["up_imports"]:
-        print(f"  {u['where']}: {u['from']} -> {u['to']} ({u['layers']})"
-              + (f": {u['why']}" if u["why"] else ""))
+        print(
+            f"  {u['where']}: {u['from']} -> {u['to']} ({u['layers']})"
+            + (f": {u['why']}" if u["why"] else "")
+        )
     print(f"imports of another family's private modules: {len(r['private_cross_family'])}")
     for u in r["private_cross_family"]:
         print(f"  {u['where']}: {u['from']} -> {u['to']}")
-    print(f"functions over {MAX_FUNCTION_LINES} lines in {', '.join(LIMITED_LAYERS)}: "
-          f"{len(r['long_functions'])}")
+    print(
+        f"functions over {MAX_FUNCTION_LINES} lines in {', '.join(LIMITED_LAYERS)}: "
+        f"{len(r['long_functions'])}"
+    )
     for f in r["long_functions"]:
         print(f"  {f['where']}: {f['function']} ({f['lines']} lines)")
     print(f"modules over {MAX_MODULE_LINES} lines: {len(r['long_modules'])}")

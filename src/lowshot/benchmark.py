@@ -274,8 +274,18 @@ def run_benchmark(
                 if store.has(key):
                     continue
                 t0 = time.perf_counter()
-                r = run_adapt(AdaptSpec(sources=[src], target=tgt, method=m, target_test=test, seed=seed,
-                                         plot=False, progress=False, **settings))
+                r = run_adapt(
+                    AdaptSpec(
+                        sources=[src],
+                        target=tgt,
+                        method=m,
+                        target_test=test,
+                        seed=seed,
+                        plot=False,
+                        progress=False,
+                        **settings,
+                    )
+                )
                 rec = {
                     "task": label,
                     "method": m,

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from lowshot import api
 from lowshot.catalogue import names
 from lowshot.cli._app import app, console, parse_params, setup_logging
 from lowshot.cli.options import Backbone, Device, Out, Overwrite, Params, Seed
@@ -109,6 +108,8 @@ def adapt(
         preprocess=preprocess, params=parse_params(param), seed=seed, device=device,
         overwrite=overwrite, plot=plot, progress=True,
     )  # fmt: skip
+    from lowshot import api  # loaded when a command runs, not for --help
+
     m = api.adapt(spec)
     acc = m["target_accuracy"]
     console.print(f"target accuracy: {acc:.4f}" if acc is not None
@@ -204,6 +205,8 @@ def reweight(
 ) -> None:
     """Importance weights of source rows for a target: p_target(x) / p_source(x)."""
     setup_logging(False)
+    from lowshot import api  # loaded when a command runs, not for --help
+
     s = api.reweight(
         source, target, method=method, out=out, params=parse_params(param), preprocess_as=preprocess
     )

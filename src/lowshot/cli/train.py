@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lowshot import api
 from lowshot.catalogue import names
 from lowshot.cli._app import app, console, parse_params, setup_logging
 from lowshot.cli.options import (
@@ -128,6 +127,8 @@ def fit(
         if train is None:
             raise ConfigError("TRAIN: give the training data, or --config with a config.json.")
         spec = FitSpec(**given)
+    from lowshot import api  # loaded when a command runs, not for --help
+
     result = api.fit(spec)
     _print_summary(result, spec.out)
 
@@ -153,6 +154,8 @@ def rerun(
         changes["out"] = out
     if seed is not None:
         changes["seed"] = seed
+    from lowshot import api  # loaded when a command runs, not for --help
+
     result = api.rerun(run_dir, **changes)
     if result.job == "fit":
         _print_summary(result, result.run_dir)

@@ -43,7 +43,6 @@ class Preprocessing:
         )
 
 
-
 T_co = TypeVar("T_co")
 
 _INTERP = {
