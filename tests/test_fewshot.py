@@ -156,7 +156,7 @@ def test_protonet_meta_train_and_eval_cli(data_root, tmp_path):
          str(tmp_path / "proto"), "--epochs", "2", "--episodes", "40", "--queries", "5"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    meta = json.loads((tmp_path / "proto" / "meta.json").read_text())
+    meta = json.loads((tmp_path / "proto" / "model.json").read_text())
     assert len(train.classes) * 4 == meta["n_classes"]  # rotations as extra classes
     test = load_images("omniglot:images_background_small2")
     keep = [i for i, c in enumerate(test.classes) if not c.startswith(("Greek", "Latin"))]

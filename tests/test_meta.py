@@ -67,7 +67,7 @@ def test_every_learner_trains_saves_and_reloads(method, omni, tmp_path):
         train, method=method, ways=5, shots=1, queries=3, episodes_per_epoch=4, epochs=1,
         rotations=False, out=tmp_path / "run",
     )  # fmt: skip
-    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert meta["method"] == method and len(meta["history"]) == 1
     assert np.isfinite(meta["history"][0]["train_loss"])
     learner, meta = load_learner(tmp_path / "run")
@@ -284,7 +284,7 @@ def test_meta_train_resumes_where_it_stopped(omni, tmp_path):
         whole["learner"].state_dict().items(), resumed["learner"].state_dict().values(), strict=True
     ):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), k
-    hist = json.loads((tmp_path / "b" / "meta.json").read_text())["history"]
+    hist = json.loads((tmp_path / "b" / "model.json").read_text())["history"]
     assert [h["epoch"] for h in hist] == [1, 2]
 
 
@@ -374,7 +374,7 @@ def test_meta_learning_bad_input(omni, tmp_path):
     (tmp_path / "old" / "meta.json").write_text('{"format": "lowshot-meta/1"}')
     with pytest.raises(RunError, match="meta-train again"):
         load_learner(tmp_path / "old")
-    with pytest.raises(RunError, match="no meta.json"):
+    with pytest.raises(RunError, match="no model.json"):
         load_learner(tmp_path)
 
 

@@ -224,7 +224,7 @@ def test_tasks_as_separate_data_sets(cr_small, mini, cache_dir):
         multitask([f"a={mini['train']}", f"a={mini['test']}"], progress=False)
     texts = [f"a={cr_small / 'train.csv'}", f"b={cr_small / 'test.csv'}"]
     with pytest.raises(ConfigError, match="image backbone"):
-        multitask(texts, backbone="lite0", progress=False)
+        multitask(texts, backbone="lite1", progress=False)  # lite0 alone means "the default"
     with pytest.raises(ConfigError, match="encodes text"):
         multitask([f"a={mini['train']}", f"b={mini['test']}"], backbone="minilm", progress=False)
     with pytest.raises(ConfigError, match="unknown method"):

@@ -87,3 +87,37 @@ def test_a_failed_overwrite_keeps_the_old_run(mini, cache_dir, tmp_path):
         seed=1)  # fmt: skip
     assert json.loads((out / "config.json").read_text())["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder left
+
+
+def test_multitask_runs_from_a_spec_and_replays(cr_small, cache_dir, tmp_path):
+    from lowshot.api import MultitaskSpec, multitask
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    tasks = [f"cr={cr_small / 'train.csv'}:{cr_small / 'test.csv'}", f"cr2={cr_small / 'test.csv'}"]
+    with pytest.raises(RunError, match="not a lowshot run folder"):
+        multitask(tasks, epochs=3, out=victim, overwrite=True, progress=False)
+    assert (victim / "keep.txt").read_text() == "mine"
+    r = multitask(MultitaskSpec(tasks=tasks, epochs=3, shots=10, out=tmp_path / "m", progress=False))
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["job"] == "multitask" and cfg["tasks"] == tasks
+    again = rerun(tmp_path / "m", out=tmp_path / "m2", progress=False)
+    assert again["tasks"]["cr"]["accuracy"] == r["tasks"]["cr"]["accuracy"]
+    assert again["delta_mtl"] == pytest.approx(r["delta_mtl"])
+
+
+def test_meta_train_writes_the_shared_run_layout(tmp_path):
+    from lowshot.api import meta_train, predict
+
+    spec = dict(method="protonet", ways=5, shots=1, queries=2, episodes_per_epoch=3, epochs=1,
+                rotations=False, progress=False)  # fmt: skip
+    r = meta_train("omniglot:images_background_small1", out=tmp_path / "m", **spec)
+    names = {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"config.json", "model.json", "model.safetensors", "metrics.json", "log.txt"} <= names
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["job"] == "meta-train"
+    assert r["method"] == "protonet" and len(r["history"]) == 1
+    with pytest.raises(RunError, match="fewshot predict"):
+        predict(tmp_path / "m", [tmp_path])
+    again = rerun(tmp_path / "m", out=tmp_path / "m2", progress=False)
+    assert again["history"][0]["train_loss"] == pytest.approx(r["history"][0]["train_loss"])

@@ -12,6 +12,7 @@ same fields as keywords, and returns a :class:`~lowshot.pipeline.results.RunResu
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +20,38 @@ from lowshot.errors import ConfigError
 from lowshot.model.runner import logits_for, make_strategy, strategies_for, train_and_score
 from lowshot.pipeline.adapt import run_adapt, run_reweight
 from lowshot.pipeline.fit import run_fit
+from lowshot.pipeline.meta import run_meta_train
+from lowshot.pipeline.multitask import run_multitask
+from lowshot.pipeline.rank import run_rank_backbones, run_rank_sources
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.serve import evaluate, predict
-from lowshot.pipeline.specs import AdaptSpec, FitSpec, JobSpec, spec_from_config
+from lowshot.pipeline.specs import (
+    AdaptSpec,
+    FitSpec,
+    JobSpec,
+    MetaTrainSpec,
+    MultitaskSpec,
+    RankBackbonesSpec,
+    RankSourcesSpec,
+    spec_from_config,
+)
 
 __all__ = [
     "AdaptSpec",
     "FitSpec",
+    "MetaTrainSpec",
+    "MultitaskSpec",
     "RunResult",
     "adapt",
     "evaluate",
     "fit",
     "logits_for",
     "make_strategy",
+    "meta_train",
+    "multitask",
     "predict",
+    "rank_backbones",
+    "rank_sources",
     "rerun",
     "reweight",
     "run",
@@ -67,13 +86,51 @@ def adapt(sources: AdaptSpec | Any, target: str | Path | None = None, **options:
     return run_adapt(_build(AdaptSpec, given))
 
 
+def multitask(tasks: MultitaskSpec | list[str] | None = None, **options: Any) -> RunResult:
+    """Several tasks on one shared network, each also trained alone (``lowshot multitask``).
+    For tasks already loaded as data sets, use :func:`lowshot.multitask.multitask`."""
+    if isinstance(tasks, MultitaskSpec):
+        return run_multitask(tasks)
+    return run_multitask(_build(MultitaskSpec, {"tasks": tasks, **options}))
+
+
+def meta_train(data: MetaTrainSpec | str | Path, **options: Any) -> RunResult:
+    """Meta-train a few-shot learner on episodes of ``data`` (``lowshot meta-train``)."""
+    if isinstance(data, MetaTrainSpec):
+        return run_meta_train(data)
+    return run_meta_train(_build(MetaTrainSpec, {"data": data, **options}))
+
+
+def rank_backbones(data: RankBackbonesSpec | str | Path, **options: Any) -> RunResult:
+    """Transferability scores of candidate backbones on labelled target data."""
+    if isinstance(data, RankBackbonesSpec):
+        return run_rank_backbones(data)
+    return run_rank_backbones(_build(RankBackbonesSpec, {"data": data, **options}))
+
+
+def rank_sources(target: RankSourcesSpec | str | Path, **options: Any) -> RunResult:
+    """Distances from candidate source domains to a target, closest first."""
+    if isinstance(target, RankSourcesSpec):
+        return run_rank_sources(target)
+    return run_rank_sources(_build(RankSourcesSpec, {"target": target, **options}))
+
+
+RUNNERS: dict[type[JobSpec], Callable[[Any], RunResult]] = {
+    FitSpec: run_fit,
+    AdaptSpec: run_adapt,
+    MultitaskSpec: run_multitask,
+    MetaTrainSpec: run_meta_train,
+    RankBackbonesSpec: run_rank_backbones,
+    RankSourcesSpec: run_rank_sources,
+}
+
+
 def run(spec: JobSpec) -> RunResult:
     """Run any job spec."""
-    if isinstance(spec, FitSpec):
-        return run_fit(spec)
-    if isinstance(spec, AdaptSpec):
-        return run_adapt(spec)
-    raise ConfigError(f"no runner for the {spec.job!r} job")
+    runner = RUNNERS.get(type(spec))
+    if runner is None:
+        raise ConfigError(f"no runner for the {spec.job!r} job")
+    return runner(spec)
 
 
 def rerun(run_dir: str | Path, **changes: Any) -> RunResult:

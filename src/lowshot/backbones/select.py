@@ -12,17 +12,21 @@ from lowshot.errors import ConfigError
 
 
 def backbone_for(
-    data: Any, name: str = DEFAULT_BACKBONE, *, weights: str | Path | None = None, seed: int = 0
+    data: Any, name: str | None = None, *, weights: str | Path | None = None, seed: int = 0
 ) -> Any:
-    """The backbone ``name`` for ``data`` (anything with ``modality``). For text data the
-    default image backbone becomes the sentence encoder ``minilm`` (all-MiniLM-L6-v2);
-    a backbone of the other modality is an error naming ``--backbone``."""
+    """The backbone ``name`` for ``data`` (anything with ``modality``); ``None`` is the
+    default for the data: ``lite0`` for images, the sentence encoder ``minilm``
+    (all-MiniLM-L6-v2) for text. The default image backbone named for text data (every
+    command's ``--backbone`` defaults to it) also means minilm; any other backbone of the
+    other modality is an error naming ``--backbone``."""
     text = getattr(data, "modality", "image") == "text"
+    if name is None or (text and name == DEFAULT_BACKBONE):
+        name = "minilm" if text else DEFAULT_BACKBONE
+        log.info("%s data: backbone %s", "text" if text else "image", name)
     if text and not is_text_backbone(name):
-        if name != DEFAULT_BACKBONE:
-            raise ConfigError(f"--backbone: {name} is an image backbone; for text use minilm.")
-        log.info("text data: using the sentence encoder minilm (all-MiniLM-L6-v2)")
-        name = "minilm"
+        raise ConfigError(
+            f"--backbone: {name} is an image backbone, but the data are text; use minilm."
+        )
     if text:
         return create_text_encoder(name)
     if is_text_backbone(name):

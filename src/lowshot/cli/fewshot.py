@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from lowshot.cli._app import app, console, fewshot_app, parse_params, setup_logging
+from lowshot.cli.options import Device, Overwrite, Seed
 from lowshot.errors import ConfigError
+from lowshot.pipeline.specs import MetaTrainSpec
 
 
 @fewshot_app.command("predict")
@@ -157,39 +159,24 @@ def meta_train_cmd(
     channels: Annotated[int, typer.Option(help="1 (grey) or 3 (RGB).")] = 1,
     rotations: _RotationsOpt = True,
     invert: Annotated[bool, typer.Option(help="Invert grey levels (Omniglot strokes).")] = True,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: best).")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
     resume: _ResumeOpt = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Meta-train a learner on N-way K-shot episodes; evaluate it with
     `lowshot fewshot eval --run OUT --data TEST`."""
     setup_logging(False)
-    from lowshot.fewshot import load_episode_data
-    from lowshot.fewshot.meta import meta_train
+    from lowshot import api  # loaded when a command runs, not for --help
 
-    info = meta_train(
-        load_episode_data(data),
-        method=method,
-        encoder=encoder,
-        backbone=backbone,
-        ways=ways,
-        shots=shots,
-        queries=queries,
-        episodes_per_epoch=episodes,
-        epochs=epochs,
-        meta_batch=meta_batch,
-        lr=lr,
-        params=parse_params(param),
-        image_size=image_size,
-        channels=channels,
-        rotations=rotations,
-        invert=invert,
-        seed=seed,
-        device=device,
-        out=out,
-        resume=resume,
-        progress=True,
-    )
+    spec = MetaTrainSpec(
+        data=data, method=method, encoder=encoder, backbone=backbone, ways=ways, shots=shots,
+        queries=queries, episodes_per_epoch=episodes, epochs=epochs, meta_batch=meta_batch, lr=lr,
+        params=parse_params(param), image_size=image_size, channels=channels,
+        rotations=rotations, invert=invert, seed=seed, device=device, out=out, resume=resume,
+        overwrite=overwrite,
+    )  # fmt: skip
+    info = api.meta_train(spec)
     last = info["history"][-1] if info["history"] else {"train_episode_acc": float("nan")}
     console.print(
         f"{method}: {info['n_classes']} training classes, {epochs} x {episodes} episodes in "

@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from lowshot.cli._app import app, console, setup_logging
+from lowshot.cli.options import OptionalOut, Overwrite
+from lowshot.pipeline.specs import MultitaskSpec
 
 _TaskOpt = Annotated[
     list[str] | None,
@@ -81,35 +83,22 @@ def multitask(
     no_single_task: _NoSingleTaskOpt = False,
     train_body: _TrainBodyOpt = False,
     body_lr: _BodyLrOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to write.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    out: OptionalOut = None,
+    overwrite: Overwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train several tasks on one shared network; report each beside single-task training."""
     setup_logging(quiet)
-    from lowshot.multitask import multitask as run_multitask
+    from lowshot import api  # loaded when a command runs, not for --help
 
-    m = run_multitask(
-        task,
-        table=table,
-        label_columns=label_columns.split(",") if label_columns else None,
-        input_column=input_column,
-        regression=regression.split(",") if regression else None,
-        backbone=backbone,
-        weighting=weighting,
-        sharing=sharing,
-        shots=shots,
-        seed=seed,
-        epochs=epochs,
-        trunk=trunk,
-        mask_fraction=mask_labels,
-        single_task=not no_single_task,
-        train_body=train_body,
-        body_lr=body_lr,
-        out=out,
-        overwrite=overwrite,
-        progress=not quiet,
-    )
+    spec = MultitaskSpec(
+        tasks=task, table=table, label_columns=label_columns.split(",") if label_columns else None,
+        input_column=input_column, regression=regression.split(",") if regression else None,
+        backbone=backbone, weighting=weighting, sharing=sharing, shots=shots, seed=seed,
+        epochs=epochs, trunk=trunk, mask_fraction=mask_labels, single_task=not no_single_task,
+        train_body=train_body, body_lr=body_lr, out=out, overwrite=overwrite, progress=not quiet,
+    )  # fmt: skip
+    m = api.multitask(spec)
     t = Table("task", "metric", "multi-task", "single-task", "n_train", "n_test")
     for name, r in m["tasks"].items():
         key = "accuracy" if "accuracy" in r else "rmse"

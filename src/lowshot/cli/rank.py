@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from lowshot.cli._app import console, rank_app, setup_logging
+from lowshot.errors import ConfigError
+from lowshot.pipeline.specs import RankBackbonesSpec, RankSourcesSpec
 
 
 def _print_ranking(result: dict, cols: list[str], first: str) -> None:
@@ -51,25 +53,17 @@ def rank_backbones_cmd(
 ) -> None:
     """Every transferability score for each candidate backbone (and layer), with timings."""
     setup_logging(json_out)
-    from lowshot.transferability.rank import rank_backbones
+    from lowshot import api  # loaded when a command runs, not for --help
+    from lowshot.transferability.rank import score_names
 
-    layer_list = [int(x) for x in layers.split(",")] if layers else None
-    res = rank_backbones(
-        data,
-        candidates.split(","),
-        layers=layer_list,
-        shots=shots,
-        seed=seed,
-        progress=not json_out,
-    )
+    spec = RankBackbonesSpec(data=data, candidates=_names(candidates, "--candidates"),
+                             layers=_ints(layers, "--layers"), shots=shots, seed=seed,
+                             progress=not json_out)  # fmt: skip
+    res = api.rank_backbones(spec).metrics
     if json_out:
         print(json.dumps(res, indent=2))
     else:
-        _print_ranking(
-            res,
-            ["logme", "h-score", "nleep", "gbc", "transrate", "leep", "nce"],
-            "backbone / layer",
-        )
+        _print_ranking(res, score_names(), "backbone / layer")
 
 
 @rank_app.command("sources")
@@ -91,10 +85,30 @@ def rank_sources_cmd(
 ) -> None:
     """Distances from each candidate source domain to the target, closest first."""
     setup_logging(json_out)
-    from lowshot.transferability.rank import rank_sources
+    from lowshot import api  # loaded when a command runs, not for --help
 
-    res = rank_sources(target, sources.split(","), backbone=backbone, progress=not json_out)
+    spec = RankSourcesSpec(target=target, sources=_names(sources, "--sources"), backbone=backbone,
+                           progress=not json_out)  # fmt: skip
+    res = api.rank_sources(spec).metrics
     if json_out:
         print(json.dumps(res, indent=2))
     else:
         _print_ranking(res, ["label_ot", "a_distance", "mk_mmd", "coral"], "source")
+
+
+def _names(text: str, option: str) -> list[str]:
+    out = [n.strip() for n in text.split(",") if n.strip()]
+    if not out:
+        raise ConfigError(f"{option}: expected comma-separated names, got {text!r}.")
+    return out
+
+
+def _ints(text: str | None, option: str) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"{option}: expected whole numbers separated by commas, got {text!r}."
+        ) from None

@@ -153,18 +153,10 @@ class MetaModule:
 
 
 def backbone_for(data: Any, name: str) -> Any:
-    """The image backbone ``name``, or for text data the sentence encoder (``minilm``
-    unless a text encoder is named)."""
-    if getattr(data, "modality", "image") == "text":
-        from lowshot.backbones import DEFAULT_BACKBONE
-        from lowshot.backbones.text import create_text_encoder, is_text_backbone
+    """The backbone for the episodes' data (see :func:`lowshot.backbones.select.backbone_for`)."""
+    from lowshot.backbones.select import backbone_for as pick
 
-        if not is_text_backbone(name) and name != DEFAULT_BACKBONE:
-            raise ConfigError(f"{name} is an image backbone; for text use --backbone minilm.")
-        return create_text_encoder(name if is_text_backbone(name) else "minilm")
-    from lowshot.backbones import create_backbone
-
-    return create_backbone(name)
+    return pick(data, name)
 
 
 def _inputs(
@@ -309,15 +301,35 @@ def meta_train(
 
 
 def save_learner(learner: MetaLearner, info: dict, out: Path) -> None:
+    """The run folder's model: ``model.safetensors`` + ``model.json`` (format
+    ``lowshot-meta/2``, naming the method, encoder and input shape that rebuild it)."""
     from safetensors.torch import save_file
 
     from lowshot.io import atomic_path, write_json
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in learner.state_dict().items()}
-    with atomic_path(out / "learner.safetensors") as tmp:
-        save_file(state, str(tmp))
-    write_json(out / "meta.json", {"format": FORMAT, **info})
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+    write_json(out / "model.json", {"format": FORMAT, **info})
+
+
+def _manifest(run: Path) -> tuple[Path, Path] | None:
+    """(manifest, weights) of a meta-train run: model.json/model.safetensors, or the
+    meta.json/learner.safetensors that lowshot wrote before every run shared one layout."""
+    for manifest, weights in (
+        ("model.json", "model.safetensors"),
+        ("meta.json", "learner.safetensors"),
+    ):
+        if (run / manifest).is_file():
+            fmt = json.loads((run / manifest).read_text()).get("format", "")
+            if manifest == "meta.json" or str(fmt).startswith("lowshot-meta/"):
+                return run / manifest, run / weights
+    return None
+
+
+def is_meta_run(run: str | Path) -> bool:
+    return _manifest(Path(run)) is not None
 
 
 def load_learner(run: str | Path) -> tuple[MetaLearner, dict]:
@@ -325,17 +337,21 @@ def load_learner(run: str | Path) -> tuple[MetaLearner, dict]:
     from safetensors.torch import load_file
 
     run = Path(run)
-    if not (run / "meta.json").is_file():
-        raise RunError(f"{run}: not a `lowshot meta-train` run folder (no meta.json).")
-    meta = json.loads((run / "meta.json").read_text())
+    found = _manifest(run)
+    if found is None:
+        raise RunError(
+            f"{run}: not a `lowshot meta-train` run folder (no model.json of a meta-learner)."
+        )
+    manifest, weights = found
+    meta = json.loads(manifest.read_text())
     if meta.get("format") != FORMAT:
         raise RunError(
-            f"{run}/meta.json: format {meta.get('format')!r}, expected {FORMAT!r}; "
+            f"{manifest}: format {meta.get('format')!r}, expected {FORMAT!r}; "
             "meta-train again with this lowshot version."
         )
     x = torch.zeros(2, *meta["input_shape"])
     learner = build_learner(meta["method"], meta["encoder"], x, meta["ways"], meta["params"])
-    learner.load_state_dict(load_file(str(run / "learner.safetensors")))
+    learner.load_state_dict(load_file(str(weights)))
     return learner.eval(), meta
 
 

@@ -1,4 +1,4 @@
-"""``lowshot multitask``: train the tasks together, each alone, and compare.
+"""The multi-task family's runner: train the tasks together, each alone, and compare.
 
 Every run trains the multi-task network and, with the same features, labels, settings
 and seed, one single-task network per task; ``delta_mtl`` is the mean relative gain
@@ -14,6 +14,7 @@ import copy
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +24,28 @@ from safetensors.torch import load_file, save_file
 
 from lowshot._log import log
 from lowshot._version import __version__
+from lowshot.backbones.select import backbone_for
 from lowshot.cache import FeatureCache, default_cache
 from lowshot.errors import ConfigError, DataError, RunError
 from lowshot.io import atomic_path, write_json
-from lowshot.multitask.data import Task, from_datasets, from_table, mask_labels, stack_sets
+from lowshot.multitask.data import (
+    Task,
+    TaskTable,
+    from_datasets,
+    from_table,
+    mask_labels,
+    stack_sets,
+)
 from lowshot.multitask.model import MultiTaskNet, predict, train_net
 from lowshot.multitask.weighting import make_weighting
+from lowshot.training.context import FitContext
 
 FORMAT = "lowshot-multitask/1"
 
 
-def _backbone(name: str | None, modality: str, seed: int) -> Any:
-    from lowshot.backbones import DEFAULT_BACKBONE, create_backbone
-    from lowshot.backbones.text import create_text_encoder, is_text_backbone
-
-    if modality == "text":
-        if name is not None and not is_text_backbone(name):
-            raise ConfigError(f"the tasks are text, but {name} is an image backbone; use minilm.")
-        return create_text_encoder(name if name and is_text_backbone(name) else "minilm")
-    if name is not None and is_text_backbone(name):
-        raise ConfigError(f"the tasks are images, but {name} encodes text; use an image backbone.")
-    return create_backbone(name or DEFAULT_BACKBONE, pretrained=True, seed=seed)
+@dataclass
+class _Modality:
+    modality: str
 
 
 def task_metrics(out: np.ndarray, y: np.ndarray, task: Task) -> dict:
@@ -81,93 +83,71 @@ def delta_mtl(tasks: list[Task], mtl: dict[str, dict], single: dict[str, dict]) 
     return float(100.0 * np.mean(gains))
 
 
-def multitask(
-    tasks: list[str] | dict[str, tuple[Any, Any]] | None = None,
-    *,
-    table: str | Path | None = None,
-    label_columns: list[str] | None = None,
-    input_column: str = "text",
-    regression: list[str] | None = None,
-    backbone: str | None = None,
-    weighting: str = "equal",
-    sharing: str = "hard",
-    shots: int | None = None,
-    seed: int = 0,
-    mask_fraction: float = 0.0,
-    epochs: int = 60,
-    trunk: int = 256,
-    lr: float = 1e-3,
-    out: str | Path | None = None,
-    overwrite: bool = False,
-    single_task: bool = True,
-    train_body: bool = False,
-    body_lr: float | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-) -> dict:
-    """Train several tasks on one shared network; returns (and writes) the metrics.
+@dataclass
+class MultitaskSettings:
+    """How the shared network trains (the pipeline fills it from ``MultitaskSpec``)."""
 
-    Tasks come as separate data sets (``tasks=["cr=sentences:CR", ...]``, or a dict of
-    already loaded ``{name: (train set, test set)}``) or as label columns of one
-    ``table``. ``mask_fraction`` hides that share of every task's training labels (the
-    rows stay for the other tasks). ``train_body`` fine-tunes the backbone itself,
-    shared by every task (and, for each single-task baseline, by one), at ``body_lr``
-    (default 3e-5 for text, 1e-4 for images).
-    """
-    t_start = time.perf_counter()
-    make_weighting(weighting, ["classification"])  # an unknown name fails before any work
+    weighting: str = "equal"
+    sharing: str = "hard"
+    epochs: int = 60
+    trunk: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    single_task: bool = True
+    train_body: bool = False
+    body_lr: float | None = None
+
+
+@dataclass
+class MultitaskOutcome:
+    metrics: dict[str, Any]
+    net: MultiTaskNet
+    body: Any  # the fine-tuned backbone, or None when it stayed frozen
+    train_settings: dict[str, Any]
+
+
+def load_tasks(
+    tasks: list[str] | dict[str, tuple[Any, Any]] | None = None, *,
+    table: str | Path | None = None, label_columns: list[str] | None = None,
+    input_column: str = "text", regression: list[str] | None = None,
+    shots: int | None = None, seed: int = 0, mask_fraction: float = 0.0,
+) -> tuple[TaskTable, TaskTable]:  # fmt: skip
+    """(train rows, test rows) from separate data sets (``["cr=sentences:CR", ...]`` or a
+    dict of loaded ``{name: (train set, test set)}``) or the label columns of one table;
+    ``mask_fraction`` hides that share of every task's training labels."""
     if (tasks is None) == (table is None):
         raise ConfigError("give the tasks either as --task NAME=TRAIN[:TEST] or as --table.")
-    run_dir = Path(out) if out is not None else None
-    if run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunError(
-                f"run folder {run_dir} already exists and is not empty; use --overwrite."
-            )
-        import shutil
-
-        shutil.rmtree(run_dir)
     if table is not None:
         if not label_columns:
             raise ConfigError("--table needs --label-columns (one task per column).")
-        train, test = from_table(
-            table,
-            label_columns,
-            input_column=input_column,
-            regression=regression,
-            shots=shots,
-            seed=seed,
-        )
+        train, test = from_table(table, label_columns, input_column=input_column,
+                                 regression=regression, shots=shots, seed=seed)  # fmt: skip
+    elif isinstance(tasks, dict):
+        train, test = stack_sets(tasks)
     else:
-        assert tasks is not None
-        if isinstance(tasks, dict):
-            train, test = stack_sets(tasks)
-        else:
-            train, test = from_datasets(tasks, shots, seed)
+        train, test = from_datasets(list(tasks or []), shots, seed)
     if mask_fraction:
         train = mask_labels(train, mask_fraction, seed)
-    bb = _backbone(backbone, train.modality, seed)
-    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    return train, test
+
+
+def train_multitask(
+    train: TaskTable, test: TaskTable, bb: Any, st: MultitaskSettings, *,
+    cache: FeatureCache, progress: bool = True,
+) -> MultitaskOutcome:  # fmt: skip
+    """Train the tasks together and (``single_task``) each alone on the same features,
+    labels and seed; per-task scores and ``delta_mtl``."""
+    t_start = time.perf_counter()
+    make_weighting(st.weighting, ["classification"])  # an unknown name fails before any work
     Xtr = cache.features(bb, train.items, progress=progress)
     Xte = cache.features(bb, test.items, progress=progress)
-    settings: dict[str, Any] = {
-        "trunk": trunk,
-        "sharing": sharing,
-        "epochs": epochs,
-        "lr": lr,
-        "seed": seed,
-    }
-    kinds = [t.kind for t in train.tasks]
-    log.info(
-        "multi-task: %s on %d tasks (%s), %d training rows, weighting %s",
-        bb.name,
-        len(kinds),
-        ", ".join(t.name for t in train.tasks),
-        len(train),
-        weighting,
-    )
-    if train_body:
-        settings["body_lr"] = body_lr or (3e-5 if train.modality == "text" else 1e-4)
+    settings: dict[str, Any] = {"trunk": st.trunk, "sharing": st.sharing, "epochs": st.epochs,
+                                "lr": st.lr, "seed": st.seed}  # fmt: skip
+    if st.train_body:
+        settings["body_lr"] = st.body_lr or (3e-5 if train.modality == "text" else 1e-4)
+    log.info("multi-task: %s on %d tasks (%s), %d training rows, weighting %s", bb.name,
+             len(train.tasks), ", ".join(t.name for t in train.tasks), len(train),
+             st.weighting)  # fmt: skip
 
     def fit(
         rows: np.ndarray, cols: list[int], w: str
@@ -176,39 +156,31 @@ def multitask(
         features it reads and the trained body (None when the backbone stayed frozen)."""
         tasks_ = [train.tasks[c] for c in cols]
         Y = train.Y[rows][:, cols]
-        weigh = make_weighting(w, [t.kind for t in tasks_], seed)
-        if not train_body:
+        weigh = make_weighting(w, [t.kind for t in tasks_], st.seed)
+        if not st.train_body:
             net_, hist = train_net(Xtr[rows], Y, tasks_, weigh, **settings)
             return net_, hist, Xte, None
         body = copy.deepcopy(bb)
         body.weights_id = f"{bb.weights_id}+multitask:{uuid.uuid4().hex}"
         items = [train.items[i] for i in rows]
-        from lowshot.training.context import FitContext
-
-        ctx = FitContext(seed=seed, progress=progress)  # minutes of training: show the bar
-        net_, hist = train_net(
-            Xtr[rows], Y, tasks_, weigh, body=body, items=items, ctx=ctx, **settings
-        )
+        ctx = FitContext(seed=st.seed, progress=progress)  # minutes of training: show the bar
+        net_, hist = train_net(Xtr[rows], Y, tasks_, weigh, body=body, items=items, ctx=ctx,
+                               **settings)  # fmt: skip
         body.eval()
         X_test = FeatureCache(enabled=False).features(body, test.items, progress=progress)
         return net_, hist, X_test, body
 
-    net, history, Xte_mtl, body = fit(np.arange(len(train)), list(range(len(kinds))), weighting)
+    all_tasks = list(range(len(train.tasks)))
+    net, history, Xte_mtl, body = fit(np.arange(len(train)), all_tasks, st.weighting)
     outs = predict(net, Xte_mtl)
     per_task = {
         t.name: {**task_metrics(outs[i], test.Y[:, i], t), "n_train": int(len(train.labelled(i)))}
         for i, t in enumerate(train.tasks)
     }
-    metrics: dict[str, Any] = {
-        "tasks": per_task,
-        "weighting": weighting,
-        "sharing": sharing,
-        "backbone": bb.name,
-        "seed": seed,
-        "train_body": train_body,
-        "history": history,
-    }
-    if single_task:
+    metrics: dict[str, Any] = {"tasks": per_task, "weighting": st.weighting, "sharing": st.sharing,
+                               "backbone": bb.name, "seed": st.seed, "train_body": st.train_body,
+                               "history": history}  # fmt: skip
+    if st.single_task:
         single = {}
         for i, t in enumerate(train.tasks):
             net1, _, Xte1, _ = fit(train.labelled(i), [i], "equal")
@@ -217,31 +189,37 @@ def multitask(
             per_task[t.name][f"single_task_{key}"] = single[t.name][key]
         metrics["delta_mtl"] = delta_mtl(train.tasks, per_task, single)
     metrics["seconds"] = round(time.perf_counter() - t_start, 2)
-    if run_dir is not None:
-        config = {
-            "lowshot_version": __version__,
-            "tasks": tasks if not isinstance(tasks, dict) else sorted(tasks),
-            "table": str(table) if table else None,
-            "label_columns": label_columns,
-            "regression": regression,
-            "backbone": bb.name,
-            "backbone_weights_id": bb.weights_id,
-            "weighting": weighting,
-            "shots": shots,
-            "mask_fraction": mask_fraction,
-            **settings,
-        }
-        write_json(run_dir / "config.json", config)
-        save_multitask(net, train.tasks, bb, train.modality, run_dir, settings, body)
-        write_json(run_dir / "metrics.json", metrics)  # last: marks the run finished
-    for name, m in per_task.items():
+    _log_scores(metrics)
+    return MultitaskOutcome(metrics, net, body, settings)
+
+
+def _log_scores(metrics: dict) -> None:
+    for name, m in metrics["tasks"].items():
         key = "accuracy" if "accuracy" in m else "rmse"
-        log.info(
-            "  %s: %s %.4f (alone: %s)", name, key, m[key], m.get(f"single_task_{key}", "not run")
-        )
+        log.info("  %s: %s %.4f (alone: %s)", name, key, m[key],
+                 m.get(f"single_task_{key}", "not run"))  # fmt: skip
     if "delta_mtl" in metrics:
         log.info("Delta_MTL %+.2f%%", metrics["delta_mtl"])
-    return metrics
+
+
+def multitask(
+    tasks: list[str] | dict[str, tuple[Any, Any]] | None = None, *,
+    table: str | Path | None = None, label_columns: list[str] | None = None,
+    input_column: str = "text", regression: list[str] | None = None,
+    backbone: str | None = None, shots: int | None = None, mask_fraction: float = 0.0,
+    cache_dir: str | Path | None = None, progress: bool = True, **settings: Any,
+) -> dict:  # fmt: skip
+    """Train several tasks on one shared network in memory; returns the metrics.
+    ``settings`` are :class:`MultitaskSettings` fields. ``lowshot.api.multitask`` runs
+    the same job from a spec and writes a run folder."""
+    st = MultitaskSettings(**settings)
+    make_weighting(st.weighting, ["classification"])  # an unknown name fails before any work
+    train, test = load_tasks(tasks, table=table, label_columns=label_columns,
+                             input_column=input_column, regression=regression, shots=shots,
+                             seed=st.seed, mask_fraction=mask_fraction)  # fmt: skip
+    bb = backbone_for(train, backbone, seed=st.seed)
+    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    return train_multitask(train, test, bb, st, cache=cache, progress=progress).metrics
 
 
 def save_multitask(
@@ -297,7 +275,7 @@ def predict_multitask(
 ) -> list[dict]:
     """Every task's prediction for each image file (or text): ``{"item", task: class}``."""
     net, meta, body_state = load_multitask(run_dir)
-    bb = _backbone(meta["backbone"], meta["modality"], 0)
+    bb = backbone_for(_Modality(meta["modality"]), meta["backbone"])
     if body_state is not None:  # features of the run's own backbone, cached under its id
         bb.load_state_dict(body_state, strict=True)
         mtime = (Path(run_dir) / "model.safetensors").stat().st_mtime_ns

@@ -21,6 +21,7 @@ from lowshot.fewshot import (
     load_episode_data,
     make_episode_classifier,
 )
+from lowshot.fewshot.meta import is_meta_run
 from lowshot.pipeline.model_io import load_model
 
 
@@ -56,7 +57,7 @@ def fewshot_predict(
         qfiles, qlabels = q.files, q.labels
     else:
         qfiles, qlabels = list_images(qdir), None
-    if run is not None and (Path(run) / "meta.json").is_file():  # a `lowshot meta-train` run
+    if run is not None and is_meta_run(run):  # a `lowshot meta-train` run
         from lowshot.data.images import ImageSet
         from lowshot.fewshot.meta import LearnerClassifier, embed_data, load_learner
 

@@ -15,12 +15,22 @@ import torch
 
 from lowshot.cache import FeatureCache, default_cache
 from lowshot.data.load import load
-from lowshot.errors import DataError
+from lowshot.errors import DataError, RunError
 from lowshot.evaluation.metrics import classification_report
+from lowshot.fewshot.meta import is_meta_run
 from lowshot.io import write_json
 from lowshot.model.runner import logits_for
 from lowshot.nets import Classifier
 from lowshot.pipeline.model_io import load_model
+
+
+def _not_meta(run_dir: str | Path) -> None:
+    if is_meta_run(run_dir):
+        raise RunError(
+            f"{run_dir} holds a meta-trained learner, which classifies against a support set: "
+            f"use `lowshot fewshot predict --run {run_dir} --support DIR --query DIR` or "
+            f"`lowshot fewshot eval --run {run_dir} --data DATA`."
+        )
 
 
 def evaluate(
@@ -34,6 +44,7 @@ def evaluate(
 ) -> dict:
     """Evaluate a finished run's model on a labelled image folder; writes ``eval-<name>.json``."""
     run_dir = Path(run_dir)
+    _not_meta(run_dir)
     model, meta = load_model(run_dir)
     ds = load(data, strict=strict, arrays=False).relabel(meta["classes"])
     if getattr(ds, "modality", "image") != meta.get("modality", "image"):
@@ -67,6 +78,7 @@ def predict(
     """Predicted class and top-k probabilities for each image file (folders are expanded)."""
     from lowshot.data.images import IMAGE_EXTENSIONS, check_image
 
+    _not_meta(run_dir)
     if _is_multitask_run(run_dir):
         from lowshot.multitask import predict_multitask
 

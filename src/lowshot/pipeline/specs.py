@@ -139,7 +139,7 @@ class FitSpec(JobSpec):
     train: str
     test: str | None = None
     strategy: str = "linear-probe"
-    backbone: str = DEFAULT_BACKBONE
+    backbone: str | None = None  # None: lite0 for images, minilm for text
     weights: str | None = None
     shots: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -246,7 +246,134 @@ class AdaptSpec(JobSpec):
             )
 
 
-JOBS: dict[str, type[JobSpec]] = {s.job: s for s in (FitSpec, AdaptSpec)}
+@dataclass(kw_only=True)
+class MultitaskSpec(JobSpec):
+    """``lowshot multitask``: several tasks on one shared network, each also trained alone."""
+
+    job: ClassVar[str] = "multitask"
+    tasks: list[str] | None = None
+    table: str | None = None
+    label_columns: list[str] | None = None
+    input_column: str = "text"
+    regression: list[str] | None = None
+    backbone: str | None = None
+    weighting: str = "equal"
+    sharing: str = "hard"
+    shots: int | None = None
+    mask_fraction: float = 0.0
+    epochs: int = 60
+    trunk: int = 256
+    lr: float = 1e-3
+    single_task: bool = True
+    train_body: bool = False
+    body_lr: float | None = None
+
+    SHARING: ClassVar[tuple[str, ...]] = ("hard", "soft")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.table, Path):
+            self.table = str(self.table)
+
+    def validate(self) -> None:
+        super().validate()
+        if (self.tasks is None) == (self.table is None):
+            raise ConfigError("give the tasks either as --task NAME=TRAIN[:TEST] or as --table.")
+        if self.table is not None and not self.label_columns:
+            raise ConfigError("--table needs --label-columns (one task per column).")
+        _choice(self, "sharing", self.SHARING)
+        for name in ("epochs", "trunk"):
+            _int(self, name, lo=1)
+        _int(self, "shots", lo=1)
+        _fraction(self, "mask_fraction", zero_ok=True)
+        for name in ("lr", "body_lr"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+                raise ConfigError(f"{option(name)}: expected a number > 0, got {v!r}.")
+
+
+@dataclass(kw_only=True)
+class MetaTrainSpec(JobSpec):
+    """``lowshot meta-train``: episodic meta-training of a few-shot learner."""
+
+    job: ClassVar[str] = "meta-train"
+    data: str
+    method: str = "protonet"
+    encoder: str = "conv4"
+    backbone: str | None = None
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    episodes_per_epoch: int = 100
+    epochs: int = 20
+    meta_batch: int = 1
+    lr: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 28
+    channels: int = 1
+    rotations: bool = True
+    invert: bool = True
+
+    ENCODERS: ClassVar[tuple[str, ...]] = ("conv4", "resnet12", "mlp")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.data, Path):
+            self.data = str(self.data)
+
+    def validate(self) -> None:
+        super().validate()
+        _choice(self, "encoder", self.ENCODERS)
+        for name in ("ways", "shots", "queries", "episodes_per_epoch", "epochs", "meta_batch",
+                     "image_size"):  # fmt: skip
+            _int(self, name, lo=1)
+        _int(self, "ways", lo=2)
+        _choice(self, "channels", (1, 3))  # type: ignore[arg-type]
+        if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
+                                    or self.lr <= 0):  # fmt: skip
+            raise ConfigError(f"--lr: expected a number > 0, got {self.lr!r}.")
+        _params(self)
+
+
+@dataclass(kw_only=True)
+class RankBackbonesSpec(JobSpec):
+    """``lowshot rank backbones``: every transferability score per candidate (and layer)."""
+
+    job: ClassVar[str] = "rank-backbones"
+    data: str
+    candidates: list[str] = field(default_factory=lambda: ["lite0", "lite1", "lite2"])
+    layers: list[int] | None = None
+    shots: int | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.candidates or not all(isinstance(c, str) and c for c in self.candidates):
+            raise ConfigError(f"--candidates: expected backbone names, got {self.candidates!r}.")
+        _int(self, "shots", lo=1)
+        for v in self.layers or []:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"--layers: expected stage indices >= 0, got {self.layers!r}.")
+
+
+@dataclass(kw_only=True)
+class RankSourcesSpec(JobSpec):
+    """``lowshot rank sources``: distances from each candidate source to the target."""
+
+    job: ClassVar[str] = "rank-sources"
+    target: str
+    sources: list[str]
+    backbone: str | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.sources:
+            raise ConfigError("--sources: give at least one candidate source.")
+
+
+JOBS: dict[str, type[JobSpec]] = {
+    s.job: s
+    for s in (FitSpec, AdaptSpec, MultitaskSpec, MetaTrainSpec, RankBackbonesSpec, RankSourcesSpec)
+}
 
 
 def spec_from_config(path: str | Path) -> JobSpec:
@@ -267,6 +394,8 @@ def spec_from_config(path: str | Path) -> JobSpec:
         job = "fit"
     if job is None and "method" in d and "sources" in d:
         job = "adapt"
+    if job is None and "weighting" in d and ("tasks" in d or "table" in d):
+        job = "multitask"
     if job not in JOBS:
         raise ConfigError(
             f"{p}: cannot replay a {job or 'unknown'!r} run (replayable: {', '.join(JOBS)})."

@@ -10,6 +10,7 @@ from lowshot.transferability.scores import GBC, LEEP, NCE, NLEEP, HScore, LogME,
 def _check(info: MethodInfo) -> None:
     s = info.factory()
     assert callable(getattr(s, "update", None)) and callable(getattr(s, "compute", None))
+    assert s.inputs in ("features", "probabilities"), f"{info.name}: unknown inputs {s.inputs!r}"
 
 
 register_family(

@@ -3,32 +3,36 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lowshot.backbones import create_backbone
+from lowshot.backbones.select import backbone_for
 from lowshot.cache import FeatureCache, default_cache
 from lowshot.data.arrays import is_array_file, load_arrays
 from lowshot.data.load import load_images
 from lowshot.data.splits import kshot_split
 from lowshot.errors import ConfigError, DataError
+from lowshot.registry import get_method, list_methods
+from lowshot.transferability import scores as _scores  # noqa: F401  (registers the scores)
 from lowshot.transferability.distances import (
     coral_distance,
     label_aware_ot,
     mk_mmd,
     proxy_a_distance,
 )
-from lowshot.transferability.scores import GBC, LEEP, NCE, NLEEP, HScore, LogME, TransRate
 
-FEATURE_SCORES = {
-    "logme": LogME,
-    "h-score": HScore,
-    "nleep": NLEEP,
-    "gbc": GBC,
-    "transrate": TransRate,
-}
+
+def score_names(inputs: str | None = None) -> list[str]:
+    """Registered transferability scores (those reading ``inputs`` when given): feature
+    scores first, LogME leading (it orders the ranking), then source-head scores."""
+    scores = [m for m in list_methods("transferability") if isinstance(m.factory, type)]
+    order = {"features": 0, "probabilities": 1}
+    scores.sort(key=lambda m: (order.get(m.factory.inputs, 2), m.name != "logme"))
+    return [m.name for m in scores if inputs is None or m.factory.inputs == inputs]
 
 
 def _labelled(spec: str | Path) -> Any:
@@ -39,19 +43,18 @@ def _labelled(spec: str | Path) -> Any:
 
 
 def _encoder(name: str, modality: str, pretrained: bool = True) -> Any:
-    """The backbone ``name`` for this kind of data: a sentence encoder for text (``minilm``
-    when an image backbone is named by default), an image backbone otherwise."""
-    from lowshot.backbones.text import create_text_encoder, is_text_backbone
+    """The backbone ``name`` for this kind of data (see :func:`backbone_for`); ``pretrained``
+    False gives random weights (images only)."""
+    if modality == "text" and not pretrained:
+        raise ConfigError(f"{name}@random: random sentence encoders are not offered.")
+    if not pretrained:
+        return create_backbone(name, pretrained=False)
+    return backbone_for(_Kind(modality), name)
 
-    if modality == "text":
-        if not pretrained:
-            raise ConfigError(f"{name}@random: random sentence encoders are not offered.")
-        if not is_text_backbone(name) and name != "lite0":
-            raise ConfigError(f"{name} is an image backbone, but the data are texts.")
-        return create_text_encoder(name if is_text_backbone(name) else "minilm")
-    if is_text_backbone(name):
-        raise ConfigError(f"{name} encodes text, but the data are images.")
-    return create_backbone(name, pretrained=pretrained)
+
+@dataclass
+class _Kind:
+    modality: str
 
 
 def _timed(fn: Any, *args: Any) -> tuple[float, float]:
@@ -102,8 +105,8 @@ def rank_backbones(
                 "dim": int(F.shape[1]),
                 "seconds": {"features": time.perf_counter() - t0},
             }
-            for key, cls in FEATURE_SCORES.items():
-                row[key], row["seconds"][key] = _timed(cls(), F, ds.labels)
+            for key in score_names("features"):
+                row[key], row["seconds"][key] = _timed(get_method(key).factory(), F, ds.labels)
             if layer is None and getattr(bb, "source_head", None) is not None:
                 import torch
 
@@ -113,8 +116,10 @@ def rank_backbones(
                         .numpy()
                         .astype(np.float64)
                     )
-                row["leep"], row["seconds"]["leep"] = _timed(LEEP(), probs, ds.labels)
-                row["nce"], row["seconds"]["nce"] = _timed(NCE(), probs, ds.labels)
+                for key in score_names("probabilities"):
+                    row[key], row["seconds"][key] = _timed(
+                        get_method(key).factory(), probs, ds.labels
+                    )
             rows.append(row)
     rows.sort(key=lambda r: -r["logme"])
     best = rows[0]

@@ -9,6 +9,8 @@ so 10,000 x 1,280 features cost a d x d matrix, not the features themselves.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from lowshot.errors import DataError
@@ -43,6 +45,9 @@ class _Score:
     """Streaming contract: ``update`` per batch, ``compute`` once, ``reset`` to reuse."""
 
     name = ""
+    # what ``update`` reads: backbone "features" (N, D), or "probabilities" (N, C_source) of
+    # the backbone's own source-task head (LEEP, NCE); rank_backbones feeds each its kind
+    inputs: ClassVar[str] = "features"
 
     def __init__(self) -> None:
         self.reset()
@@ -244,6 +249,8 @@ class NCE(_Score):
     model's predicted source class. Takes source-class probabilities (or hard source
     labels) as ``features``. Higher (closer to 0) is better."""
 
+    inputs: ClassVar[str] = "probabilities"
+
     name = "nce"
 
     def reset(self) -> None:
@@ -276,6 +283,8 @@ class LEEP(_Score):
     ``theta`` the source model's class probabilities and ``P(y | z)`` the empirical
     conditional from the joint ``P(y, z) = 1/n sum_i theta(x_i)_z [y_i = y]``. Needs both
     passes over theta, so ``update`` keeps the probabilities. Higher is better."""
+
+    inputs: ClassVar[str] = "probabilities"
 
     name = "leep"
 
