@@ -121,3 +121,19 @@ def test_meta_train_writes_the_shared_run_layout(tmp_path):
         predict(tmp_path / "m", [tmp_path])
     again = rerun(tmp_path / "m", out=tmp_path / "m2", progress=False)
     assert again["history"][0]["train_loss"] == pytest.approx(r["history"][0]["train_loss"])
+
+
+def test_evaluations_of_two_data_sets_with_one_name_both_stay(mini, cache_dir, tmp_path):
+    import shutil
+
+    from lowshot.api import evaluate
+
+    fit(mini["train"], test=mini["test"], baseline=False, progress=False, out=tmp_path / "run")
+    other = tmp_path / "elsewhere" / mini["test"].name  # same folder name, other images
+    shutil.copytree(mini["train"], other, symlinks=True)
+    a = evaluate(tmp_path / "run", mini["test"], progress=False)
+    b = evaluate(tmp_path / "run", other, progress=False)
+    a2 = evaluate(tmp_path / "run", mini["test"], progress=False)  # the same data: replaced
+    assert a.artefacts != b.artefacts and a2.artefacts == a.artefacts
+    evals = sorted(p.name for p in (tmp_path / "run").glob("eval-*.json"))
+    assert len(evals) == 2 and b["accuracy"] == 1.0  # the training images themselves

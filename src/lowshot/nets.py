@@ -45,3 +45,12 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode: with a few images per batch the
+    pretrained running statistics are better estimates than the batch's own. Call it at
+    the start of each training epoch (``train()`` turns them back on)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()

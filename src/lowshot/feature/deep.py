@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from lowshot.errors import ConfigError
 from lowshot.feature.alignment import Alignment, Batch
 from lowshot.feature.selection import CRITERIA, selection_scores
-from lowshot.nets import neck_head
+from lowshot.nets import freeze_batchnorm, neck_head
 from lowshot.registry import get_method
 from lowshot.training.context import FitContext
 
@@ -152,9 +152,7 @@ class AdaptModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         if self.inputs.freeze_body_bn:
-            for m in self.net.body.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            freeze_batchnorm(self.net.body)
         self._sums, self._n = {}, 0
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

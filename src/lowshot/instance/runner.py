@@ -17,7 +17,31 @@ from lowshot.cache import FeatureCache
 from lowshot.domains import stack_domains
 from lowshot.errors import ConfigError
 from lowshot.instance._base import BaseReweighter
-from lowshot.registry import get_method
+from lowshot.registry import get_method, list_methods
+
+
+def reweighters() -> list[str]:
+    """Registered methods that estimate importance weights."""
+    return [m.name for m in list_methods("instance")
+            if isinstance(m.factory, type) and issubclass(m.factory, BaseReweighter)]  # fmt: skip
+
+
+def make_reweighter(
+    method: str, params: dict[str, Any] | None = None, seed: int | None = None,
+    option: str = "--method",
+) -> BaseReweighter:  # fmt: skip
+    """The importance-weighting estimator ``method`` with ``params`` (and ``seed`` when it
+    takes one); anything else is an error naming ``option`` and the valid names."""
+    info = get_method(method, family="instance")
+    if not (isinstance(info.factory, type) and issubclass(info.factory, BaseReweighter)):
+        raise ConfigError(
+            f"{option}: {method} does not produce importance weights; use one of "
+            f"{', '.join(reweighters())}."
+        )
+    est = info.factory(**(params or {}))
+    if seed is not None and "seed" in est.get_params():
+        est.set_params(seed=seed)
+    return est
 
 
 def weight_toward(
@@ -30,11 +54,7 @@ def weight_toward(
     progress: bool,
 ) -> dict[str, Any]:
     """Set ``train.weights`` to w(x) = p_target(x) / p_train(x) (mean 1); return a summary."""
-    reweighter = get_method(method, family="instance").factory()
-    if not isinstance(reweighter, BaseReweighter):
-        raise ConfigError(f"--instance-weights: {method} does not produce importance weights.")
-    if "seed" in reweighter.get_params():
-        reweighter.set_params(seed=seed)
+    reweighter = make_reweighter(method, seed=seed, option="--instance-weights")
     Fs = cache.features(backbone, train.files, progress=progress)
     Ft = cache.features(backbone, list(target_files), progress=progress)
     X, _, sd = stack_domains(Fs, Ft)

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lowshot.errors import ConfigError
 from lowshot.multitask.data import Task
 from lowshot.multitask.weighting import Weighting
+from lowshot.nets import freeze_batchnorm
 
 
 class LowRankResidual(nn.Module):
@@ -213,9 +214,7 @@ def _module(
         def on_train_epoch_start(self) -> None:
             body = getattr(self.net, "body", None)
             if body is not None:  # few-shot batches: keep pretrained BatchNorm statistics
-                for m in body.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                        m.eval()
+                freeze_batchnorm(body)
 
         def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
             x, Y = batch

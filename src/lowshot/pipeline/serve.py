@@ -6,6 +6,7 @@ or a multi-task run (``model.json`` names its format).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from lowshot.io import write_json
 from lowshot.model.runner import logits_for
 from lowshot.nets import Classifier
 from lowshot.pipeline.model_io import load_model
+from lowshot.pipeline.results import RunResult
 
 
 def _not_meta(run_dir: str | Path) -> None:
@@ -41,8 +43,9 @@ def evaluate(
     device: str | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
-) -> dict:
-    """Evaluate a finished run's model on a labelled image folder; writes ``eval-<name>.json``."""
+) -> RunResult:
+    """Evaluate a finished run's model on labelled data; writes ``eval-<name>.json`` (a
+    later evaluation of the same data replaces it, one of other data never does)."""
     run_dir = Path(run_dir)
     _not_meta(run_dir)
     model, meta = load_model(run_dir)
@@ -61,9 +64,32 @@ def evaluate(
         progress=progress,
     )
     m = classification_report(ds.labels, logits.argmax(1), meta["classes"])
-    m["data"] = str(data)
-    write_json(run_dir / f"eval-{Path(str(data)).name or 'data'}.json", m)
-    return m
+    m["data"] = _data_id(data)
+    path = eval_path(run_dir, data)
+    write_json(path, m)
+    return RunResult("evaluate", m, artefacts=[path.name], run_dir=run_dir)
+
+
+def _data_id(data: str | Path) -> str:
+    """A named set as given; a path made absolute, so two folders called test/ differ."""
+    p = Path(str(data)).expanduser()
+    return str(p.resolve()) if p.exists() else str(data)
+
+
+def eval_path(run_dir: Path, data: str | Path) -> Path:
+    """``eval-<name>.json``; when that file holds another data set's evaluation, the name
+    gets a short digest of this data set's identity instead of overwriting it."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(str(data)).name) or "data"
+    path = run_dir / f"eval-{stem}.json"
+    if path.is_file():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8")).get("data")
+        except (OSError, ValueError):
+            earlier = None
+        if earlier not in (None, _data_id(data)):
+            digest = hashlib.sha256(_data_id(data).encode()).hexdigest()[:8]
+            path = run_dir / f"eval-{stem}-{digest}.json"
+    return path
 
 
 def predict(

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lowshot.cache import pick_device
+from lowshot.nets import freeze_batchnorm
 from lowshot.training.context import FitContext
 
 
@@ -43,12 +44,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(checkpoint, tmp)
         os.replace(tmp, path)
-
-
-def _set_bn_eval(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
 
 
 class TransferModule(L.LightningModule):
@@ -86,7 +81,7 @@ class TransferModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         if self.freeze_bn:
-            _set_bn_eval(self.net)
+            freeze_batchnorm(self.net)
         self._epoch_stats = []
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
