@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "lowshot.errors",
             "lowshot._log",
             "lowshot.io",
+            "lowshot.params",
             "lowshot.progress",
             "lowshot._runtime",
             "lowshot.registry",

@@ -11,9 +11,11 @@ processes may share one cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,8 @@ from torch.utils.data import DataLoader
 
 from lowshot._log import log
 from lowshot.backbones import Backbone, fold_batchnorm
-from lowshot.data.torchdata import ImageFiles, eval_transform, prefetch
-
-_HASHES: dict[tuple[str, int, int], str] = {}
+from lowshot.data.torchdata import DECODE_VERSION, ImageFiles, eval_transform, prefetch
+from lowshot.io import content_hash
 
 
 def default_cache_dir() -> Path:
@@ -35,16 +36,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["LOWSHOT_CACHE"]).expanduser()
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return base / "lowshot"
-
-
-def content_hash(path: Path) -> str:
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    h = _HASHES.get(key)
-    if h is None:
-        h = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
-        _HASHES[key] = h
-    return h
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -87,8 +78,14 @@ class FeatureCache:
                 with np.load(c, allow_pickle=False) as z:
                     for k, v in zip(z["keys"].tolist(), z["values"], strict=True):
                         store[k] = v
-            except (OSError, ValueError, KeyError) as exc:  # a damaged chunk is recomputed
-                log.warning("feature cache: ignoring unreadable %s (%s)", c, exc)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                # a damaged or partial chunk: said once, set aside (never read again, never
+                # deleted), and its features are recomputed on demand
+                aside = c.with_name(f"damaged-{c.name}")
+                log.warning("feature cache: %s is damaged (%s); its features will be recomputed. "
+                            "Set aside as %s.", c, type(exc).__name__, aside.name)  # fmt: skip
+                with contextlib.suppress(OSError):
+                    os.replace(c, aside)
         self._stores[key] = store
         if len(chunks) > self.MAX_CHUNKS and store:
             self._write(key, list(store), np.stack(list(store.values())))
@@ -126,7 +123,9 @@ class FeatureCache:
         gives the activations entering that stage (``Backbone.stages()``), stored as
         float16 to halve their size.
         """
-        extra = {} if upto_stage is None else {"upto_stage": upto_stage}
+        extra: dict[str, Any] = {} if upto_stage is None else {"upto_stage": upto_stage}
+        if getattr(backbone, "modality", "image") == "image":
+            extra["decode"] = DECODE_VERSION  # new decoding, new features
         key = backbone.cache_key(extra)
         store = self._load(key)
         if getattr(backbone, "modality", "image") == "text":  # items are the texts themselves

@@ -19,3 +19,10 @@ class RunError(LowshotError, RuntimeError):
 
 class ConfigError(LowshotError, ValueError):
     """A method name, hyper-parameter or option value is not valid."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception (the CLI installs the handler), so that ``finally`` blocks,
+    atomic writes and checkpoints finish as they do for Ctrl-C; the CLI exits 143."""
+
+    received = False

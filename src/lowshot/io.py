@@ -1,7 +1,9 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written file in place."""
+"""Atomic file writes (a crash or Ctrl-C never leaves a half-written file in place) and
+file content hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -47,3 +49,18 @@ def _default(o: Any) -> Any:
     if hasattr(o, "item"):
         return o.item()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def content_hash(path: Path) -> str:
+    """A digest of the file's bytes (memoised by path, size and modification time): the
+    feature cache keys on it, and train/test overlap is found by it."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    h = _HASHES.get(key)
+    if h is None:
+        h = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+        _HASHES[key] = h
+    return h

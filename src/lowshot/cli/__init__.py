@@ -14,7 +14,15 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    from lowshot._runtime import tune_malloc
+    import signal
 
+    from lowshot._runtime import tune_malloc
+    from lowshot.errors import Terminated
+
+    def _terminate(signum: int, frame: object) -> None:
+        Terminated.received = True
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, _terminate)  # finish atomic writes, exit 143
     tune_malloc()
     app()

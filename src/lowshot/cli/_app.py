@@ -17,24 +17,62 @@ from rich.logging import RichHandler
 from typer.core import TyperGroup
 
 from lowshot._log import log
-from lowshot.errors import LowshotError
+from lowshot.errors import ConfigError, LowshotError, Terminated
+
+DEBUG = {"on": False}  # --debug: show tracebacks
+# click's base exception, as the click that typer uses defines it (typer vendors its own)
+_CLICK_ERRORS = (
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+    typer.Exit,
+    typer.Abort,
+)
+
+
+def fail(message: str, code: int) -> None:
+    """One line on stderr, then exit ``code`` (the traceback only with --debug)."""
+    if DEBUG["on"]:
+        err.print_exception(show_locals=False)
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
 
 
 class _Group(TyperGroup):
-    """Bad input ends as one clear line and exit code 2, never a traceback."""
+    """Bad input ends as one clear line and exit status 2, never a traceback; Ctrl-C as a
+    message and 130, SIGTERM as a message and 143; an unexpected failure as one line
+    asking for ``--debug`` and a report, status 1."""
 
     def invoke(self, ctx: Any) -> object:  # a click Context (typer vendors click)
         try:
             return super().invoke(ctx)
+        except (SystemExit, *_CLICK_ERRORS):
+            raise  # click's own usage errors are already one line
         except LowshotError as exc:
-            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-            sys.exit(2)
+            fail(str(exc), 2)
+        except Terminated:
+            err.print("terminated (SIGTERM). " + _RESUME_HINT)
+            sys.exit(143)
         except KeyboardInterrupt:
-            err.print(
-                "interrupted. Finished files are intact; continue a deep run with "
-                "`lowshot fit ... --resume`."
-            )
+            err.print("interrupted. " + _RESUME_HINT)
             sys.exit(130)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            fail(f"{where}{exc.strerror or exc}.", 2)
+        except MemoryError:
+            fail("out of memory. Use fewer images (--shots), a smaller backbone, or a machine "
+                 "with more memory.", 1)  # fmt: skip
+        except OSError as exc:  # a full disk, a lost network drive: the machine, not the input
+            fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}.", 1)
+        except Exception as exc:
+            fail(f"internal error ({type(exc).__name__}: {exc}). Run again with --debug for the "
+                 "traceback, and please report it.", 1)  # fmt: skip
+        return None
+
+
+_RESUME_HINT = (
+    "Finished files are intact; a run folder without metrics.json is unfinished: continue "
+    "a deep fit or meta-train with the same command plus --resume, or start it again with "
+    "--overwrite."
+)
 
 
 err = Console(stderr=True)
@@ -69,6 +107,27 @@ app.add_typer(fewshot_app, name="fewshot")
 console = Console()
 
 
+@app.callback()
+def _global(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error."),
+    max_image_pixels: int | None = typer.Option(
+        None,
+        help="Allow images up to this many pixels (PIL's decompression-bomb guard "
+        "refuses larger ones; raise it only for files you trust).",
+    ),  # fmt: skip
+) -> None:
+    """Transfer learning when labels and compute are scarce."""
+    DEBUG["on"] = debug
+    if max_image_pixels is not None:
+        if max_image_pixels < 1:
+            raise typer.BadParameter(
+                "expected a number of pixels >= 1", param_hint="--max-image-pixels"
+            )
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = max_image_pixels
+
+
 def setup_logging(quiet: bool) -> None:
     log.handlers.clear()
     log.addHandler(RichHandler(console=err, show_time=False, show_path=False, markup=False))
@@ -80,7 +139,7 @@ def parse_params(items: list[str] | None) -> dict:
     out: dict = {}
     for it in items or []:
         if "=" not in it:
-            raise typer.BadParameter(f"expected NAME=VALUE, got {it!r}", param_hint="--param")
+            raise ConfigError(f"-p/--param: expected NAME=VALUE, got {it!r}.")
         k, v = it.split("=", 1)
         try:
             out[k] = json.loads(v)

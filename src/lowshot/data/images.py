@@ -111,6 +111,12 @@ def check_image(path: Path) -> str | None:
                 return f"image is only {im.width}x{im.height} pixels"
     except UnidentifiedImageError:
         return "not an image file PIL can read"
+    except Image.DecompressionBombError:
+        return (
+            f"larger than the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels (a guard "
+            "against malicious files); if you trust it, allow it with `lowshot "
+            "--max-image-pixels N ...` (in Python: PIL.Image.MAX_IMAGE_PIXELS = N)"
+        )
     except (OSError, SyntaxError, ValueError) as exc:
         return f"corrupt or truncated image ({exc})"
     return None
@@ -245,6 +251,8 @@ def load_file_list(
     base = list_file.parent
     files: list[Path] = []
     raw: list[str] = []
+    seen: dict[Path, tuple[int, str]] = {}  # resolved path -> (line, label)
+    repeats: list[int] = []
     for n, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -256,10 +264,24 @@ def load_file_list(
         p = p if p.is_absolute() else base / p
         if not p.is_file():
             raise DataError(f"{list_file}:{n}: image {p} does not exist.")
+        key = p.resolve()
+        if key in seen:  # a repeated line would count an image twice, or in train and test
+            first, label = seen[key]
+            if label != parts[1]:
+                raise DataError(
+                    f"{list_file}:{n}: {parts[0]} is labelled {parts[1]!r} here and {label!r} on "
+                    f"line {first}; give each image one label."
+                )
+            repeats.append(n)
+            continue
+        seen[key] = (n, parts[1])
         files.append(p)
         raw.append(parts[1])
     if not files:
         raise DataError(f"{list_file}: the list has no entries.")
+    if repeats:
+        log.warning("%s: %d repeated line(s) dropped (lines %s): each image is used once.",
+                    list_file, len(repeats), ", ".join(map(str, repeats[:10])))  # fmt: skip
     if classes is not None:
         try:
             names = [classes[int(r)] if r.lstrip("-").isdigit() else r for r in raw]

@@ -18,6 +18,7 @@ from lowshot.data.images import ImageSet, load_image_spec
 from lowshot.data.splits import kshot_split, stratified_split
 from lowshot.data.text import TextSet, is_text_data, load_text
 from lowshot.errors import DataError
+from lowshot.io import content_hash
 
 LabelledSet: TypeAlias = ImageSet | TextSet | ArraySet
 
@@ -85,3 +86,19 @@ def split(
     if len(test) == 0:
         raise DataError(f"{test_spec or train_spec}: the test set is empty.")
     return train, test
+
+
+def overlap(train: LabelledSet, test: LabelledSet) -> dict[str, int]:
+    """Test items that are also training items: the same file (by resolved path) or the
+    same content (by the bytes' hash, for images; by the text itself, for texts). Any of
+    them makes the reported accuracy optimistic."""
+    if isinstance(train, TextSet) and isinstance(test, TextSet):
+        seen = set(train.texts)
+        return {"same_file": 0, "same_content": sum(t in seen for t in test.texts)}
+    if not (isinstance(train, ImageSet) and isinstance(test, ImageSet)):
+        return {"same_file": 0, "same_content": 0}
+    paths = {Path(f).resolve() for f in train.files}
+    same_file = sum(Path(f).resolve() in paths for f in test.files)
+    hashes = {content_hash(Path(f)) for f in train.files}
+    same_content = sum(content_hash(Path(f)) in hashes for f in test.files)
+    return {"same_file": same_file, "same_content": same_content}

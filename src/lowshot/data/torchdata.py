@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torchvision.transforms as T
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 
@@ -52,16 +52,47 @@ _INTERP = {
 }
 
 
+# Bumped whenever decoding changes what pixels a file gives: the feature cache keys on it,
+# so features computed with an older decoding are never reused.
+DECODE_VERSION = 2
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float greyscale scaled into 0..255 (PIL's own conversion
+    clips them: a 16-bit PNG came out pure white). Integer images are scaled by their
+    type's range (16-bit: 65535; 32-bit ``I`` holding 16-bit data, as PNG loads do: by the
+    smallest of 255 / 65535 / max that covers the values); float images in [0, 1] by 255,
+    others by their min-max."""
+    a = np.asarray(im, dtype=np.float64)
+    if im.mode.startswith("I;16"):
+        a = a / 65535.0
+    elif im.mode == "I":
+        top = a.max(initial=0.0)
+        a = a / (255.0 if top <= 255 else 65535.0 if top <= 65535 else top)
+    else:  # "F"
+        a = np.nan_to_num(a)
+        lo, hi = a.min(initial=0.0), a.max(initial=0.0)
+        if not (lo >= 0.0 and hi <= 1.0):
+            a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    return Image.fromarray(np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8), mode="L")
+
+
 def open_rgb(path: Path, min_side: int | None = None) -> Image.Image:
-    """Open an image as RGB. For JPEGs, ``min_side`` lets libjpeg decode at a reduced
-    scale that still leaves at least that many pixels: a 1000 px DSLR photo resized
-    to 256 px anyway decodes several times faster."""
+    """Open an image as RGB the same way everywhere (training, evaluation, prediction and
+    the feature cache): the EXIF orientation applied (phone photos are stored sideways
+    with a tag saying so), 16-bit and float images scaled rather than clipped, alpha
+    dropped. For JPEGs, ``min_side`` lets libjpeg decode at a reduced scale that still
+    leaves at least that many pixels: a 1000 px DSLR photo resized to 256 px anyway
+    decodes several times faster."""
     with Image.open(path) as im:
         if min_side is not None and im.format == "JPEG":
             w, h = im.size
             s = min_side / min(w, h)
             im.draft("RGB", (max(1, int(w * s) + 1), max(1, int(h * s) + 1)))
-        return im.convert("RGB")
+        out = ImageOps.exif_transpose(im) or im
+        if out.mode.startswith("I") or out.mode == "F":
+            out = _to_8bit(out)
+        return out.convert("RGB")
 
 
 def eval_transform(p: Preprocessing) -> T.Compose:

@@ -34,6 +34,7 @@ from lowshot.data.torchdata import ImageFiles, eval_transform, train_transform
 from lowshot.errors import ConfigError, DataError
 from lowshot.feature._base import BaseAdapter, DAClassifier
 from lowshot.feature.deep import AdaptInputs, embed, train_adaptation
+from lowshot.params import check_params
 from lowshot.registry import get_method, list_methods
 from lowshot.training.context import FitContext
 
@@ -65,6 +66,8 @@ def make_estimator(method: str, classifier: str, params: dict[str, Any]) -> Base
     if method == "erm":
         return base
     info = get_method(method)
+    if isinstance(info.factory, type) and issubclass(info.factory, BaseEstimator):
+        params = check_params(f"method {method}", info.factory().get_params(), params)
     obj = info.factory(**params)
     from lowshot.instance import BaseReweighter, ImportanceWeightedClassifier  # a sibling family
 

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lowshot.data.images import ImageSet
+from lowshot.data.torchdata import open_rgb
 from lowshot.errors import ConfigError, RunError
 from lowshot.fewshot.encoders import Conv4, build_encoder, out_shape
 from lowshot.fewshot.episodes import EpisodeSampler
@@ -50,10 +51,8 @@ def load_pixels(
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(data), image_size, image_size, channels), dtype=np.float32)
     for i, f in enumerate(data.files):
-        with Image.open(f) as im:
-            a = np.asarray(
-                im.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
-            )
+        im = open_rgb(f).convert(mode)  # the one decoder: EXIF, 16-bit, float
+        a = np.asarray(im.resize((image_size, image_size), Image.Resampling.BILINEAR))
         out[i] = (a.reshape(image_size, image_size, channels) / 255.0).astype(np.float32)
     if invert:  # Omniglot: dark strokes on white become bright strokes on black
         out = 1.0 - out

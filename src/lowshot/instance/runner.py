@@ -17,6 +17,7 @@ from lowshot.cache import FeatureCache
 from lowshot.domains import stack_domains
 from lowshot.errors import ConfigError
 from lowshot.instance._base import BaseReweighter
+from lowshot.params import check_params
 from lowshot.registry import get_method, list_methods
 
 
@@ -38,7 +39,9 @@ def make_reweighter(
             f"{option}: {method} does not produce importance weights; use one of "
             f"{', '.join(reweighters())}."
         )
-    est = info.factory(**(params or {}))
+    est = info.factory(
+        **check_params(f"method {method}", info.factory().get_params(), params or {})
+    )
     if seed is not None and "seed" in est.get_params():
         est.set_params(seed=seed)
     return est

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from lowshot.backbones import Backbone
 from lowshot.data.images import ImageSet
-from lowshot.errors import ConfigError
 from lowshot.nets import Classifier, neck_head
+from lowshot.params import check_params
 from lowshot.training.context import FitContext, FitResult
 
 __all__ = ["Classifier", "FitContext", "FitResult", "Strategy", "neck_head"]
@@ -35,12 +35,7 @@ class Strategy:
         return {k: getattr(self, k) for k in sig.parameters if k != "self"}
 
     def set_params(self, **params: Any) -> Strategy:
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ConfigError(
-                    f"{self.name}: unknown hyper-parameter {k!r}; known: {', '.join(valid)}"
-                )
+        for k, v in check_params(f"strategy {self.name}", self.get_params(), params).items():
             setattr(self, k, v)
         return self
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from lowshot._log import log
 from lowshot.backbones import Backbone
-from lowshot.cache import FeatureCache, content_hash
-from lowshot.io import write_json
+from lowshot.cache import FeatureCache
+from lowshot.io import content_hash, write_json
 from lowshot.model.linear_probe import fit_logistic
 from lowshot.model.runner import make_strategy, train_and_score
 from lowshot.training.context import FitContext

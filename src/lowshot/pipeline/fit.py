@@ -20,7 +20,7 @@ import torch
 from lowshot._log import log
 from lowshot.backbones.select import backbone_for
 from lowshot.cache import FeatureCache, default_cache, pick_device
-from lowshot.data.load import split
+from lowshot.data.load import overlap, split
 from lowshot.errors import ConfigError, DataError, RunError
 from lowshot.evaluation.metrics import classification_report
 from lowshot.io import write_text
@@ -47,6 +47,7 @@ def run_fit(spec: FitSpec) -> RunResult:
     train, test = split(spec.train, spec.test, spec.shots, spec.seed,
                         strict=spec.strict, test_fraction=spec.test_fraction)  # fmt: skip
     _check_modality(train, strat)
+    leak = _leakage(spec, train, test)
     bb = backbone_for(train, spec.backbone, weights=spec.weights, seed=spec.seed)
     cache = cache_for(spec)
     weight_info = _importance_weights(spec, train, bb, cache)
@@ -65,6 +66,7 @@ def run_fit(spec: FitSpec) -> RunResult:
             _add_baseline(metrics, spec, train, test, bb, cache)
         if weight_info is not None:
             metrics["instance_weights"] = weight_info
+        metrics["train_test_overlap"] = leak
         metrics["history"] = _history(spec, result, train, test, bb, cache)
         out = RunResult("fit", metrics, {"fit": fit_s, "fit_and_eval": total_s})
         if rf is not None:
@@ -89,6 +91,17 @@ def _check_resume(spec: FitSpec) -> None:
         raise RunError(
             f"--resume: {spec.out} was started with different settings ({', '.join(sorted(diff))})."
         )
+
+
+def _leakage(spec: FitSpec, train: Any, test: Any) -> dict[str, int]:
+    leak = overlap(train, test)
+    if leak["same_content"]:
+        log.warning(
+            "%d of %d test items are also training items (%d the same file, the others the same "
+            "content): the accuracy will be optimistic. Give a --test set without them.",
+            leak["same_content"], len(test), leak["same_file"],
+        )  # fmt: skip
+    return leak
 
 
 def _check_modality(train: Any, strat: Strategy) -> None:

@@ -6,9 +6,12 @@ without loading Lightning.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
+import pickle
+import signal
 import time
 import warnings
 from collections.abc import Callable
@@ -28,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lowshot.cache import pick_device
+from lowshot.errors import RunError, Terminated
 from lowshot.nets import freeze_batchnorm
 from lowshot.training.context import FitContext
 
@@ -44,6 +48,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(checkpoint, tmp)
         os.replace(tmp, path)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Tensors and plain containers only: a checkpoint that needs anything else to load
+        is refused, never unpickled (a crafted one could run code)."""
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise RunError(
+                f"{path}: the checkpoint holds objects other than tensors and plain values, and "
+                f"lowshot does not unpickle files ({str(exc).splitlines()[0]}). Remove the "
+                "checkpoints/ folder to start over, or run without --resume."
+            ) from None
+        except (EOFError, RuntimeError, OSError) as exc:
+            raise RunError(
+                f"{path}: unreadable checkpoint ({exc}). Remove the checkpoints/ folder to start "
+                "over, or run without --resume."
+            ) from None
 
 
 class TransferModule(L.LightningModule):
@@ -237,11 +260,51 @@ def run_trainer(
         warnings.filterwarnings("ignore", ".*number of training batches.*")
         warnings.filterwarnings("ignore", ".*weights_only.*")
         warnings.filterwarnings("ignore", ".*validation_step.*but have no .val_dataloader.*")
-        trainer.fit(
-            module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt_path
-        )
+        old_rows = _csv_rows(ctx.run_dir / "logs" / "metrics.csv") if ckpt_path else []
+        try:
+            trainer.fit(
+                module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt_path
+            )
+        except SystemExit:
+            if not trainer.interrupted:
+                raise
+            # Lightning answers Ctrl-C with sys.exit(1) and leaves SIGINT ignored: restore
+            # the handler and say what happened (the last finished epoch is checkpointed)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise (Terminated() if Terminated.received else KeyboardInterrupt()) from None
+        finally:
+            if old_rows and ctx.run_dir is not None:
+                _keep_history(ctx.run_dir / "logs" / "metrics.csv", old_rows)
     seconds = clock.seconds()
     if isinstance(module, TransferModule):
         module.restore_best()
     module.to("cpu")
     return seconds
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _keep_history(path: Path, old: list[dict[str, str]]) -> None:
+    """Lightning's CSV logger starts ``metrics.csv`` afresh on resume; put back the rows of
+    the epochs before the resumed one, so the log holds the whole run."""
+    new = _csv_rows(path)
+    first = min((int(r["epoch"]) for r in new if r.get("epoch", "").isdigit()), default=None)
+    keep = [
+        r
+        for r in old
+        if first is None or (r.get("epoch", "").isdigit() and int(r["epoch"]) < first)
+    ]
+    if not keep:
+        return
+    fields = list(dict.fromkeys([k for r in keep + new for k in r]))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(keep + new)
+    os.replace(tmp, path)
