@@ -118,7 +118,7 @@ def fit(
     given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "quiet", "param")}
     given["params"], given["progress"] = parse_params(param), not quiet
     if config is not None:
-        spec = spec_from_config(config)
+        spec = spec_from_config(config, job="fit")
         if not isinstance(spec, FitSpec):
             raise ConfigError(f"--config: {config} holds a `lowshot {spec.job}` run.")
         explicit = {k: v for k, v in given.items() if _on_command_line(ctx, k)}

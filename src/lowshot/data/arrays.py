@@ -8,6 +8,7 @@ target or unlabelled is never encoded in a label value but kept by the caller.
 from __future__ import annotations
 
 import contextlib
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,9 @@ def load_csv(path: str | Path, label_column: str | int = -1) -> ArraySet:
     if len(rows) < 2:
         raise DataError(f"{path}: expected a header row and at least one data row.")
     header, body = rows[0], rows[1:]
+    for n, r in enumerate(body, 2):
+        if len(r) != len(header):
+            raise DataError(f"{path}:{n}: {len(r)} values, but the header has {len(header)} columns.")
     if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
         if label_column not in header:
             raise DataError(f"{path}: no column {label_column!r}; columns are {header}.")
@@ -213,6 +217,23 @@ def load_arrays(path: str | Path, **keys: str) -> ArraySet:
     if not path.is_file():
         raise DataError(f"{path}: no such file.")
     suf = path.suffix.lower()
+    if keys and suf not in {".mat", ".npz"}:
+        raise DataError(
+            f"{path}: FILE:FEATURES,LABELS names the variables of .mat and .npz files; a {suf} "
+            "file has none."
+        )
+    try:
+        return _load_by_suffix(path, suf, keys)
+    except DataError:
+        raise
+    except (ValueError, KeyError, IndexError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "pickle" in why:
+            why = "it holds Python objects, and lowshot does not unpickle files; save plain numbers"
+        raise DataError(f"{path}: not a readable {suf} array file ({why}).") from None
+
+
+def _load_by_suffix(path: Path, suf: str, keys: dict[str, str]) -> ArraySet:
     if suf in {".svmlight", ".svm", ".libsvm"}:
         return load_svmlight(path)
     if suf == ".mat":

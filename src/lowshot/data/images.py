@@ -190,6 +190,13 @@ def load_image_folder(
         raise DataError(
             f"{croot}: no class sub-folders found. Expected {croot}/<class name>/<image files>."
         )
+    if len(class_dirs) == 1 and class_depth == 1:
+        inner = [d for d in class_dirs[0].iterdir() if d.is_dir() and not _is_hidden(d)]
+        if len(inner) >= 2:
+            raise DataError(
+                f"{croot}: one class folder ({class_dirs[0].name}) holding {len(inner)} sub-folders: "
+                f"the class folders seem to be one folder too deep. Give {class_dirs[0]} instead."
+            )
     files: list[Path] = []
     labels: list[int] = []
     ignored: list[Path] = []
@@ -253,7 +260,15 @@ def load_file_list(
     raw: list[str] = []
     seen: dict[Path, tuple[int, str]] = {}  # resolved path -> (line, label)
     repeats: list[int] = []
-    for n, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = list_file.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{list_file}:{line_no}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the "
+            "list as UTF-8."
+        ) from None
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

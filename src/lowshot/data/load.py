@@ -64,6 +64,11 @@ def split(
     ``test_spec`` as test set, or, with no test set, the rest of ``train_spec`` (with
     ``shots``: all but the K per class; without: a stratified ``test_fraction``)."""
     full = load(train_spec, strict=strict, arrays=False)
+    if len(full.classes) < 2:  # before any split: "the test set is empty" would mislead
+        raise DataError(
+            f"{train_spec}: a single class ({', '.join(full.classes) or 'none'}); classification "
+            "needs at least two."
+        )
     if test_spec is not None:
         test = load(test_spec, strict=strict, arrays=False).relabel(full.classes)
         train = full

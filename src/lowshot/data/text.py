@@ -138,9 +138,15 @@ def load_table(
         for i, line in enumerate(lines_of(content), 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise DataError(f"{path}:{i}: not a JSON object ({e.msg}).") from None
+                if not isinstance(row, dict):
+                    raise DataError(
+                        f"{path}:{i}: expected a JSON object with {tc!r} and {lc!r}, got a "
+                        f"{type(row).__name__}."
+                    )
+                rows.append(row)
     else:
         rows = list(
             csv.DictReader(io.StringIO(content), delimiter="\t" if path.suffix == ".tsv" else ",")

@@ -321,7 +321,10 @@ def _manifest(run: Path) -> tuple[Path, Path] | None:
         ("meta.json", "learner.safetensors"),
     ):
         if (run / manifest).is_file():
-            fmt = json.loads((run / manifest).read_text()).get("format", "")
+            try:
+                fmt = json.loads((run / manifest).read_text()).get("format", "")
+            except (ValueError, AttributeError, UnicodeDecodeError):
+                continue  # damaged: whoever loads the run says so, naming the file
             if manifest == "meta.json" or str(fmt).startswith("lowshot-meta/"):
                 return run / manifest, run / weights
     return None

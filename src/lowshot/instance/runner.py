@@ -33,7 +33,9 @@ def make_reweighter(
 ) -> BaseReweighter:  # fmt: skip
     """The importance-weighting estimator ``method`` with ``params`` (and ``seed`` when it
     takes one); anything else is an error naming ``option`` and the valid names."""
-    info = get_method(method, family="instance")
+    if method not in {m.name for m in list_methods()}:
+        get_method(method)  # the unknown-name error, with close matches
+    info = get_method(method)
     if not (isinstance(info.factory, type) and issubclass(info.factory, BaseReweighter)):
         raise ConfigError(
             f"{option}: {method} does not produce importance weights; use one of "

@@ -27,7 +27,6 @@ from lowshot.errors import ConfigError, DataError
 from lowshot.feature.deep import deep_methods, embed
 from lowshot.feature.runner import (
     DeepSettings,
-    array_methods,
     make_estimator,
     measure,
     mode_data,
@@ -35,6 +34,7 @@ from lowshot.feature.runner import (
     preprocess,
     run_deep,
 )
+from lowshot.instance.runner import make_reweighter
 from lowshot.io import atomic_path
 from lowshot.pipeline.fit import cache_for
 from lowshot.pipeline.model_io import save_model
@@ -212,25 +212,29 @@ def save_adapted(net: Any, bb: Any, mode: str, blocks: int, classes: list[str], 
     save_model(model, classes, out, strategy=f"adapt:{method}", backbone_frozen=mode == "frozen")
 
 
-def run_reweight(source: str | Path, target: str | Path, *, method: str, out: str | Path,
-                 params: dict[str, Any] | None = None, preprocess_as: str = "none") -> dict:  # fmt: skip
+def run_reweight(
+    source: str | Path,
+    target: str | Path,
+    *,
+    method: str,
+    out: str | Path,
+    params: dict[str, Any] | None = None,
+    preprocess_as: str = "none",
+) -> dict:
     """Importance weights for the source rows, saved as a .npy in source-row order."""
-    from lowshot.instance import BaseReweighter
-
+    est = make_reweighter(method, params)  # a bad name or value fails before the data is read
     S, T = load_arrays(source), load_arrays(target)
     check_same_features(S.X, T.X)
-    est = get_method(method, family="instance").factory(**(params or {}))
-    if not isinstance(est, BaseReweighter):
-        ok = [m for m in array_methods() if get_method(m).family == "instance"]
-        raise ConfigError(
-            f"--method: {method} does not produce importance weights; use one of {', '.join(ok)}."
-        )
     X, _, sd = stack_domains(preprocess(S.X, preprocess_as), preprocess(T.X, preprocess_as))
     w = est.fit(X, sample_domain=sd).weights_
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.save(fh, w.astype(np.float32))
-    summary = {"n_source": len(w), "min": float(w.min()), "max": float(w.max()),
-               "effective_sample_size": float(w.sum() ** 2 / (w**2).sum())}  # fmt: skip
+    summary = {
+        "n_source": len(w),
+        "min": float(w.min()),
+        "max": float(w.max()),
+        "effective_sample_size": float(w.sum() ** 2 / (w**2).sum()),
+    }
     log.info("weights: %s", summary)
     return summary

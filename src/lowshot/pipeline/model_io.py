@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import timm
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lowshot._version import __version__
@@ -54,6 +55,15 @@ def save_model(
 
 
 def load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
+    try:
+        return _load_model(run_dir)
+    except (SafetensorError, KeyError, RuntimeError, OSError) as exc:
+        where = Path(run_dir) / "model.safetensors"
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunError(f"{where}: damaged or not this run's model ({why}); train the run again.") from None
+
+
+def _load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
     run_dir = Path(run_dir)
     meta_path, weights = run_dir / "model.json", run_dir / "model.safetensors"
     if not meta_path.is_file() or not weights.is_file():
@@ -61,9 +71,13 @@ def load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
             f"{run_dir} has no trained model (model.json + model.safetensors). Is it a finished "
             "`lowshot fit` run folder? An interrupted deep run continues with `lowshot fit ... --resume`."
         )
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != MODEL_FORMAT:
-        raise RunError(f"{meta_path}: unknown model format {meta.get('format')!r}.")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunError(f"{meta_path}: damaged ({exc}); train the run again.") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise RunError(f"{meta_path}: unknown model format {fmt!r}.")
     if meta.get("modality") == "text":
         from lowshot.backbones.text import create_text_encoder
 

@@ -155,7 +155,10 @@ def _is_multitask_run(run_dir: str | Path) -> bool:
     from lowshot.multitask.run import FORMAT
 
     meta = Path(run_dir) / "model.json"
-    return meta.is_file() and json.loads(meta.read_text()).get("format") == FORMAT
+    try:
+        return meta.is_file() and json.loads(meta.read_text()).get("format") == FORMAT
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return False  # damaged: load_model says so, naming the file
 
 
 def _expand_items(items: list[str | Path]) -> list[Any]:

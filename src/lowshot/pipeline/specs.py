@@ -376,8 +376,9 @@ JOBS: dict[str, type[JobSpec]] = {
 }
 
 
-def spec_from_config(path: str | Path) -> JobSpec:
-    """The spec a run folder's ``config.json`` (or a config file) holds."""
+def spec_from_config(path: str | Path, job: str | None = None) -> JobSpec:
+    """The spec a run folder's ``config.json`` (or a config file) holds; ``job`` is the
+    job to assume for a hand-written file that does not say (``fit --config``)."""
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
@@ -389,7 +390,7 @@ def spec_from_config(path: str | Path) -> JobSpec:
         raise ConfigError(f"{p}: not valid JSON ({exc}).") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{p}: expected a JSON object of settings.")
-    job = d.get("job")
+    job = d.get("job", job if "job" not in d else None)
     if job is None and "strategy" in d:  # written by lowshot before specs: a fit run
         job = "fit"
     if job is None and "method" in d and "sources" in d:
