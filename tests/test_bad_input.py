@@ -84,140 +84,391 @@ def corrupt_zip(path: Path) -> Path:
 
 CASES = [
     # --- images ---------------------------------------------------------------------
-    Case("truncated-jpeg", lambda t: (classes(t / "d"), write(t / "d/cat/bad.jpg", b"\xff\xd8\xff\xe0garbage"),
-         fit(str(t / "d"), "--strict"))[-1], "bad.jpg"),  # fmt: skip
-    Case("empty-image-file", lambda t: (classes(t / "d"), write(t / "d/dog/zero.png", b""),
-         fit(str(t / "d"), "--strict"))[-1], "zero.png"),  # fmt: skip
-    Case("text-named-png", lambda t: (classes(t / "d"), write(t / "d/dog/notes.png", "hello"),
-         fit(str(t / "d"), "--strict"))[-1], "notes.png"),  # fmt: skip
-    Case("one-pixel-image", lambda t: (classes(t / "d"), img(t / "d/cat/dot.png", (1, 1)),
-         fit(str(t / "d"), "--strict"))[-1], "1x1"),  # fmt: skip
-    Case("decompression-bomb", lambda t: ["--max-image-pixels", "100",
-         *fit(str(classes(t / "d")), "--strict")], "--max-image-pixels"),  # fmt: skip
-    Case("max-image-pixels-zero", lambda t: ["--max-image-pixels", "0", *fit(str(t))], "--max-image-pixels"),
+    Case(
+        "truncated-jpeg",
+        lambda t: (
+            classes(t / "d"),
+            write(t / "d/cat/bad.jpg", b"\xff\xd8\xff\xe0garbage"),
+            fit(str(t / "d"), "--strict"),
+        )[-1],
+        "bad.jpg",
+    ),  # fmt: skip
+    Case(
+        "empty-image-file",
+        lambda t: (
+            classes(t / "d"),
+            write(t / "d/dog/zero.png", b""),
+            fit(str(t / "d"), "--strict"),
+        )[-1],
+        "zero.png",
+    ),  # fmt: skip
+    Case(
+        "text-named-png",
+        lambda t: (
+            classes(t / "d"),
+            write(t / "d/dog/notes.png", "hello"),
+            fit(str(t / "d"), "--strict"),
+        )[-1],
+        "notes.png",
+    ),  # fmt: skip
+    Case(
+        "one-pixel-image",
+        lambda t: (
+            classes(t / "d"),
+            img(t / "d/cat/dot.png", (1, 1)),
+            fit(str(t / "d"), "--strict"),
+        )[-1],
+        "1x1",
+    ),  # fmt: skip
+    Case(
+        "decompression-bomb",
+        lambda t: ["--max-image-pixels", "100", *fit(str(classes(t / "d")), "--strict")],
+        "--max-image-pixels",
+    ),  # fmt: skip
+    Case(
+        "max-image-pixels-zero",
+        lambda t: ["--max-image-pixels", "0", *fit(str(t))],
+        "--max-image-pixels",
+    ),
     # --- folders --------------------------------------------------------------------
     Case("train-missing", lambda t: fit(str(t / "nowhere")), "nowhere"),
-    Case("train-empty-folder", lambda t: ((t / "empty").mkdir(), fit(str(t / "empty")))[-1], "empty"),
+    Case(
+        "train-empty-folder", lambda t: ((t / "empty").mkdir(), fit(str(t / "empty")))[-1], "empty"
+    ),
     Case("one-class", lambda t: fit(str(classes(t / "d", ("cat",))), "--shots", "1"), "cat"),
-    Case("classes-one-level-too-deep", lambda t: fit(str(classes(t / "d" / "all"))[:-4]),
-         "one folder too deep"),  # fmt: skip
+    Case(
+        "classes-one-level-too-deep",
+        lambda t: fit(str(classes(t / "d" / "all"))[:-4]),
+        "one folder too deep",
+    ),  # fmt: skip
     Case("train-is-one-image", lambda t: fit(str(img(t / "a.png"))), "single image"),
-    Case("test-class-unknown", lambda t: fit(str(good_train(t)), "--test",
-         str(classes(t / "test", ("cat", "cow")))), "cow"),  # fmt: skip
+    Case(
+        "test-class-unknown",
+        lambda t: fit(str(good_train(t)), "--test", str(classes(t / "test", ("cat", "cow")))),
+        "cow",
+    ),  # fmt: skip
     Case("test-missing", lambda t: fit(str(good_train(t)), "--test", str(t / "gone")), "gone"),
-    Case("target-empty", lambda t: ((t / "tg").mkdir(), fit(str(good_train(t)), "--target",
-         str(t / "tg"), "--instance-weights", "kmm"))[-1], "tg"),  # fmt: skip
+    Case(
+        "target-empty",
+        lambda t: (
+            (t / "tg").mkdir(),
+            fit(str(good_train(t)), "--target", str(t / "tg"), "--instance-weights", "kmm"),
+        )[-1],
+        "tg",
+    ),  # fmt: skip
     Case("named-set-unknown", lambda t: fit("office31:nosuchdomain"), "nosuchdomain"),
     # --- file lists -----------------------------------------------------------------
     Case("list-missing-image", lambda t: fit(str(write(t / "l.txt", "gone.png cat\n"))), "l.txt:1"),
-    Case("list-line-without-label", lambda t: (img(t / "a.png"),
-         fit(str(write(t / "l.txt", "a.png\n"))))[-1], "l.txt:1"),  # fmt: skip
+    Case(
+        "list-line-without-label",
+        lambda t: (img(t / "a.png"), fit(str(write(t / "l.txt", "a.png\n"))))[-1],
+        "l.txt:1",
+    ),  # fmt: skip
     Case("list-empty", lambda t: fit(str(write(t / "l.lst", "# nothing\n"))), "no entries"),
-    Case("list-one-image-two-labels", lambda t: (img(t / "a.png"), img(t / "b.png"),
-         fit(str(write(t / "l.txt", "a.png cat\nb.png dog\na.png dog\n"))))[-1], "l.txt:3"),  # fmt: skip
-    Case("list-not-utf8", lambda t: (img(t / "a.png"),
-         fit(str(write(t / "l.lst", b"a.png caf\xe9\n\xff\xfe.png dog\n"))))[-1], "l.lst"),  # fmt: skip
+    Case(
+        "list-one-image-two-labels",
+        lambda t: (
+            img(t / "a.png"),
+            img(t / "b.png"),
+            fit(str(write(t / "l.txt", "a.png cat\nb.png dog\na.png dog\n"))),
+        )[-1],
+        "l.txt:3",
+    ),  # fmt: skip
+    Case(
+        "list-not-utf8",
+        lambda t: (
+            img(t / "a.png"),
+            fit(str(write(t / "l.lst", b"a.png caf\xe9\n\xff\xfe.png dog\n"))),
+        )[-1],
+        "l.lst",
+    ),  # fmt: skip
     # --- feature arrays (lowshot adapt) -------------------------------------------------
-    Case("npy-empty", lambda t: (np.save(t / "e.npy", np.zeros((0, 5))),
-         adapt(arrays(t)[0], t / "e.npy"))[-1], "e.npy"),  # fmt: skip
-    Case("npy-1d", lambda t: (np.save(t / "v.npy", np.arange(5.0)),
-         adapt(arrays(t)[0], t / "v.npy"))[-1], "v.npy"),  # fmt: skip
+    Case(
+        "npy-empty",
+        lambda t: (np.save(t / "e.npy", np.zeros((0, 5))), adapt(arrays(t)[0], t / "e.npy"))[-1],
+        "e.npy",
+    ),  # fmt: skip
+    Case(
+        "npy-1d",
+        lambda t: (np.save(t / "v.npy", np.arange(5.0)), adapt(arrays(t)[0], t / "v.npy"))[-1],
+        "v.npy",
+    ),  # fmt: skip
     Case("npy-not-numpy", lambda t: adapt(arrays(t)[0], write(t / "x.npy", "hello")), "x.npy"),
-    Case("npy-pickled-objects", lambda t: (np.save(t / "o.npy", np.array([{"a": 1}], dtype=object)),
-         adapt(arrays(t)[0], t / "o.npy"))[-1], "o.npy"),  # fmt: skip
-    Case("npz-missing-key", lambda t: (np.savez(t / "k.npz", A=np.ones((4, 2))),
-         adapt(arrays(t)[0], t / "k.npz"))[-1], "k.npz"),  # fmt: skip
+    Case(
+        "npy-pickled-objects",
+        lambda t: (
+            np.save(t / "o.npy", np.array([{"a": 1}], dtype=object)),
+            adapt(arrays(t)[0], t / "o.npy"),
+        )[-1],
+        "o.npy",
+    ),  # fmt: skip
+    Case(
+        "npz-missing-key",
+        lambda t: (np.savez(t / "k.npz", A=np.ones((4, 2))), adapt(arrays(t)[0], t / "k.npz"))[-1],
+        "k.npz",
+    ),  # fmt: skip
     Case("npz-corrupt", lambda t: adapt(arrays(t)[0], corrupt_zip(t / "c.npz")), "c.npz"),
-    Case("mat-not-matlab", lambda t: adapt(arrays(t)[0], write(t / "m.mat", "MATLAB? no")), "m.mat"),
-    Case("npz-named-keys-missing", lambda t: (np.savez(t / "k2.npz", A=np.ones((4, 2))),
-         adapt(arrays(t)[0], f"{t / 'k2.npz'}:Xs,Ys"))[-1], "Xs"),  # fmt: skip
-    Case("npy-with-named-keys", lambda t: adapt(arrays(t)[0], f"{arrays(t)[1]}:Xs,Ys"), "names the variables"),
-    Case("csv-not-numbers", lambda t: adapt(arrays(t)[0], write(t / "c.csv", "a,b,label\nx,1,0\ny,2,1\n")),
-         "c.csv"),  # fmt: skip
-    Case("csv-ragged-rows", lambda t: adapt(arrays(t)[0], write(t / "r.csv", "a,b,label\n1,2,0\n3\n")),
-         "r.csv:3"),  # fmt: skip
-    Case("csv-header-only", lambda t: adapt(arrays(t)[0], write(t / "h.csv", "a,b,label\n")), "h.csv"),
-    Case("svmlight-malformed", lambda t: adapt(write(t / "s.svmlight", "1 3:x\n0 1:2\n"), arrays(t)[1]),
-         "s.svmlight"),  # fmt: skip
-    Case("arrays-width-differs", lambda t: (np.save(t / "w.npy", np.ones((6, 8))),
-         adapt(arrays(t)[0], t / "w.npy"))[-1], "w.npy"),  # fmt: skip
-    Case("arrays-nan", lambda t: (np.save(t / "n.npy", np.c_[np.full((6, 4), np.nan), np.zeros(6)]),
-         adapt(arrays(t)[0], t / "n.npy"))[-1], "n.npy"),  # fmt: skip
-    Case("arrays-unknown-suffix", lambda t: adapt(arrays(t)[0], write(t / "d.parquet", "x")), "d.parquet"),
+    Case(
+        "mat-not-matlab", lambda t: adapt(arrays(t)[0], write(t / "m.mat", "MATLAB? no")), "m.mat"
+    ),
+    Case(
+        "npz-named-keys-missing",
+        lambda t: (
+            np.savez(t / "k2.npz", A=np.ones((4, 2))),
+            adapt(arrays(t)[0], f"{t / 'k2.npz'}:Xs,Ys"),
+        )[-1],
+        "Xs",
+    ),  # fmt: skip
+    Case(
+        "npy-with-named-keys",
+        lambda t: adapt(arrays(t)[0], f"{arrays(t)[1]}:Xs,Ys"),
+        "names the variables",
+    ),
+    Case(
+        "csv-not-numbers",
+        lambda t: adapt(arrays(t)[0], write(t / "c.csv", "a,b,label\nx,1,0\ny,2,1\n")),
+        "c.csv",
+    ),  # fmt: skip
+    Case(
+        "csv-ragged-rows",
+        lambda t: adapt(arrays(t)[0], write(t / "r.csv", "a,b,label\n1,2,0\n3\n")),
+        "r.csv:3",
+    ),  # fmt: skip
+    Case(
+        "csv-header-only", lambda t: adapt(arrays(t)[0], write(t / "h.csv", "a,b,label\n")), "h.csv"
+    ),
+    Case(
+        "svmlight-malformed",
+        lambda t: adapt(write(t / "s.svmlight", "1 3:x\n0 1:2\n"), arrays(t)[1]),
+        "s.svmlight",
+    ),  # fmt: skip
+    Case(
+        "arrays-width-differs",
+        lambda t: (np.save(t / "w.npy", np.ones((6, 8))), adapt(arrays(t)[0], t / "w.npy"))[-1],
+        "w.npy",
+    ),  # fmt: skip
+    Case(
+        "arrays-nan",
+        lambda t: (
+            np.save(t / "n.npy", np.c_[np.full((6, 4), np.nan), np.zeros(6)]),
+            adapt(arrays(t)[0], t / "n.npy"),
+        )[-1],
+        "n.npy",
+    ),  # fmt: skip
+    Case(
+        "arrays-unknown-suffix",
+        lambda t: adapt(arrays(t)[0], write(t / "d.parquet", "x")),
+        "d.parquet",
+    ),
     Case("arrays-and-images-mixed", lambda t: adapt(arrays(t)[0], good_train(t)), "mix"),
     # --- text -----------------------------------------------------------------------
     Case("text-one-label", lambda t: fit(str(write(t / "one.txt", "1 good\n1 fine\n"))), "one.txt"),
     Case("text-empty", lambda t: fit(str(write(t / "e.txt", "\n\n"))), "e.txt"),
-    Case("jsonl-bad-line", lambda t: fit(str(write(t / "j.jsonl", '{"text": "a", "label": 1}\n{oops\n'))),
-         "j.jsonl:2"),  # fmt: skip
-    Case("jsonl-not-object", lambda t: fit(str(write(t / "j.jsonl", '{"text": "a", "label": 1}\n[1, 2]\n'))),
-         "j.jsonl:2"),  # fmt: skip
-    Case("jsonl-missing-field", lambda t: fit(str(write(t / "j.jsonl", '{"txt": "a", "label": 1}\n'))),
-         "text"),  # fmt: skip
-    Case("csv-text-missing-column", lambda t: fit(str(write(t / "t.csv", "sentence,label\nhi,1\nbye,0\n"))),
-         "t.csv"),  # fmt: skip
-    Case("tsv-ragged", lambda t: fit(str(write(t / "t.tsv", "text\tlabel\nhi\t1\tx\tz\nbye\n"))), "t.tsv"),
+    Case(
+        "jsonl-bad-line",
+        lambda t: fit(str(write(t / "j.jsonl", '{"text": "a", "label": 1}\n{oops\n'))),
+        "j.jsonl:2",
+    ),  # fmt: skip
+    Case(
+        "jsonl-not-object",
+        lambda t: fit(str(write(t / "j.jsonl", '{"text": "a", "label": 1}\n[1, 2]\n'))),
+        "j.jsonl:2",
+    ),  # fmt: skip
+    Case(
+        "jsonl-missing-field",
+        lambda t: fit(str(write(t / "j.jsonl", '{"txt": "a", "label": 1}\n'))),
+        "text",
+    ),  # fmt: skip
+    Case(
+        "csv-text-missing-column",
+        lambda t: fit(str(write(t / "t.csv", "sentence,label\nhi,1\nbye,0\n"))),
+        "t.csv",
+    ),  # fmt: skip
+    Case(
+        "tsv-ragged",
+        lambda t: fit(str(write(t / "t.tsv", "text\tlabel\nhi\t1\tx\tz\nbye\n"))),
+        "t.tsv",
+    ),
     Case("text-is-binary", lambda t: fit(str(write(t / "b.txt", bytes(range(256)) * 4))), "b.txt"),
     # --- options --------------------------------------------------------------------
     Case("seed-negative", lambda t: fit(str(good_train(t)), "--seed", "-1"), "--seed"),
     Case("shots-zero", lambda t: fit(str(good_train(t)), "--shots", "0"), "--shots"),
-    Case("param-not-a-number", lambda t: fit(str(good_train(t)), "-s", "finetune", "-p", "epochs=abc"),
-         "epochs"),  # fmt: skip
+    Case(
+        "param-not-a-number",
+        lambda t: fit(str(good_train(t)), "-s", "finetune", "-p", "epochs=abc"),
+        "epochs",
+    ),  # fmt: skip
     Case("param-without-equals", lambda t: fit(str(good_train(t)), "-p", "epochs"), "-p"),
     Case("param-unknown", lambda t: fit(str(good_train(t)), "-p", "depth=3"), "depth"),
-    Case("val-fraction-out-of-range", lambda t: fit(str(good_train(t)), "--val-fraction", "2"),
-         "--val-fraction"),  # fmt: skip
-    Case("test-fraction-zero", lambda t: fit(str(good_train(t)), "--test-fraction", "0"), "No such option"),
+    Case(
+        "val-fraction-out-of-range",
+        lambda t: fit(str(good_train(t)), "--val-fraction", "2"),
+        "--val-fraction",
+    ),  # fmt: skip
+    Case(
+        "test-fraction-zero",
+        lambda t: fit(str(good_train(t)), "--test-fraction", "0"),
+        "No such option",
+    ),
     Case("strategy-unknown", lambda t: fit(str(good_train(t)), "-s", "finetuned"), "finetune"),
     Case("backbone-unknown", lambda t: fit(str(good_train(t)), "-b", "resnet9000"), "resnet9000"),
-    Case("backbone-text-for-images", lambda t: fit(str(good_train(t)), "-b", "minilm"), "--backbone"),
+    Case(
+        "backbone-text-for-images", lambda t: fit(str(good_train(t)), "-b", "minilm"), "--backbone"
+    ),
     Case("device-unknown", lambda t: fit(str(good_train(t)), "--device", "gpu"), "--device"),
-    Case("weights-missing", lambda t: fit(str(good_train(t)), "--weights", str(t / "w.pt")), "--weights"),
-    Case("instance-weights-without-target", lambda t: fit(str(good_train(t)), "--instance-weights", "kmm"),
-         "--target"),  # fmt: skip
-    Case("instance-weights-not-a-reweighter", lambda t: fit(str(good_train(t)), "--target",
-         str(classes(t / "tg")), "--instance-weights", "tradaboost"), "--instance-weights"),  # fmt: skip
-    Case("resume-and-overwrite", lambda t: fit(str(good_train(t)), "--resume", "--overwrite"), "--resume"),
+    Case(
+        "weights-missing",
+        lambda t: fit(str(good_train(t)), "--weights", str(t / "w.pt")),
+        "--weights",
+    ),
+    Case(
+        "instance-weights-without-target",
+        lambda t: fit(str(good_train(t)), "--instance-weights", "kmm"),
+        "--target",
+    ),  # fmt: skip
+    Case(
+        "instance-weights-not-a-reweighter",
+        lambda t: fit(
+            str(good_train(t)),
+            "--target",
+            str(classes(t / "tg")),
+            "--instance-weights",
+            "tradaboost",
+        ),
+        "--instance-weights",
+    ),  # fmt: skip
+    Case(
+        "resume-and-overwrite",
+        lambda t: fit(str(good_train(t)), "--resume", "--overwrite"),
+        "--resume",
+    ),
     Case("config-missing", lambda t: ["fit", "--config", str(t / "c.json")], "c.json"),
-    Case("config-not-json", lambda t: ["fit", "--config", str(write(t / "c.json", "{strategy"))], "c.json"),
-    Case("config-unknown-setting", lambda t: ["fit", "--config",
-         str(write(t / "c.json", json.dumps({"train": "x", "colour": "red"})))], "colour"),  # fmt: skip
+    Case(
+        "config-not-json",
+        lambda t: ["fit", "--config", str(write(t / "c.json", "{strategy"))],
+        "c.json",
+    ),
+    Case(
+        "config-unknown-setting",
+        lambda t: [
+            "fit",
+            "--config",
+            str(write(t / "c.json", json.dumps({"train": "x", "colour": "red"}))),
+        ],
+        "colour",
+    ),  # fmt: skip
     Case("fit-without-train", lambda t: ["fit"], "TRAIN"),
     Case("adapt-mode-unknown", lambda t: adapt(*arrays(t), "--mode", "half"), "--mode"),
-    Case("adapt-trade-off-words", lambda t: adapt(*arrays(t), "--trade-off", "lots"), "--trade-off"),
-    Case("adapt-method-unknown", lambda t: [*adapt(*arrays(t))[:-3], "dannn", "--out", "o"], "dann"),
-    Case("adapt-trade-offs-without-select", lambda t: adapt(*arrays(t), "--trade-off", "0.1,1"), "--select"),
-    Case("rank-layers-words", lambda t: ["rank", "backbones", "--data", str(good_train(t)), "--layers", "x"],
-         "--layers"),  # fmt: skip
-    Case("rank-candidates-empty", lambda t: ["rank", "backbones", "--data", str(good_train(t)),
-         "--candidates", ","], "--candidates"),  # fmt: skip
-    Case("fewshot-shots-words", lambda t: ["fewshot", "eval", "--data", str(good_train(t)), "--shots", "a"],
-         "--shots"),  # fmt: skip
-    Case("meta-train-one-way", lambda t: ["meta-train", "--data", str(good_train(t)), "--ways", "1",
-         "--out", "m"], "--ways"),  # fmt: skip
+    Case(
+        "adapt-trade-off-words", lambda t: adapt(*arrays(t), "--trade-off", "lots"), "--trade-off"
+    ),
+    Case(
+        "adapt-method-unknown", lambda t: [*adapt(*arrays(t))[:-3], "dannn", "--out", "o"], "dann"
+    ),
+    Case(
+        "adapt-trade-offs-without-select",
+        lambda t: adapt(*arrays(t), "--trade-off", "0.1,1"),
+        "--select",
+    ),
+    Case(
+        "rank-layers-words",
+        lambda t: ["rank", "backbones", "--data", str(good_train(t)), "--layers", "x"],
+        "--layers",
+    ),  # fmt: skip
+    Case(
+        "rank-candidates-empty",
+        lambda t: ["rank", "backbones", "--data", str(good_train(t)), "--candidates", ","],
+        "--candidates",
+    ),  # fmt: skip
+    Case(
+        "fewshot-shots-words",
+        lambda t: ["fewshot", "eval", "--data", str(good_train(t)), "--shots", "a"],
+        "--shots",
+    ),  # fmt: skip
+    Case(
+        "meta-train-one-way",
+        lambda t: ["meta-train", "--data", str(good_train(t)), "--ways", "1", "--out", "m"],
+        "--ways",
+    ),  # fmt: skip
     Case("multitask-no-tasks", lambda t: ["multitask", "--out", "m"], "--task"),
     Case("multitask-task-format", lambda t: ["multitask", "--task", "nonsense"], "--task"),
-    Case("reweight-not-a-reweighter", lambda t: ["reweight", "--source", str(arrays(t)[0]), "--target",
-         str(arrays(t)[1]), "--method", "coral-linear", "--out", "w.npy"], "--method"),  # fmt: skip
+    Case(
+        "reweight-not-a-reweighter",
+        lambda t: [
+            "reweight",
+            "--source",
+            str(arrays(t)[0]),
+            "--target",
+            str(arrays(t)[1]),
+            "--method",
+            "coral-linear",
+            "--out",
+            "w.npy",
+        ],
+        "--method",
+    ),  # fmt: skip
     # --- outputs and run folders ------------------------------------------------------
-    Case("out-is-a-file", lambda t: fit(str(good_train(t)), "--out", str(write(t / "f", "x"))), "--out"),
-    Case("out-under-a-file", lambda t: fit(str(good_train(t)), "--out", str(write(t / "f", "x") / "run")),
-         "--out"),  # fmt: skip
-    Case("overwrite-foreign-folder", lambda t: (write(t / "mine" / "notes.txt", "keep"),
-         fit(str(good_train(t)), "--out", str(t / "mine"), "--overwrite"))[-1], "not a lowshot run"),  # fmt: skip
-    Case("out-exists", lambda t: (write(t / "old" / "config.json", '{"lowshot_version": "0"}'),
-         fit(str(good_train(t)), "--out", str(t / "old")))[-1], "--resume"),  # fmt: skip
-    Case("evaluate-not-a-run", lambda t: ["evaluate", str(good_train(t)), str(good_train(t))], "no trained model"),
-    Case("predict-missing-file", lambda t: ["predict", str(run_folder(t)), str(t / "gone.jpg")], "gone.jpg"),
-    Case("predict-not-an-image", lambda t: ["predict", str(run_folder(t)), str(write(t / "x.jpg", "no"))],
-         "x.jpg"),  # fmt: skip
-    Case("model-json-damaged", lambda t: ["predict", str(run_folder(t, damage="model.json")),
-         str(img(t / "q.png"))], "model.json"),  # fmt: skip
-    Case("model-weights-damaged", lambda t: ["predict", str(run_folder(t, damage="model.safetensors")),
-         str(img(t / "q.png"))], "model.safetensors"),  # fmt: skip
+    Case(
+        "out-is-a-file",
+        lambda t: fit(str(good_train(t)), "--out", str(write(t / "f", "x"))),
+        "--out",
+    ),
+    Case(
+        "out-under-a-file",
+        lambda t: fit(str(good_train(t)), "--out", str(write(t / "f", "x") / "run")),
+        "--out",
+    ),  # fmt: skip
+    Case(
+        "overwrite-foreign-folder",
+        lambda t: (
+            write(t / "mine" / "notes.txt", "keep"),
+            fit(str(good_train(t)), "--out", str(t / "mine"), "--overwrite"),
+        )[-1],
+        "not a lowshot run",
+    ),  # fmt: skip
+    Case(
+        "out-exists",
+        lambda t: (
+            write(t / "old" / "config.json", '{"lowshot_version": "0"}'),
+            fit(str(good_train(t)), "--out", str(t / "old")),
+        )[-1],
+        "--resume",
+    ),  # fmt: skip
+    Case(
+        "evaluate-not-a-run",
+        lambda t: ["evaluate", str(good_train(t)), str(good_train(t))],
+        "no trained model",
+    ),
+    Case(
+        "predict-missing-file",
+        lambda t: ["predict", str(run_folder(t)), str(t / "gone.jpg")],
+        "gone.jpg",
+    ),
+    Case(
+        "predict-not-an-image",
+        lambda t: ["predict", str(run_folder(t)), str(write(t / "x.jpg", "no"))],
+        "x.jpg",
+    ),  # fmt: skip
+    Case(
+        "model-json-damaged",
+        lambda t: ["predict", str(run_folder(t, damage="model.json")), str(img(t / "q.png"))],
+        "model.json",
+    ),  # fmt: skip
+    Case(
+        "model-weights-damaged",
+        lambda t: [
+            "predict",
+            str(run_folder(t, damage="model.safetensors")),
+            str(img(t / "q.png")),
+        ],
+        "model.safetensors",
+    ),  # fmt: skip
     Case("rerun-without-config", lambda t: ["rerun", str(good_train(t))], "config.json"),
-    Case("resume-changed-settings", lambda t: fit(str(good_train(t)), "--out", str(run_folder(t)),
-         "--resume", "--seed", "5"), "different settings"),  # fmt: skip
+    Case(
+        "resume-changed-settings",
+        lambda t: fit(str(good_train(t)), "--out", str(run_folder(t)), "--resume", "--seed", "5"),
+        "different settings",
+    ),  # fmt: skip
 ]
 
 
@@ -270,7 +521,9 @@ def test_bad_input_gets_one_clear_line(case, tmp_path, cache_dir, data_root, mon
     assert "Traceback" not in res.output, res.output
     assert res.exit_code == case.code, f"exit {res.exit_code}: {text}"
     assert case.needle in text, text
-    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
+    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), (
+        res.exception
+    )
     after = snapshot(tmp_path, outs)
     assert after == before, f"changed outside the run folder: {set(after) ^ set(before)}"
     assert os.getcwd() == str(tmp_path)

@@ -30,6 +30,7 @@ from lowshot.errors import ConfigError
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.linear_probe import fit_head
 from lowshot.registry import register_method
+from lowshot.training.sampling import EpochShuffle
 
 
 def _bn_and_bias(module: nn.Module) -> list[nn.Parameter]:
@@ -131,9 +132,9 @@ class DeepStrategy(Strategy):
         )
         if not train:
             return DataLoader(ds, batch_size=64)
-        g = torch.Generator().manual_seed(ctx.seed)
         bs = min(self.batch_size, len(ds))
-        return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g)
+        return DataLoader(ds, batch_size=bs, sampler=EpochShuffle(len(ds), ctx.seed),
+                          drop_last=len(ds) > bs)  # fmt: skip
 
     def epochs_for(self, steps_per_epoch: int) -> int:
         """``epochs``, raised until training takes at least ``min_steps`` optimizer steps.
@@ -444,6 +445,6 @@ class Partial(DeepStrategy):
         ds = TensorDataset(*tensors)
         if not train:
             return DataLoader(ds, batch_size=64)
-        g = torch.Generator().manual_seed(ctx.seed)
         bs = min(self.batch_size, len(ds))
-        return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, generator=g)
+        return DataLoader(ds, batch_size=bs, sampler=EpochShuffle(len(ds), ctx.seed),
+                          drop_last=len(ds) > bs)  # fmt: skip

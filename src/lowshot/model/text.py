@@ -17,6 +17,7 @@ from lowshot.errors import ConfigError, DataError
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.linear_probe import fit_head
 from lowshot.registry import register_method
+from lowshot.training.sampling import EpochShuffle
 
 
 class TextBatches(Dataset):
@@ -59,9 +60,8 @@ class TextBatches(Dataset):
         return DataLoader(
             self,
             batch_size=bs,
-            shuffle=shuffle,
+            sampler=EpochShuffle(len(self), seed) if shuffle else None,
             drop_last=shuffle and len(self) > bs,
-            generator=torch.Generator().manual_seed(seed) if shuffle else None,
             collate_fn=self.collate,
         )
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from lowshot._log import log
+from lowshot.backbones import DEFAULT_BACKBONE
 from lowshot.backbones.select import backbone_for
 from lowshot.cache import FeatureCache, default_cache, pick_device
 from lowshot.data.load import overlap, split
@@ -83,7 +84,10 @@ def _check_resume(spec: FitSpec) -> None:
         return
     old = json.loads((spec.out / "config.json").read_text(encoding="utf-8"))
     keys = ("strategy", "backbone", "train", "test", "shots", "seed")
-    diff = {k for k in keys if old.get(k) != spec.to_dict().get(k)}
+    now = spec.to_dict()
+    for d in (old, now):  # no backbone named and the default named are the same backbone
+        d["backbone"] = d.get("backbone") or DEFAULT_BACKBONE
+    diff = {k for k in keys if old.get(k) != now.get(k)}
     if old.get("params", old.get("strategy_params")) not in (spec.params, make_strategy(
             spec.strategy, spec.params).get_params()):  # fmt: skip
         diff.add("params")

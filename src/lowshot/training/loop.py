@@ -261,6 +261,9 @@ def run_trainer(
         warnings.filterwarnings("ignore", ".*weights_only.*")
         warnings.filterwarnings("ignore", ".*validation_step.*but have no .val_dataloader.*")
         old_rows = _csv_rows(ctx.run_dir / "logs" / "metrics.csv") if ckpt_path else []
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # the first epoch's randomness, before its iterator
+            sampler.set_epoch(_next_epoch(ckpt_path) if ckpt_path else 0)
         try:
             trainer.fit(
                 module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt_path
@@ -280,6 +283,15 @@ def run_trainer(
         module.restore_best()
     module.to("cpu")
     return seconds
+
+
+def _next_epoch(ckpt_path: str) -> int:
+    """The epoch a resume starts with (the checkpoint's finished epochs)."""
+    ck = AtomicCheckpointIO().load_checkpoint(ckpt_path)
+    try:
+        return int(ck["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(ck.get("epoch", -1)) + 1
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:

@@ -1,0 +1,51 @@
+"""Epoch-seeded shuffling: the randomness of epoch ``e`` depends only on (seed, e).
+
+A generator seeded once and advanced epoch after epoch gives a resumed run the
+permutations (and augmentations, and dropout masks) of the wrong epochs: after a resume
+from epoch 2, "epoch 3" drew epoch 1's order. Lightning calls ``set_epoch`` on the
+training sampler before each epoch's iterator is made; this sampler then draws the
+epoch's permutation from a generator seeded with (seed, epoch) and reseeds the global
+torch / numpy / random state the same way, so a resumed run trains exactly as an
+uninterrupted one with the same seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch)) % (2**31 - 1)
+
+
+class EpochShuffle(Sampler[int]):
+    """A random permutation of ``range(n)`` per epoch, reproducible from (seed, epoch)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+        self._seeded: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Idempotent: the trainer may announce an epoch more than once (``run_trainer``
+        announces the first one before Lightning makes the epoch's iterator, which on a
+        resume happens before Lightning's own call); reseeding twice would restart the
+        epoch's random stream midway."""
+        if epoch == self._seeded:
+            return
+        self.epoch, self._seeded = epoch, epoch
+        s = epoch_seed(self.seed, epoch)
+        torch.manual_seed(s)  # augmentation and dropout draws of this epoch
+        np.random.seed(s)
+        random.seed(s)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
