@@ -37,6 +37,7 @@ def test_feature_family_is_registered():
     }
 
 
+@pytest.mark.slow  # benchmark-sized: the paper's protocol on whole domains (./run test-all)
 @pytest.mark.parametrize("src,tgt", [("mnist", "usps"), ("usps", "mnist")])
 def test_jda_reproduces_its_paper_gain(digits, src, tgt):
     """JDA paper, Table 2: 1-NN 65.94 -> JDA 67.28 (MNIST->USPS), 44.70 -> 59.65 (USPS->MNIST)."""

@@ -143,7 +143,12 @@ def uninterrupted(mini, tmp_path_factory, cache_dir):
 
 
 @pytest.mark.parametrize(
-    "signum, code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+    "signum, code, said",
+    [
+        (signal.SIGINT, 130, "interrupted"),
+        # the same path but the handler (./run test-all runs it)
+        pytest.param(signal.SIGTERM, 143, "terminated", marks=pytest.mark.slow),
+    ],
 )
 def test_an_interrupted_fit_exits_clearly_and_resumes_to_the_same_result(
     signum, code, said, mini, tmp_path, cache_dir, uninterrupted

@@ -217,7 +217,7 @@ def load_arrays(path: str | Path, **keys: str) -> ArraySet:
     if not path.is_file():
         raise DataError(f"{path}: no such file.")
     suf = path.suffix.lower()
-    if keys and suf not in {".mat", ".npz"}:
+    if named and suf not in {".mat", ".npz"}:
         raise DataError(
             f"{path}: FILE:FEATURES,LABELS names the variables of .mat and .npz files; a {suf} "
             "file has none."

@@ -66,8 +66,8 @@ def split(
     full = load(train_spec, strict=strict, arrays=False)
     if len(full.classes) < 2:  # before any split: "the test set is empty" would mislead
         raise DataError(
-            f"{train_spec}: a single class ({', '.join(full.classes) or 'none'}); classification "
-            "needs at least two."
+            f"{train_spec}: a single label value ({', '.join(full.classes) or 'none'}); "
+            "classification needs at least two classes."
         )
     if test_spec is not None:
         test = load(test_spec, strict=strict, arrays=False).relabel(full.classes)
