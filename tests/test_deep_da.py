@@ -171,7 +171,12 @@ def office_pair(tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("mode", ["frozen", "partial", "full"])
+@pytest.mark.parametrize(
+    # full trains the whole backbone (minutes on a CPU at real sizes); partial covers a trained
+    # body by default
+    "mode",
+    ["frozen", "partial", pytest.param("full", marks=pytest.mark.slow)],
+)
 def test_image_modes(mode, office_pair, cache_dir, tmp_path):
     m = adapt(
         [office_pair["source"]],

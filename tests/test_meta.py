@@ -50,6 +50,9 @@ def _rows(r) -> list[dict]:
 # every registered meta-learner goes through the same checks
 METHODS = [m.name for f in ("meta", "relation") for m in list_methods(f) if is_learner(m.name)]
 SLOW_TO_LEARN = {"relationnet", "gnn", "maml", "fomaml", "reptile"}
+# quality checks that train to a learning gain: the default suite keeps protonet's; every
+# learner's contract (train, save, reload, embed) runs by default below
+LEARNING_CURVES = {"anil", "matchingnet"}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,10 @@ def test_every_learner_trains_saves_and_reloads(method, omni, tmp_path):
 
 @pytest.mark.parametrize(
     "method",
-    [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_TO_LEARN else m for m in METHODS],
+    [
+        pytest.param(m, marks=pytest.mark.slow) if m in SLOW_TO_LEARN | LEARNING_CURVES else m
+        for m in METHODS
+    ],  # fmt: skip
 )
 def test_meta_training_beats_the_untrained_learner_on_unseen_alphabets(method, omni):
     train, test = omni

@@ -130,7 +130,7 @@ main()
 """
 DEEP = {
     "strategy": "finetune",
-    "params": {"epochs": 4, "min_steps": 0, "batch_size": 8},  # 3 batches an epoch
+    "params": {"epochs": 3, "min_steps": 0, "batch_size": 8},  # 3 batches an epoch
     "baseline": False,
 }
 
@@ -155,7 +155,7 @@ def test_an_interrupted_fit_exits_clearly_and_resumes_to_the_same_result(
 ):
     out = tmp_path / "run"
     argv = ["fit", str(mini["train"]), "--test", str(mini["test"]), "-s", "finetune", "-p",
-            "epochs=4", "-p", "min_steps=0", "-p", "batch_size=8", "--no-baseline", "-q", "--out",
+            "epochs=3", "-p", "min_steps=0", "-p", "batch_size=8", "--no-baseline", "-q", "--out",
             str(out)]  # fmt: skip
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, *argv], stderr=subprocess.PIPE, text=True
@@ -186,3 +186,14 @@ def _csv_epochs(run: Path) -> list[str]:
     with open(run / "logs" / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     return sorted({f"{r['epoch']}," for r in rows if r.get("epoch")})
+
+
+def test_a_features_csv_with_the_label_first_uses_the_label(tmp_path):
+    from lowshot.data.arrays import load_csv
+
+    rows = ["label,f1,f2"] + [f"{'ab'[i % 2]},{i}.0,{i * 2}.5" for i in range(6)]
+    (tmp_path / "first.csv").write_text("\n".join(rows) + "\n")
+    s = load_csv(tmp_path / "first.csv")
+    assert s.classes == ["a", "b"] and s.X.shape == (6, 2)  # once: f2 was taken as the label
+    (tmp_path / "last.csv").write_text("f1,f2,kind\n1,2,x\n3,4,y\n")
+    assert load_csv(tmp_path / "last.csv").classes == ["x", "y"]  # no label name: the last

@@ -45,9 +45,11 @@ def test_text_strategies_are_registered():
     assert "setfit" not in strategies_for("image")
 
 
-# l2sp and lp-ft train exactly as finetune does (a penalty, a starting head): the default
-# suite keeps finetune and runs those two with the slow tests
-SLOW = {"l2sp", "lp-ft"}
+# l2sp and lp-ft train exactly as finetune does (a penalty, a starting head), and bitfit
+# picks biases and norms by the same names on text as on images (its image contract runs
+# by default): the default suite keeps finetune, lora and setfit and runs those with the
+# slow tests
+SLOW = {"l2sp", "lp-ft", "bitfit"}
 
 
 @pytest.mark.parametrize(

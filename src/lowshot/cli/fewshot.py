@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from lowshot.cli._app import app, console, fewshot_app, parse_params, setup_logging
-from lowshot.cli.options import Device, Overwrite, Seed
+from lowshot.cli.options import Device, Json, Overwrite, Seed
 from lowshot.errors import ConfigError
 from lowshot.pipeline.specs import MetaTrainSpec
 
@@ -81,7 +81,7 @@ def fewshot_eval_cmd(
             help="Drop classes whose name starts with these (comma list), e.g. Greek,Latin."
         ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: Json = False,
 ) -> None:
     """Mean accuracy and 95% confidence interval over seeded N-way K-shot episodes,
     on cached embeddings."""

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from lowshot.cli._app import app, cache_app, console, data_app, setup_logging
+from lowshot.cli.options import Json
 
 
 @app.command()
@@ -45,7 +46,7 @@ def backbones(
 @app.command()
 def methods(
     family: Annotated[str | None, typer.Option(help="Only this family.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: Json = False,
 ) -> None:
     """List every registered transfer method with its family."""
     from lowshot.catalogue import list_methods

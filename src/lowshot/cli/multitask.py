@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lowshot.cli._app import app, console, setup_logging
-from lowshot.cli.options import OptionalOut, Overwrite
+from lowshot.cli.options import OptionalOut, Overwrite, Quiet, Seed
 from lowshot.pipeline.specs import MultitaskSpec
 
 _TaskOpt = Annotated[
@@ -76,7 +76,7 @@ def multitask(
     weighting: _WeightingOpt = "equal",
     sharing: _SharingOpt = "hard",
     shots: _ShotsOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed for sampling and training.")] = 0,
+    seed: Seed = 0,
     epochs: _EpochsOpt = 60,
     trunk: Annotated[int, typer.Option(help="Width of the shared trunk.")] = 256,
     mask_labels: _MaskLabelsOpt = 0.0,
@@ -85,7 +85,7 @@ def multitask(
     body_lr: _BodyLrOpt = None,
     out: OptionalOut = None,
     overwrite: Overwrite = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train several tasks on one shared network; report each beside single-task training."""
     setup_logging(quiet)

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from lowshot.cli._app import console, rank_app, setup_logging
+from lowshot.cli.options import Json, Seed
 from lowshot.errors import ConfigError
 from lowshot.pipeline.specs import RankBackbonesSpec, RankSourcesSpec
 
@@ -48,8 +49,8 @@ def rank_backbones_cmd(
         ),
     ] = None,
     shots: Annotated[int | None, typer.Option(help="Score on K labelled images per class.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for --shots.")] = 0,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    seed: Seed = 0,
+    json_out: Json = False,
 ) -> None:
     """Every transferability score for each candidate backbone (and layer), with timings."""
     setup_logging(json_out)
@@ -81,7 +82,7 @@ def rank_sources_cmd(
         ),
     ],
     backbone: Annotated[str, typer.Option(help="Backbone for image folders.")] = "lite0",
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_out: Json = False,
 ) -> None:
     """Distances from each candidate source domain to the target, closest first."""
     setup_logging(json_out)

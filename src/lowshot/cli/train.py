@@ -15,6 +15,7 @@ from lowshot.cli._app import app, console, parse_params, setup_logging
 from lowshot.cli.options import (
     Backbone,
     Device,
+    Json,
     OptionalOut,
     Out,
     Overwrite,
@@ -187,8 +188,8 @@ def evaluate(
         str, typer.Argument(help="Labelled images to evaluate on (same forms as fit's TRAIN).")
     ],
     strict: Annotated[bool, typer.Option(help="Fail on unreadable images.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    device: Device = "auto",
+    json_out: Json = False,
 ) -> None:
     """Evaluate a trained run on other labelled images; writes RUN_DIR/eval-<name>.json."""
     setup_logging(json_out)
@@ -211,10 +212,8 @@ def predict(
         ),
     ],
     top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 3,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print JSON instead of a table.")
-    ] = False,
+    device: Device = "auto",
+    json_out: Json = False,
 ) -> None:
     """Predict the class of images (or texts) with a trained run's model."""
     setup_logging(True)

@@ -162,8 +162,14 @@ def load_npy(path: str | Path, labels: str | Path | None = None) -> ArraySet:
     return _finish(X, y, str(path), path.stem)
 
 
-def load_csv(path: str | Path, label_column: str | int = -1) -> ArraySet:
-    """A delimited table with a header row; ``label_column`` by name or position."""
+LABEL_NAMES = ("label", "labels", "y", "target", "class")
+
+
+def load_csv(path: str | Path, label_column: str | int | None = None) -> ArraySet:
+    """A delimited table with a header row; ``label_column`` by name or position. By
+    default the column named label, labels, y, target or class (any case), else the last
+    column (a label in the first column is therefore found by its name, not taken as a
+    feature while the last feature becomes the label)."""
     import csv
 
     path = Path(path)
@@ -176,6 +182,14 @@ def load_csv(path: str | Path, label_column: str | int = -1) -> ArraySet:
     for n, r in enumerate(body, 2):
         if len(r) != len(header):
             raise DataError(f"{path}:{n}: {len(r)} values, but the header has {len(header)} columns.")
+    if label_column is None:
+        named = [j for j, h in enumerate(header) if h.strip().lower() in LABEL_NAMES]
+        if len(named) > 1:
+            raise DataError(
+                f"{path}: several columns could be the label ({', '.join(header[j] for j in named)}); "
+                "rename all but the label column."
+            )
+        label_column = named[0] if named else -1
     if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
         if label_column not in header:
             raise DataError(f"{path}: no column {label_column!r}; columns are {header}.")
