@@ -40,7 +40,8 @@ from lowshot.data.splits import kshot_split
 from lowshot.io import write_text
 from lowshot.model.base import FitContext
 from lowshot.model.linear_probe import fit_logistic
-from lowshot.transferability.rank import FEATURE_SCORES
+from lowshot.registry import get_method
+from lowshot.transferability.rank import score_names
 from lowshot.transferability.scores import LEEP, NCE
 
 HERE = Path(__file__).resolve().parent
@@ -52,7 +53,7 @@ CANDIDATES = [
     ("lite0", 4),
     ("lite0", 6),
 ]
-SCORES = [*FEATURE_SCORES, "leep", "nce"]
+SCORES = score_names()  # every registered score: feature scores, then source-head ones
 
 
 def usps_folder() -> Path:
@@ -123,7 +124,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 Ftr = features(bb, [ds.files[i] for i in tr], cand[1])
                 rec: dict = {"feature_seconds": time.perf_counter() - t0, "seconds": {}}
-                for s, cls in FEATURE_SCORES.items():
+                for s, cls in ((n, get_method(n).factory) for n in score_names("features")):
                     t0 = time.perf_counter()
                     rec[s] = float(cls()(Ftr, ds.labels[tr]))
                     rec["seconds"][s] = time.perf_counter() - t0

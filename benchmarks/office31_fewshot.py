@@ -25,13 +25,16 @@ from _common import ResultStore, fmt_mean_std, machine
 from lowshot.api import make_strategy, train_and_score
 from lowshot.backbones import create_backbone
 from lowshot.cache import FeatureCache, default_cache
+from lowshot.catalogue import names
 from lowshot.data import dataset_dir, kshot_split, load_image_folder
 from lowshot.io import write_text
 from lowshot.model.base import FitContext
 
 HERE = Path(__file__).parent
-CHEAP = ["linear-probe", "partial"]
-DEEP = ["lp-ft", "finetune", "l2sp", "bitfit", "lora", "scratch"]
+# every image strategy in the registry; those that train on cached features run first
+STRATEGIES = names("model", modality="image")
+CHEAP = [s for s in STRATEGIES if s in ("linear-probe", "partial")]
+DEEP = [s for s in STRATEGIES if s not in CHEAP]
 DOMAINS = ["amazon", "dslr", "webcam"]
 SHOTS = [1, 3, 5, 10]
 

@@ -28,26 +28,12 @@ from sklearn.preprocessing import normalize
 
 from lowshot.data import load_benchmark_arrays
 from lowshot.domains import stack_domains
-from lowshot.feature.runner import make_estimator
+from lowshot.feature.runner import array_methods, make_estimator
 from lowshot.io import write_text
 from lowshot.kernels import median_gamma
 
 HERE = Path(__file__).parent
-METHODS = [
-    "erm",
-    "kmm",
-    "kliep",
-    "ulsif",
-    "rulsif",
-    "discriminative",
-    "nn-weighting",
-    "cluster-selection",
-    "coral-linear",
-    "subspace-alignment",
-    "tca",
-    "jda",
-    "ot",
-]
+METHODS = ["erm", *array_methods()]  # every registered adapter and reweighter
 AMAZON = ["books", "dvd", "electronics", "kitchen"]
 
 

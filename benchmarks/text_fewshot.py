@@ -31,6 +31,7 @@ from _common import ResultStore, fmt_gap, fmt_mean_std, machine, paired_gap, sen
 from lowshot.api import make_strategy, train_and_score
 from lowshot.backbones.text import create_text_encoder
 from lowshot.cache import default_cache
+from lowshot.catalogue import names
 from lowshot.data.splits import kshot_split
 from lowshot.data.text import TextSet
 from lowshot.io import write_text
@@ -38,7 +39,7 @@ from lowshot.model.base import FitContext
 
 HERE = Path(__file__).parent
 DATASETS = ["MR", "SUBJ", "CR", "MPQA", "SST-1"]
-STRATEGIES = ["linear-probe", "finetune", "l2sp", "lp-ft", "bitfit", "lora", "setfit"]
+STRATEGIES = names("model", modality="text")  # every text strategy in the registry
 PACKAGE = "setfit-package"
 
 

@@ -11,6 +11,7 @@ from lowshot.catalogue import names
 from lowshot.cli._app import app, console, parse_params, setup_logging
 from lowshot.cli.options import Backbone, Device, Out, Overwrite, Params, Seed
 from lowshot.errors import ConfigError
+from lowshot.feature import deep_names
 from lowshot.pipeline.specs import AdaptSpec
 
 Sources = Annotated[
@@ -137,9 +138,7 @@ def _trade_off(text: str | None) -> list[float] | float | None:
 @app.command()
 def benchmark(
     name: Annotated[str, typer.Argument(help="office31 or amazon-reviews.")],
-    methods: Annotated[
-        str, typer.Option(help="Comma-separated methods.")
-    ] = "erm,dann,dan,jan,coral,cdan,mcc,mdd",
+    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = ",".join(deep_names()),
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2,3,4",
     out: Annotated[
         Path, typer.Option("--out", "-o", help="JSON results (resumed if it exists).")

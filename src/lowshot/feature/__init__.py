@@ -13,6 +13,14 @@ from lowshot.feature.shallow import CORAL, JDA, TCA, OTMapping, SubspaceAlignmen
 from lowshot.registry import Family, MethodInfo, register_family
 
 
+def deep_names() -> list[str]:
+    """Registered deep methods (alignment losses trained with the network), ``erm`` first."""
+    from lowshot.registry import list_methods
+
+    return [m.name for m in list_methods("feature")
+            if isinstance(m.factory, type) and issubclass(m.factory, Alignment)]  # fmt: skip
+
+
 def _check(info: MethodInfo) -> None:
     from sklearn.base import clone
 
@@ -40,6 +48,7 @@ __all__ = [
     "TCA",
     "BaseAdapter",
     "DAClassifier",
+    "deep_names",
     "OTMapping",
     "SubspaceAlignment",
 ]

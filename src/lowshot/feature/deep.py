@@ -260,13 +260,9 @@ def make_method(name: str, n_features: int, n_classes: int, params: dict[str, An
 
 
 def deep_methods() -> list[str]:
-    from lowshot.registry import list_methods
+    from lowshot.feature import deep_names
 
-    return [
-        m.name
-        for m in list_methods("feature")
-        if isinstance(m.factory, type) and issubclass(m.factory, Alignment)
-    ]
+    return deep_names()
 
 
 def _loader(ds: Dataset, batch_size: int, n_samples: int, seed: int) -> DataLoader:
