@@ -84,26 +84,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Transfer learning when labels and compute are scarce.",
 )
-data_app = typer.Typer(
-    cls=_Group, no_args_is_help=True, help="Benchmark data sets: where they are, and fetching them."
+
+
+def _group(name: str, help: str) -> typer.Typer:
+    """A sub-command group (``lowshot NAME ...``) with the same error handling."""
+    sub = typer.Typer(cls=_Group, no_args_is_help=True, help=help)
+    app.add_typer(sub, name=name)
+    return sub
+
+
+data_app = _group("data", "Benchmark data sets: where they are, and fetching them.")
+cache_app = _group("cache", "The feature cache ($LOWSHOT_CACHE, default ~/.cache/lowshot).")
+rank_app = _group("rank", "Rank backbones or source domains before training.")
+fewshot_app = _group(
+    "fewshot", "N-way K-shot: classify from a few examples per class, evaluate over episodes."
 )
-app.add_typer(data_app, name="data")
-cache_app = typer.Typer(
-    cls=_Group,
-    no_args_is_help=True,
-    help="The feature cache ($LOWSHOT_CACHE, default ~/.cache/lowshot).",
-)
-app.add_typer(cache_app, name="cache")
-rank_app = typer.Typer(
-    cls=_Group, no_args_is_help=True, help="Rank backbones or source domains before training."
-)
-app.add_typer(rank_app, name="rank")
-fewshot_app = typer.Typer(
-    cls=_Group,
-    no_args_is_help=True,
-    help="N-way K-shot: classify from a few examples per class, evaluate over episodes.",
-)
-app.add_typer(fewshot_app, name="fewshot")
 console = Console()
 
 

@@ -9,6 +9,7 @@ validate the spec -> load the domains (arrays or images) and align their classes
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -155,14 +156,10 @@ def _deep(spec: AdaptSpec, out: RunResult, rf: RunFolder | None, S: Domain, T: D
           rest: Any, bb: Any) -> None:  # fmt: skip
     import torch
 
-    st = DeepSettings(
-        method=spec.method, mode=spec.mode, blocks=spec.blocks, select=spec.select,
-        trade_off=spec.trade_off, epochs=spec.epochs, iters_per_epoch=spec.iters_per_epoch,
-        batch_size=spec.batch_size, lr=spec.lr, bottleneck=spec.bottleneck, dropout=spec.dropout,
-        weight_decay=spec.weight_decay, params=dict(spec.params), val_fraction=spec.val_fraction,
-        seed=spec.seed, device=None if spec.device == "auto" else spec.device,
-        progress=spec.progress,
-    )  # fmt: skip
+    given = {f.name: getattr(spec, f.name) for f in dataclasses.fields(DeepSettings)
+             if hasattr(spec, f.name)}  # fmt: skip
+    st = DeepSettings(**{**given, "params": dict(spec.params),
+                         "device": None if spec.device == "auto" else spec.device})  # fmt: skip
     t0 = time.perf_counter()
     res, inputs = run_deep(S, T, Fs, Ft, y_t, shot_idx, bb, st)
     out.timings["fit"] = time.perf_counter() - t0

@@ -60,7 +60,9 @@ def load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
     except (SafetensorError, KeyError, RuntimeError, OSError) as exc:
         where = Path(run_dir) / "model.safetensors"
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RunError(f"{where}: damaged or not this run's model ({why}); train the run again.") from None
+        raise RunError(
+            f"{where}: damaged or not this run's model ({why}); train the run again."
+        ) from None
 
 
 def _load_model(run_dir: str | Path) -> tuple[Classifier, dict]:

@@ -46,10 +46,15 @@ class JobSpec:
     def __post_init__(self) -> None:
         if getattr(self, "params", {}) is None:  # "no hyper-parameters given"
             self.params = {}  # type: ignore[attr-defined]
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # paths in, the types the spec declares out
             v = getattr(self, f.name)
-            if f.name in ("out", "cache_dir") and v is not None and not isinstance(v, Path):
-                setattr(self, f.name, Path(v))
+            if f.name in ("out", "cache_dir"):
+                if v is not None and not isinstance(v, Path):
+                    setattr(self, f.name, Path(v))
+            elif isinstance(v, Path):  # data given as a Path: kept as the string it names
+                setattr(self, f.name, str(v))
+            elif isinstance(v, (list, tuple)) and any(isinstance(x, Path) for x in v):
+                setattr(self, f.name, [str(x) for x in v])
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the option when a value cannot work."""
@@ -151,13 +156,6 @@ class FitSpec(JobSpec):
     target: str | None = None
     instance_weights: str | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("train", "test", "weights", "target"):
-            v = getattr(self, name)
-            if isinstance(v, Path):
-                setattr(self, name, str(v))
-
     def validate(self) -> None:
         super().validate()
         _int(self, "shots", lo=1)
@@ -209,16 +207,11 @@ class AdaptSpec(JobSpec):
     CLASSIFIERS: ClassVar[tuple[str, ...]] = ("logreg", "1nn")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.sources, (str, Path)):
+        if isinstance(self.sources, (str, Path)):  # one source given on its own
             self.sources = [self.sources]
-        self.sources = [str(s) for s in self.sources]
-        for name in ("target", "target_test"):
-            v = getattr(self, name)
-            if isinstance(v, Path):
-                setattr(self, name, str(v))
         if isinstance(self.trade_off, tuple):
             self.trade_off = list(self.trade_off)
+        super().__post_init__()
 
     def validate(self) -> None:
         super().validate()
@@ -270,11 +263,6 @@ class MultitaskSpec(JobSpec):
 
     SHARING: ClassVar[tuple[str, ...]] = ("hard", "soft")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.table, Path):
-            self.table = str(self.table)
-
     def validate(self) -> None:
         super().validate()
         if (self.tasks is None) == (self.table is None):
@@ -315,11 +303,6 @@ class MetaTrainSpec(JobSpec):
     invert: bool = True
 
     ENCODERS: ClassVar[tuple[str, ...]] = ("conv4", "resnet12", "mlp")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.data, Path):
-            self.data = str(self.data)
 
     def validate(self) -> None:
         super().validate()
