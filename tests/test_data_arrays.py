@@ -55,3 +55,16 @@ def test_bad_arrays_name_the_problem(tmp_path):
     (tmp_path / "x.parquet").write_text("")
     with pytest.raises(DataError, match="unknown array format"):
         load_arrays(tmp_path / "x.parquet")
+
+
+def test_array_sets_relabel_into_the_training_order_like_every_labelled_set():
+    import numpy as np
+
+    from lowshot.data.arrays import ArraySet
+    from lowshot.errors import DataError
+
+    s = ArraySet(np.eye(3), np.array([0, 1, 1]), ["b", "c"], "t")
+    r = s.relabel(["a", "b", "c"])
+    assert r.classes == ["a", "b", "c"] and r.labels.tolist() == [1, 2, 2]
+    with pytest.raises(DataError, match="'c'"):
+        s.relabel(["a", "b"])

@@ -9,7 +9,9 @@ the handwritten digits that ship inside scikit-learn (written out as PNG files).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -37,7 +39,7 @@ def _digits_folder(dest: Path) -> Path:
     return root
 
 
-def run_demo(out: Path, data_root: Path | None, console: Console) -> dict:
+def run_demo(out: Path, data_root: Path | None, console: Console) -> Mapping[str, Any]:
     from lowshot.api import fit
 
     office = find_dataset("office31", data_root)

@@ -48,7 +48,7 @@ class Family:
 
     name: str
     summary: str
-    base: type | None
+    base: type | tuple[type, ...] | None
     jobs: tuple[str, ...]
     check: Callable[[MethodInfo], None] | None = None
 

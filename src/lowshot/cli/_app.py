@@ -21,7 +21,10 @@ from lowshot.errors import ConfigError, LowshotError, Terminated
 
 DEBUG = {"on": False}  # --debug: show tracebacks
 # click's base exception, as the click that typer uses defines it (typer vendors its own)
-_CLICK_ERRORS = (
+# click's usage errors (as the click that typer vendors defines them) and SystemExit pass
+# through unchanged: they are already one line
+_PASS_THROUGH: tuple[type[BaseException], ...] = (
+    SystemExit,
     next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
     typer.Exit,
     typer.Abort,
@@ -44,8 +47,8 @@ class _Group(TyperGroup):
     def invoke(self, ctx: Any) -> object:  # a click Context (typer vendors click)
         try:
             return super().invoke(ctx)
-        except (SystemExit, *_CLICK_ERRORS):
-            raise  # click's own usage errors are already one line
+        except _PASS_THROUGH:
+            raise
         except LowshotError as exc:
             fail(str(exc), 2)
         except Terminated:

@@ -92,7 +92,7 @@ def multitask(
     from lowshot import api  # loaded when a command runs, not for --help
 
     spec = MultitaskSpec(
-        tasks=task, table=table, label_columns=label_columns.split(",") if label_columns else None,
+        tasks=task, table=str(table) if table else None, label_columns=label_columns.split(",") if label_columns else None,
         input_column=input_column, regression=regression.split(",") if regression else None,
         backbone=backbone, weighting=weighting, sharing=sharing, shots=shots, seed=seed,
         epochs=epochs, trunk=trunk, mask_fraction=mask_labels, single_task=not no_single_task,

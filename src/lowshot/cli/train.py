@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -164,7 +165,7 @@ def rerun(
         console.print(f"target accuracy: {result.accuracy}\nrun folder: {result.run_dir}")
 
 
-def _print_summary(m: dict, out: Path | None) -> None:
+def _print_summary(m: Mapping[str, Any], out: Path | None) -> None:
     t = Table(show_header=False, box=None)
     t.add_row("accuracy", f"{m['accuracy']:.4f}")
     t.add_row("balanced accuracy", f"{m['balanced_accuracy']:.4f}")

@@ -43,6 +43,19 @@ class ArraySet:
             self.X[idx], self.labels[idx], list(self.classes), self.name if name is None else name
         )
 
+    def relabel(self, classes: Sequence[str]) -> ArraySet:
+        """The same rows with labels indexing ``classes`` (the training set's order); a class
+        ``classes`` lacks is an error naming it."""
+        unknown = sorted(set(self.classes) - set(classes))
+        if unknown:
+            raise DataError(
+                f"{self.name or 'test data'}: classes {unknown} do not occur in the training data "
+                f"(known: {', '.join(classes)})."
+            )
+        pos = {c: i for i, c in enumerate(classes)}
+        mapping = np.array([pos[c] for c in self.classes], dtype=np.int64)
+        return ArraySet(self.X, mapping[self.labels], list(classes), self.name)
+
     def dense(self, dtype: type = np.float32) -> np.ndarray:
         X: Any = self.X
         return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=dtype)
@@ -181,7 +194,9 @@ def load_csv(path: str | Path, label_column: str | int | None = None) -> ArraySe
     header, body = rows[0], rows[1:]
     for n, r in enumerate(body, 2):
         if len(r) != len(header):
-            raise DataError(f"{path}:{n}: {len(r)} values, but the header has {len(header)} columns.")
+            raise DataError(
+                f"{path}:{n}: {len(r)} values, but the header has {len(header)} columns."
+            )
     if label_column is None:
         named = [j for j, h in enumerate(header) if h.strip().lower() in LABEL_NAMES]
         if len(named) > 1:

@@ -7,6 +7,8 @@ CDAN, MCC, MDD) live in :mod:`lowshot.feature.alignment`, their trainer in
 :mod:`lowshot.feature.deep`.
 """
 
+from typing import Any
+
 from lowshot.feature._base import BaseAdapter, DAClassifier
 from lowshot.feature.alignment import Alignment
 from lowshot.feature.shallow import CORAL, JDA, TCA, OTMapping, SubspaceAlignment
@@ -24,11 +26,14 @@ def deep_names() -> list[str]:
 def _check(info: MethodInfo) -> None:
     from sklearn.base import clone
 
-    if issubclass(info.factory, BaseAdapter):  # shallow: a scikit-learn transformer
-        est = info.factory()
+    factory: Any = info.factory
+    if isinstance(factory, type) and issubclass(factory, BaseAdapter):  # shallow: sklearn
+        est = factory()
         assert clone(est).get_params() == est.get_params()
     else:  # deep: an alignment loss trained with the network
-        assert issubclass(info.factory, Alignment), f"{info.name}: neither adapter nor alignment"
+        assert isinstance(factory, type) and issubclass(factory, Alignment), (
+            f"{info.name}: neither adapter nor alignment"
+        )
 
 
 register_family(

@@ -21,6 +21,7 @@ from lowshot.registry import Family, MethodInfo, register_family
 
 
 def _check(info: MethodInfo) -> None:
+    assert isinstance(info.factory, type), info.name
     assert issubclass(info.factory, (EpisodeClassifier, MetaLearner)), info.name
 
 

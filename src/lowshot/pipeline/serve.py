@@ -49,7 +49,7 @@ def evaluate(
     run_dir = Path(run_dir)
     _not_meta(run_dir)
     model, meta = load_model(run_dir)
-    ds = load(data, strict=strict, arrays=False).relabel(meta["classes"])
+    ds: Any = load(data, strict=strict, arrays=False).relabel(meta["classes"])  # images or texts
     if getattr(ds, "modality", "image") != meta.get("modality", "image"):
         raise DataError(
             f"{data}: {ds.modality} data, but {run_dir} holds a {meta.get('modality', 'image')} model."

@@ -45,7 +45,7 @@ class JobSpec:
 
     def __post_init__(self) -> None:
         if getattr(self, "params", {}) is None:  # "no hyper-parameters given"
-            self.params = {}  # type: ignore[attr-defined]
+            setattr(self, "params", {})  # noqa: B010  (not every spec has params)
         for f in dataclasses.fields(self):  # paths in, the types the spec declares out
             v = getattr(self, f.name)
             if f.name in ("out", "cache_dir"):

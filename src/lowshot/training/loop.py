@@ -260,10 +260,11 @@ def run_trainer(
         warnings.filterwarnings("ignore", ".*number of training batches.*")
         warnings.filterwarnings("ignore", ".*weights_only.*")
         warnings.filterwarnings("ignore", ".*validation_step.*but have no .val_dataloader.*")
-        old_rows = _csv_rows(ctx.run_dir / "logs" / "metrics.csv") if ckpt_path else []
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):  # the first epoch's randomness, before its iterator
-            sampler.set_epoch(_next_epoch(ckpt_path) if ckpt_path else 0)
+        resumed = ckpt_path is not None and ctx.run_dir is not None
+        old_rows = _csv_rows(ctx.run_dir / "logs" / "metrics.csv") if resumed else []  # type: ignore[operator]
+        set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:  # the first epoch's randomness, before its iterator
+            set_epoch(_next_epoch(ckpt_path) if ckpt_path else 0)
         try:
             trainer.fit(
                 module, train_dataloaders=loader, val_dataloaders=val_loader, ckpt_path=ckpt_path

@@ -31,8 +31,9 @@ def score_names(inputs: str | None = None) -> list[str]:
     scores first, LogME leading (it orders the ranking), then source-head scores."""
     scores = [m for m in list_methods("transferability") if isinstance(m.factory, type)]
     order = {"features": 0, "probabilities": 1}
-    scores.sort(key=lambda m: (order.get(m.factory.inputs, 2), m.name != "logme"))
-    return [m.name for m in scores if inputs is None or m.factory.inputs == inputs]
+    kind = {m.name: getattr(m.factory, "inputs", None) for m in scores}
+    scores.sort(key=lambda m: (order.get(str(kind[m.name]), 2), m.name != "logme"))
+    return [m.name for m in scores if inputs is None or kind[m.name] == inputs]
 
 
 def _labelled(spec: str | Path) -> Any:
