@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from lowshot.data.torchdata import ImageFiles, eval_transform, train_transform
 from lowshot.errors import ConfigError, DataError
 from lowshot.feature._base import BaseAdapter, DAClassifier
 from lowshot.feature.deep import AdaptInputs, embed, train_adaptation
+from lowshot.feature.settings import DeepTraining
 from lowshot.params import check_params
 from lowshot.registry import get_method, list_methods
 from lowshot.training.context import FitContext
@@ -128,24 +128,11 @@ def mode_data(
     return ImageFiles(files, y, tf, min_side=pre.resize, preload=True)
 
 
-@dataclass
-class DeepSettings:
-    """How a deep adaptation trains (the pipeline fills it from ``AdaptSpec``)."""
+@dataclass(kw_only=True)
+class DeepSettings(DeepTraining):
+    """One deep adaptation run: the method and how to execute it, besides the training."""
 
     method: str
-    mode: str = "frozen"
-    blocks: int = 1
-    select: str | None = None
-    trade_off: Sequence[float] | float | None = None
-    epochs: int = 10
-    iters_per_epoch: int = 100
-    batch_size: int = 32
-    lr: float = 0.01
-    bottleneck: int = 256
-    dropout: float = 0.5
-    weight_decay: float = 1e-3
-    params: dict[str, Any] = field(default_factory=dict)
-    val_fraction: float = 0.1
     seed: int = 0
     device: str | None = None
     progress: bool = False

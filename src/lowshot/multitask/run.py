@@ -83,9 +83,10 @@ def delta_mtl(tasks: list[Task], mtl: dict[str, dict], single: dict[str, dict]) 
     return float(100.0 * np.mean(gains))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MultitaskSettings:
-    """How the shared network trains (the pipeline fills it from ``MultitaskSpec``)."""
+    """How the shared network trains: the settings ``lowshot multitask`` exposes as options
+    (``MultitaskSpec`` inherits them, so they are declared once, here)."""
 
     weighting: str = "equal"
     sharing: str = "hard"

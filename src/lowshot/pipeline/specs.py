@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 from lowshot.backbones import DEFAULT_BACKBONE
 from lowshot.errors import ConfigError
+from lowshot.feature.settings import DeepTraining
+from lowshot.multitask.run import MultitaskSettings
 
 SPEC_VERSION = 1
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -173,7 +175,7 @@ class FitSpec(JobSpec):
 
 
 @dataclass(kw_only=True)
-class AdaptSpec(JobSpec):
+class AdaptSpec(JobSpec, DeepTraining):
     """``lowshot adapt``: labelled source(s) and a target, images or feature arrays."""
 
     job: ClassVar[str] = "adapt"
@@ -182,22 +184,9 @@ class AdaptSpec(JobSpec):
     method: str
     target_test: str | None = None
     target_shots: int | None = None
-    mode: str = "frozen"
     backbone: str = DEFAULT_BACKBONE
-    blocks: int = 1
-    select: str | None = None
-    trade_off: list[float] | float | None = None
-    epochs: int = 10
-    iters_per_epoch: int = 100
-    batch_size: int = 32
-    lr: float = 0.01
-    bottleneck: int = 256
-    dropout: float = 0.5
-    weight_decay: float = 1e-3
     classifier: str | None = None
     preprocess: str = "none"
-    params: dict[str, Any] = field(default_factory=dict)
-    val_fraction: float = 0.1
     measure: bool = True
     plot: bool = True
 
@@ -240,7 +229,7 @@ class AdaptSpec(JobSpec):
 
 
 @dataclass(kw_only=True)
-class MultitaskSpec(JobSpec):
+class MultitaskSpec(JobSpec, MultitaskSettings):
     """``lowshot multitask``: several tasks on one shared network, each also trained alone."""
 
     job: ClassVar[str] = "multitask"
@@ -250,16 +239,8 @@ class MultitaskSpec(JobSpec):
     input_column: str = "text"
     regression: list[str] | None = None
     backbone: str | None = None
-    weighting: str = "equal"
-    sharing: str = "hard"
     shots: int | None = None
     mask_fraction: float = 0.0
-    epochs: int = 60
-    trunk: int = 256
-    lr: float = 1e-3
-    single_task: bool = True
-    train_body: bool = False
-    body_lr: float | None = None
 
     SHARING: ClassVar[tuple[str, ...]] = ("hard", "soft")
 
