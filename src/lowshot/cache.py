@@ -223,7 +223,11 @@ def clear_cache(root: str | Path | None = None) -> int:
 _DEFAULT: FeatureCache | None = None
 
 
-def default_cache() -> FeatureCache:
+def default_cache(root: str | Path | None = None) -> FeatureCache:
+    """The cache at ``root`` when one is given, else the process's shared cache at
+    ``default_cache_dir()`` (one instance, so its loaded chunks are reused)."""
+    if root is not None:
+        return FeatureCache(root)
     global _DEFAULT
     if _DEFAULT is None or _DEFAULT.root != default_cache_dir():
         _DEFAULT = FeatureCache()

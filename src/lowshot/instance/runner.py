@@ -33,9 +33,7 @@ def make_reweighter(
 ) -> BaseReweighter:  # fmt: skip
     """The importance-weighting estimator ``method`` with ``params`` (and ``seed`` when it
     takes one); anything else is an error naming ``option`` and the valid names."""
-    if method not in {m.name for m in list_methods()}:
-        get_method(method)  # the unknown-name error, with close matches
-    info = get_method(method)
+    info = get_method(method)  # any family: a method of another is named below
     if not (isinstance(info.factory, type) and issubclass(info.factory, BaseReweighter)):
         raise ConfigError(
             f"{option}: {method} does not produce importance weights; use one of "

@@ -219,7 +219,7 @@ def multitask(
                              input_column=input_column, regression=regression, shots=shots,
                              seed=st.seed, mask_fraction=mask_fraction)  # fmt: skip
     bb = backbone_for(train, backbone, seed=st.seed)
-    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    cache = default_cache(cache_dir)
     return train_multitask(train, test, bb, st, cache=cache, progress=progress).metrics
 
 
@@ -288,7 +288,7 @@ def predict_multitask(
         )
     if not items:
         raise DataError("nothing to predict.")
-    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    cache = default_cache(cache_dir)
     X = cache.features(bb, items, progress=progress)
     outs = predict(net, X)
     rows = []

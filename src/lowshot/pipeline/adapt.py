@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from lowshot._log import log
 from lowshot.backbones import create_backbone
+from lowshot.cache import default_cache
 from lowshot.catalogue import get_method
 from lowshot.data.arrays import load_arrays
 from lowshot.data.domainsets import Domain, align_classes, check_width, input_kind, load_domain
@@ -37,7 +38,6 @@ from lowshot.feature.runner import (
 )
 from lowshot.instance.runner import make_reweighter
 from lowshot.io import atomic_path
-from lowshot.pipeline.fit import cache_for
 from lowshot.pipeline.model_io import save_model
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.runfolder import RunFolder, maybe_run
@@ -116,7 +116,7 @@ def _features(d: Domain, backbone: Any, spec: AdaptSpec) -> np.ndarray:
     if d.X is not None:
         X = preprocess(d.X, spec.preprocess)
         return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
-    return cache_for(spec).features(backbone, d.files or [], progress=spec.progress)
+    return default_cache(spec.cache_dir).features(backbone, d.files or [], progress=spec.progress)
 
 
 def _describe(spec: AdaptSpec, kind: str, deep: bool, S: Domain, T: Domain, shots: Any) -> dict:
@@ -156,10 +156,9 @@ def _deep(spec: AdaptSpec, out: RunResult, rf: RunFolder | None, S: Domain, T: D
           rest: Any, bb: Any) -> None:  # fmt: skip
     import torch
 
-    given = {f.name: getattr(spec, f.name) for f in dataclasses.fields(DeepSettings)
-             if hasattr(spec, f.name)}  # fmt: skip
-    st = DeepSettings(**{**given, "params": dict(spec.params),
-                         "device": None if spec.device == "auto" else spec.device})  # fmt: skip
+    # AdaptSpec has every DeepSettings field (it inherits DeepTraining); "auto" devices are
+    # resolved by the trainer (pick_device)
+    st = DeepSettings(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(DeepSettings)})
     t0 = time.perf_counter()
     res, inputs = run_deep(S, T, Fs, Ft, y_t, shot_idx, bb, st)
     out.timings["fit"] = time.perf_counter() - t0

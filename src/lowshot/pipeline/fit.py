@@ -22,7 +22,7 @@ from lowshot.backbones import DEFAULT_BACKBONE
 from lowshot.backbones.select import backbone_for
 from lowshot.cache import FeatureCache, default_cache, pick_device
 from lowshot.data.load import overlap, split
-from lowshot.errors import ConfigError, DataError, RunError
+from lowshot.errors import ConfigError, RunError
 from lowshot.evaluation.metrics import classification_report
 from lowshot.io import write_text
 from lowshot.model.base import Strategy
@@ -35,22 +35,18 @@ from lowshot.pipeline.specs import FitSpec
 from lowshot.training.context import FitContext, FitResult
 
 
-def cache_for(spec: Any) -> FeatureCache:
-    return FeatureCache(spec.cache_dir) if spec.cache_dir is not None else default_cache()
-
-
 def run_fit(spec: FitSpec) -> RunResult:
     """Train ``spec.strategy`` on ``spec.train`` (K shots per class with ``shots``) and
     evaluate; with ``spec.out``, write the run folder."""
     spec.validate()
     strat = make_strategy(spec.strategy, spec.params)
-    _check_resume(spec)
+    _check_resume(spec, strat)
     train, test = split(spec.train, spec.test, spec.shots, spec.seed,
                         strict=spec.strict, test_fraction=spec.test_fraction)  # fmt: skip
     _check_modality(train, strat)
     leak = _leakage(spec, train, test)
     bb = backbone_for(train, spec.backbone, weights=spec.weights, seed=spec.seed)
-    cache = cache_for(spec)
+    cache = default_cache(spec.cache_dir)
     weight_info = _importance_weights(spec, train, bb, cache)
     with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite) as rf:
         if rf is not None:
@@ -78,7 +74,7 @@ def run_fit(spec: FitSpec) -> RunResult:
     return out
 
 
-def _check_resume(spec: FitSpec) -> None:
+def _check_resume(spec: FitSpec, strat: Strategy) -> None:
     """A resumed run must have been started with the same result-deciding settings."""
     if not (spec.resume and spec.out is not None and (spec.out / "config.json").is_file()):
         return
@@ -88,8 +84,7 @@ def _check_resume(spec: FitSpec) -> None:
     for d in (old, now):  # no backbone named and the default named are the same backbone
         d["backbone"] = d.get("backbone") or DEFAULT_BACKBONE
     diff = {k for k in keys if old.get(k) != now.get(k)}
-    if old.get("params", old.get("strategy_params")) not in (spec.params, make_strategy(
-            spec.strategy, spec.params).get_params()):  # fmt: skip
+    if old.get("params", old.get("strategy_params")) not in (spec.params, strat.get_params()):
         diff.add("params")
     if diff:
         raise RunError(
@@ -109,8 +104,7 @@ def _leakage(spec: FitSpec, train: Any, test: Any) -> dict[str, int]:
 
 
 def _check_modality(train: Any, strat: Strategy) -> None:
-    if len(train.classes) < 2:
-        raise DataError(f"{train.name}: a single label value; classification needs two.")
+    # a single class was already reported by data.load.split, before any split
     if train.modality not in strat.modalities:
         other = ", ".join(strategies_for(train.modality))
         what = "sentence encoders" if strat.modalities == ("text",) else "image networks"

@@ -26,7 +26,7 @@ def run_meta_train(spec: MetaTrainSpec) -> RunResult:
             meta_batch=spec.meta_batch, lr=spec.lr, params=dict(spec.params),
             image_size=spec.image_size, channels=spec.channels, rotations=spec.rotations,
             invert=spec.invert, seed=spec.seed,
-            device=None if spec.device == "auto" else spec.device,
+            device=spec.device,
             out=rf.path if rf is not None else None, resume=spec.resume, progress=spec.progress,
         )  # fmt: skip
         metrics = {k: v for k, v in info.items() if k != "learner"}

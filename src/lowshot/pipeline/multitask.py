@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 
 from lowshot.backbones.select import backbone_for
+from lowshot.cache import default_cache
 from lowshot.multitask.run import MultitaskSettings, load_tasks, save_multitask, train_multitask
 from lowshot.multitask.weighting import make_weighting
-from lowshot.pipeline.fit import cache_for
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.runfolder import maybe_run
 from lowshot.pipeline.specs import MultitaskSpec
@@ -32,7 +32,7 @@ def run_multitask(spec: MultitaskSpec) -> RunResult:
         if rf is not None:
             rf.write_config({**spec.to_dict(), "backbone_weights_id": bb.weights_id})
         outcome = train_multitask(
-            train, test, bb, st, cache=cache_for(spec), progress=spec.progress
+            train, test, bb, st, cache=default_cache(spec.cache_dir), progress=spec.progress
         )
         out = RunResult("multitask", outcome.metrics, {"wall": outcome.metrics["seconds"]})
         if rf is not None:

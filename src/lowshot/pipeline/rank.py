@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from lowshot.pipeline.fit import cache_for
+from lowshot.cache import default_cache
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.specs import RankBackbonesSpec, RankSourcesSpec
 from lowshot.transferability.rank import rank_backbones, rank_sources
@@ -14,7 +14,7 @@ def run_rank_backbones(spec: RankBackbonesSpec) -> RunResult:
     spec.validate()
     t0 = time.perf_counter()
     res = rank_backbones(spec.data, list(spec.candidates), layers=spec.layers, shots=spec.shots,
-                         seed=spec.seed, cache=cache_for(spec), progress=spec.progress)  # fmt: skip
+                         seed=spec.seed, cache=default_cache(spec.cache_dir), progress=spec.progress)  # fmt: skip
     return RunResult(spec.job, res, {"wall": time.perf_counter() - t0})
 
 
@@ -22,5 +22,5 @@ def run_rank_sources(spec: RankSourcesSpec) -> RunResult:
     spec.validate()
     t0 = time.perf_counter()
     res = rank_sources(spec.target, list(spec.sources), backbone=spec.backbone or "lite0",
-                       seed=spec.seed, cache=cache_for(spec), progress=spec.progress)  # fmt: skip
+                       seed=spec.seed, cache=default_cache(spec.cache_dir), progress=spec.progress)  # fmt: skip
     return RunResult(spec.job, res, {"wall": time.perf_counter() - t0})

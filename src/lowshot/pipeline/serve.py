@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lowshot.cache import FeatureCache, default_cache
+from lowshot.cache import default_cache
 from lowshot.data.load import load
 from lowshot.errors import DataError, RunError
 from lowshot.evaluation.metrics import classification_report
@@ -54,7 +54,7 @@ def evaluate(
         raise DataError(
             f"{data}: {ds.modality} data, but {run_dir} holds a {meta.get('modality', 'image')} model."
         )  # type: ignore[union-attr]
-    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    cache = default_cache(cache_dir)
     logits = logits_for(
         model,
         ds.files,
@@ -126,7 +126,7 @@ def predict(
         raise DataError("cannot read: " + "; ".join(f"{p} ({why})" for p, why in bad))
     if not paths:
         raise DataError("no image files to predict.")
-    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    cache = default_cache(cache_dir)
     logits = logits_for(
         model,
         paths,
@@ -201,7 +201,7 @@ def _predict_text(
             texts.append(str(it))
     if not texts:
         raise DataError("no text to classify (the files hold only empty lines).")
-    cache = FeatureCache(cache_dir) if cache_dir is not None else default_cache()
+    cache = default_cache(cache_dir)
     X = cache.features(model.backbone, texts, device=device, progress=progress)
     with torch.no_grad():
         probs = model.head(torch.from_numpy(X)).softmax(1).numpy()

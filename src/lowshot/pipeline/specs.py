@@ -96,7 +96,9 @@ class JobSpec:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def replay_key(self) -> dict[str, Any]:
-        """The settings that decide the result (a resumed run must match them)."""
+        """What the run is, without how this process executes it (out, device, ...): two
+        specs with equal keys describe the same run. (``--resume`` checks a narrower set:
+        fit.py's ``_check_resume``.)"""
         return {k: v for k, v in self.to_dict().items() if k not in _EXECUTION}
 
 
