@@ -62,6 +62,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "lowshot.fewshot",
             "lowshot.multitask",
             "lowshot.transferability",
+            "lowshot.select",
         ),
     ),
     ("pipeline", ("lowshot.pipeline", "lowshot.catalogue", "lowshot.benchmark")),
@@ -69,7 +70,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("lowshot.cli",)),
 ]
 LIMITED_LAYERS = ("pipeline", "api", "cli")  # where the function-length rule applies
-FAMILIES = ("model", "feature", "instance", "fewshot", "multitask", "transferability")
+FAMILIES = ("model", "feature", "instance", "fewshot", "multitask", "transferability", "select")
 
 # Up-imports that are allowed, with the reason. Key: (importer, imported).
 ALLOWED_UP: dict[tuple[str, str], str] = {}

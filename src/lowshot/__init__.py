@@ -19,6 +19,7 @@ _PUBLIC = {
     "predict": "lowshot.api",
     "rerun": "lowshot.api",
     "adapt": "lowshot.api",
+    "select_examples": "lowshot.api",
     "create_backbone": "lowshot.backbones",
     "list_backbones": "lowshot.backbones",
     "get_method": "lowshot.catalogue",

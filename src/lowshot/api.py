@@ -24,6 +24,7 @@ from lowshot.pipeline.meta import run_meta_train
 from lowshot.pipeline.multitask import run_multitask
 from lowshot.pipeline.rank import run_rank_backbones, run_rank_sources
 from lowshot.pipeline.results import RunResult
+from lowshot.pipeline.select import run_select, simulate
 from lowshot.pipeline.serve import evaluate, predict
 from lowshot.pipeline.specs import (
     AdaptSpec,
@@ -33,6 +34,7 @@ from lowshot.pipeline.specs import (
     MultitaskSpec,
     RankBackbonesSpec,
     RankSourcesSpec,
+    SelectSpec,
     spec_from_config,
 )
 
@@ -42,6 +44,7 @@ __all__ = [
     "MetaTrainSpec",
     "MultitaskSpec",
     "RunResult",
+    "SelectSpec",
     "adapt",
     "evaluate",
     "fit",
@@ -55,6 +58,8 @@ __all__ = [
     "rerun",
     "reweight",
     "run",
+    "select_examples",
+    "simulate",
     "strategies_for",
     "train_and_score",
 ]
@@ -115,6 +120,14 @@ def rank_sources(target: RankSourcesSpec | str | Path, **options: Any) -> RunRes
     return run_rank_sources(_build(RankSourcesSpec, {"target": target, **options}))
 
 
+def select_examples(pool: SelectSpec | str | Path, **options: Any) -> RunResult:
+    """The pool examples to label next (``lowshot select``); ``out=FILE`` writes the list
+    and FILE.csv. ``result["picks"]`` holds each pick's item, score and reason."""
+    if isinstance(pool, SelectSpec):
+        return run_select(pool)
+    return run_select(_build(SelectSpec, {"pool": pool, **options}))
+
+
 RUNNERS: dict[type[JobSpec], Callable[[Any], RunResult]] = {
     FitSpec: run_fit,
     AdaptSpec: run_adapt,
@@ -122,6 +135,7 @@ RUNNERS: dict[type[JobSpec], Callable[[Any], RunResult]] = {
     MetaTrainSpec: run_meta_train,
     RankBackbonesSpec: run_rank_backbones,
     RankSourcesSpec: run_rank_sources,
+    SelectSpec: run_select,
 }
 
 

@@ -25,6 +25,7 @@ FAMILIES = (
     "meta",  # episodic meta-learning
     "multitask",
     "transferability",
+    "select",  # which examples to label
 )
 
 

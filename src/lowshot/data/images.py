@@ -349,8 +349,9 @@ def load_image_spec(spec: str | Path, *, strict: bool = False, validate: bool = 
     return load_image_folder(p, strict=strict, validate=validate)
 
 
-def list_images(root: str | Path, *, strict: bool = False) -> list[Path]:
-    """Every readable image below ``root`` (flat or in sub-folders), for unlabelled data."""
+def list_images(root: str | Path, *, strict: bool = False, what: str = "target") -> list[Path]:
+    """Every readable image below ``root`` (flat or in sub-folders), for unlabelled data
+    (``what`` names it in the error for an empty folder: the target, the pool)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: no such folder of images.")
@@ -362,6 +363,6 @@ def list_images(root: str | Path, *, strict: bool = False) -> list[Path]:
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     if not files:
-        raise DataError(f"{root}: the target is empty (no image files found below it).")
+        raise DataError(f"{root}: the {what} is empty (no image files found below it).")
     good, _, _ = _validate(files, [0] * len(files), strict, str(root))
     return good

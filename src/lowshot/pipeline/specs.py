@@ -336,6 +336,43 @@ class RankSourcesSpec(JobSpec):
             raise ConfigError("--sources: give at least one candidate source.")
 
 
+@dataclass(kw_only=True)
+class SelectSpec(JobSpec):
+    """``lowshot select``: the ``budget`` pool examples to label next, as a list and a CSV.
+
+    ``out`` is the list file here (the CSV goes beside it, ``.csv``), not a run folder.
+    """
+
+    job: ClassVar[str] = "select"
+    pool: str
+    budget: int
+    labelled: str | None = None
+    strategy: str = "typiclust"
+    backbone: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        out, self.out = self.out, None  # a file, not a run folder: checked below
+        try:
+            super().validate()
+        finally:
+            self.out = out
+        _int(self, "budget", lo=1)
+        _params(self)
+        if out is not None:
+            if out.is_dir():
+                raise ConfigError(
+                    f"--out: {out} is a folder; name the list file to write, e.g. {out / 'to-label.txt'}."
+                )
+            if out.suffix.lower() == ".csv":
+                raise ConfigError(
+                    f"--out: name the list file (e.g. {out.with_suffix('.txt')}); the CSV is written beside it."
+                )
+            for f in (out, out.with_suffix(".csv")):
+                if f.exists() and not self.overwrite:
+                    raise ConfigError(f"--out: {f} exists; choose another name or add --overwrite.")
+
+
 JOBS: dict[str, type[JobSpec]] = {
     s.job: s
     for s in (FitSpec, AdaptSpec, MultitaskSpec, MetaTrainSpec, RankBackbonesSpec, RankSourcesSpec)
