@@ -38,7 +38,8 @@ from lowshot.data import load_benchmark_arrays
 from lowshot.data.load import load
 from lowshot.data.splits import stratified_split
 from lowshot.io import write_text
-from lowshot.pipeline.select import make_selector, simulate
+from lowshot.pipeline.select import make_selector
+from lowshot.pipeline.selection_curves import simulate
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "active_selection.json"

@@ -30,6 +30,10 @@ def test_documented_methods_register_and_run(doc_namespace, mini, tmp_path, cach
     assert names["moment-matching"] == "feature"
     assert names["cosine-protonet"] == "meta"
     assert names["scaled-by-first-loss"] == "multitask"
+    assert names["central-then-far"] == "select"
+    from lowshot.catalogue import family
+
+    family("select").check(registry.get_method("central-then-far"))  # the shared contract
     m = fit(
         mini["train"],
         test=mini["test"],

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from lowshot.catalogue import get_method, names
 from lowshot.cli import app
 from lowshot.errors import ConfigError, DataError
-from lowshot.pipeline.select import make_selector, simulate
+from lowshot.pipeline.select import make_selector
+from lowshot.pipeline.selection_curves import simulate
 from lowshot.select._geometry import nearest_other, unit
 from lowshot.select.probcover import purity_radius
 
@@ -250,3 +251,22 @@ def test_bad_pools_name_the_file_and_line(tmp_path, cache_dir, data_root):
         exclude_labelled(
             load_pool(str(img.parent)), TextSet(["a", "b"], np.array([0, 1]), ["x", "y"])
         )
+
+
+def test_selection_curves_on_real_digits(data_root):
+    """USPS raw pixels (the array path): TypiClust's first labels beat random ones."""
+    usps = f"{data_root / 'mnist-usps' / 'MNIST_vs_USPS.mat'}:Xt,Yt"
+    r = runner.invoke(app, ["selection-curves", usps, "--strategies", "random,typiclust,margin",
+                            "--per-class", "1,2", "--seeds", "0,1", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output[r.output.index("{") :])
+    curve = {(c["strategy"], c["per_class"]): c for c in res["curves"]}
+    assert curve[("typiclust", 1.0)]["gap_to_random"] > 0.05
+    assert curve[("margin", 1.0)]["gap_to_random"] == 0.0  # its first round is random's
+    assert {r["picked_by"] for r in res["records"] if r["strategy"] == "margin"} == {
+        "random",
+        "margin",
+    }
+    assert len(res["records"]) == 3 * 2 * 2
+    bad = runner.invoke(app, ["selection-curves", usps, "--per-class", "2,1"])
+    assert bad.exit_code == 2 and "increasing" in bad.output

@@ -24,7 +24,8 @@ from lowshot.pipeline.meta import run_meta_train
 from lowshot.pipeline.multitask import run_multitask
 from lowshot.pipeline.rank import run_rank_backbones, run_rank_sources
 from lowshot.pipeline.results import RunResult
-from lowshot.pipeline.select import run_select, simulate
+from lowshot.pipeline.select import run_select
+from lowshot.pipeline.selection_curves import run_selection_curves, simulate
 from lowshot.pipeline.serve import evaluate, predict
 from lowshot.pipeline.specs import (
     AdaptSpec,
@@ -34,6 +35,7 @@ from lowshot.pipeline.specs import (
     MultitaskSpec,
     RankBackbonesSpec,
     RankSourcesSpec,
+    SelectionCurvesSpec,
     SelectSpec,
     spec_from_config,
 )
@@ -45,6 +47,7 @@ __all__ = [
     "MultitaskSpec",
     "RunResult",
     "SelectSpec",
+    "SelectionCurvesSpec",
     "adapt",
     "evaluate",
     "fit",
@@ -59,6 +62,7 @@ __all__ = [
     "reweight",
     "run",
     "select_examples",
+    "selection_curves",
     "simulate",
     "strategies_for",
     "train_and_score",
@@ -128,6 +132,14 @@ def select_examples(pool: SelectSpec | str | Path, **options: Any) -> RunResult:
     return run_select(_build(SelectSpec, {"pool": pool, **options}))
 
 
+def selection_curves(pool: SelectionCurvesSpec | str | Path, **options: Any) -> RunResult:
+    """Active selection simulated on a labelled pool (``lowshot selection-curves``):
+    ``result["curves"]`` holds each strategy's accuracy per round and its gap to random."""
+    if isinstance(pool, SelectionCurvesSpec):
+        return run_selection_curves(pool)
+    return run_selection_curves(_build(SelectionCurvesSpec, {"pool": pool, **options}))
+
+
 RUNNERS: dict[type[JobSpec], Callable[[Any], RunResult]] = {
     FitSpec: run_fit,
     AdaptSpec: run_adapt,
@@ -136,6 +148,7 @@ RUNNERS: dict[type[JobSpec], Callable[[Any], RunResult]] = {
     RankBackbonesSpec: run_rank_backbones,
     RankSourcesSpec: run_rank_sources,
     SelectSpec: run_select,
+    SelectionCurvesSpec: run_selection_curves,
 }
 
 

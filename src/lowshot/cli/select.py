@@ -88,3 +88,68 @@ def select_cmd(
     console.print(t)
     console.print(f"wrote {out} (label each line) and {out.with_suffix('.csv')} "
                   f"({res['timings']['wall']:.1f} s)")  # fmt: skip
+
+
+@app.command("selection-curves")
+def selection_curves_cmd(
+    pool: Annotated[
+        str,
+        typer.Argument(
+            help="A labelled pool (class folders, a labelled list or text file, an array file, "
+            "office31:webcam): its labels are revealed only for the examples picked."
+        ),
+    ],
+    test: Annotated[
+        str | None,
+        typer.Option(help="Labelled test data (default: a stratified --test-fraction of POOL)."),
+    ] = None,
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated strategies; random is the reference.")
+    ] = "random,typiclust,probcover,kcenter,hybrid,margin",
+    per_class: Annotated[
+        str, typer.Option(help="Labels per class on average after each round, increasing.")
+    ] = "1,2,5",
+    seeds: Annotated[
+        str, typer.Option(help="Comma-separated seeds (split and selection).")
+    ] = "0,1,2",
+    backbone: Annotated[
+        str | None, typer.Option("--backbone", "-b", help="Backbone (default: lite0 / minilm).")
+    ] = None,
+    test_fraction: Annotated[float, typer.Option(help="Held out when --test is not given.")] = 0.2,
+    json_out: Json = False,
+) -> None:
+    """Simulate active selection on labelled data: each strategy's accuracy per round beside random."""
+    setup_logging(json_out)
+    from lowshot import api  # loaded when a command runs, not for --help
+    from lowshot.pipeline.specs import SelectionCurvesSpec
+
+    spec = SelectionCurvesSpec(
+        pool=pool, test=test, strategies=_list(strategies, "--strategies", str),
+        per_class=_list(per_class, "--per-class", float), seeds=_list(seeds, "--seeds", int),
+        backbone=backbone, test_fraction=test_fraction, progress=not json_out,
+    )  # fmt: skip
+    res = api.selection_curves(spec)
+    if json_out:
+        print(json.dumps(res.to_json(), indent=2))
+        return
+    rounds = spec.per_class
+    t = Table("strategy", *[f"{b:g}/class" for b in rounds], *[f"gap {b:g}/class" for b in rounds],
+              title=f"linear-probe accuracy (%), mean ± std over {len(spec.seeds)} seeds")  # fmt: skip
+    for name in spec.strategies:
+        rows = [c for c in res["curves"] if c["strategy"] == name]
+        accs = [f"{100 * c['accuracy']:.1f}±{100 * c['std']:.1f}" for c in rows]
+        gaps = [f"{100 * c['gap_to_random']:+.1f}" if "gap_to_random" in c else "–" for c in rows]
+        t.add_row(name, *accs, *gaps)
+    console.print(t)
+
+
+def _list(text: str, option: str, kind: type) -> list:
+    from lowshot.errors import ConfigError
+
+    try:
+        out = [kind(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated values, got {text!r}.") from None
+    if not out:
+        raise ConfigError(f"{option}: expected comma-separated values, got {text!r}.")
+    return out

@@ -7,7 +7,7 @@ warm start fits a linear probe on the labelled features for the strategies that 
 model's doubt. FILE lists the picks in the order chosen, in a form lowshot reads back
 once labelled (an image path, or a text, a line: add the label); FILE.csv gives each
 pick's score, reason and, with a model, its guess. :func:`simulate` is the benchmark
-mode: labels of a labelled pool revealed round by round, a probe fitted and tested.
+mode (:mod:`lowshot.pipeline.selection_curves`).
 """
 
 from __future__ import annotations
@@ -184,66 +184,3 @@ def run_select(spec: SelectSpec) -> RunResult:
     timings = {"load": t_load - t0, "features": t_feat - t_load, "select": t_sel - t_feat,
                "wall": time.perf_counter() - t0}  # fmt: skip
     return RunResult(spec.job, metrics, timings, artefacts)
-
-
-@dataclass
-class Round:
-    """One simulated round: labels spent so far and the probe's test accuracy."""
-
-    labels: int
-    per_class: float
-    accuracy: float
-    classes_seen: int
-    strategy: str
-    select_seconds: float
-
-
-def simulate(
-    X: np.ndarray,
-    y: np.ndarray,
-    X_test: np.ndarray,
-    y_test: np.ndarray,
-    strategy: str,
-    *,
-    per_class: tuple[float, ...] = (1, 2, 5),
-    seed: int = 0,
-    first: str = "random",
-    params: dict[str, Any] | None = None,
-) -> list[Round]:
-    """Active selection on a labelled pool, its labels revealed only once picked.
-
-    Rounds reach ``per_class`` labels per class on average (the selector is told the
-    total, never the classes): each round picks the increment given the labels so far,
-    fits a linear probe on everything labelled and scores it on the test rows. A
-    strategy that needs a model starts with ``first`` (random: the classic setting).
-    """
-    n_classes = len(np.unique(np.concatenate([y, y_test])))
-    sel, opener = make_selector(strategy, params), make_selector(first)
-    chosen: list[int] = []
-    rounds: list[Round] = []
-    for b in per_class:
-        rest = np.setdiff1d(np.arange(len(X)), chosen)
-        inc = min(len(rest), int(round(b * n_classes)) - len(chosen))
-        if inc <= 0:
-            continue
-        use = opener if (sel.model == "required" and not chosen) else sel
-        have = np.asarray(chosen, dtype=np.int64)
-        proba = None
-        if use.model != "none" and len(np.unique(y[have])) >= 2:
-            proba = Probe.fit(X[have], y[have], seed).proba(X[rest])
-        t0 = time.perf_counter()
-        picks = use.select(X[rest], inc, labelled=X[have], proba=proba, seed=seed + len(rounds))
-        dt = time.perf_counter() - t0
-        chosen += rest[picks.index].tolist()
-        rounds.append(Round(len(chosen), b, _probe_accuracy(X[chosen], y[chosen], X_test, y_test, seed),
-                            len(np.unique(y[chosen])), use.name, dt))  # fmt: skip
-    return rounds
-
-
-def _probe_accuracy(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-                    seed: int) -> float:  # fmt: skip
-    """Test accuracy of a linear probe on the labelled rows (one class seen: it predicts it)."""
-    seen = np.unique(y)
-    if len(seen) == 1:
-        return float((y_test == seen[0]).mean())
-    return float((Probe.fit(X, y, seed).predict(X_test) == y_test).mean())

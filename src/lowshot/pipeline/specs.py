@@ -373,6 +373,42 @@ class SelectSpec(JobSpec):
                     raise ConfigError(f"--out: {f} exists; choose another name or add --overwrite.")
 
 
+@dataclass(kw_only=True)
+class SelectionCurvesSpec(JobSpec):
+    """``lowshot selection-curves``: active selection simulated on a labelled pool, each
+    strategy's learning curve (probe accuracy against labels spent) beside random's."""
+
+    job: ClassVar[str] = "selection-curves"
+    pool: str
+    test: str | None = None
+    strategies: list[str] = field(
+        default_factory=lambda: ["random", "typiclust", "probcover", "kcenter", "hybrid", "margin"]
+    )
+    per_class: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    backbone: str | None = None
+    test_fraction: float = 0.2
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.strategies:
+            raise ConfigError("--strategies: give at least one strategy.")
+        if not self.seeds or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in self.seeds
+        ):
+            raise ConfigError(f"--seeds: expected whole numbers >= 0, got {self.seeds!r}.")
+        pc = self.per_class
+        if not pc or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in pc
+        ):
+            raise ConfigError(f"--per-class: expected numbers > 0, got {pc!r}.")
+        if list(pc) != sorted(set(pc)):
+            raise ConfigError(
+                f"--per-class: rounds spend more labels each time; give increasing values, got {pc!r}."
+            )
+        _fraction(self, "test_fraction", zero_ok=False)
+
+
 JOBS: dict[str, type[JobSpec]] = {
     s.job: s
     for s in (FitSpec, AdaptSpec, MultitaskSpec, MetaTrainSpec, RankBackbonesSpec, RankSourcesSpec)
