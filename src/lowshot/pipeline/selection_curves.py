@@ -121,7 +121,8 @@ def run_selection_curves(spec: SelectionCurvesSpec) -> RunResult:
             row = {"strategy": name, "per_class": b, "accuracy": float(np.mean(accs)),
                    "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0, "seeds": len(accs)}  # fmt: skip
             if "random" in spec.strategies and name != "random":
-                g = paired_gap(records, name, "random", where=lambda r, b=b: r["shots"] == b)
+                same_round = [r for r in records if r["shots"] == b]
+                g = paired_gap(same_round, name, "random")
                 row.update(gap_to_random=g["mean"], gap_ci95=g["ci95"])
             curves.append(row)
     metrics = {"pool": spec.pool, "test": spec.test, "backbone": bb, "n_pool": len(full),
