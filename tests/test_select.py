@@ -270,3 +270,12 @@ def test_selection_curves_on_real_digits(data_root):
     assert len(res["records"]) == 3 * 2 * 2
     bad = runner.invoke(app, ["selection-curves", usps, "--per-class", "2,1"])
     assert bad.exit_code == 2 and "increasing" in bad.output
+
+
+def test_simulation_opens_with_random_until_two_classes_are_labelled():
+    X, y = blobs(sizes=(60, 4), d=2)  # one rare class: a first random pair is likely all class 0
+    for seed in range(4):
+        rounds = simulate(X, y, X, y, "margin", per_class=(1, 2, 3), seed=seed)
+        assert [r.labels for r in rounds] == [2, 4, 6]
+        firsts = [r.strategy for r in rounds]
+        assert firsts[0] == "random" and set(firsts) <= {"random", "margin"}

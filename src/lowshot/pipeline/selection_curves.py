@@ -55,7 +55,8 @@ def simulate(
     Rounds reach ``per_class`` labels per class on average (the selector is told the
     total, never the classes): each round picks the increment given the labels so far,
     fits a linear probe on everything labelled and scores it on the test rows. A
-    strategy that needs a model starts with ``first`` (random: the classic setting).
+    strategy that needs a model picks with ``first`` (random: the classic setting) until
+    the labels hold two classes.
     """
     n_classes = len(np.unique(np.concatenate([y, y_test])))
     sel, opener = make_selector(strategy, params), make_selector(first)
@@ -66,11 +67,12 @@ def simulate(
         inc = min(len(rest), int(round(b * n_classes)) - len(chosen))
         if inc <= 0:
             continue
-        use = opener if (sel.model == "required" and not chosen) else sel
         have = np.asarray(chosen, dtype=np.int64)
         proba = None
-        if use.model != "none" and len(np.unique(y[have])) >= 2:
+        if sel.model != "none" and len(np.unique(y[have])) >= 2:
             proba = Probe.fit(X[have], y[have], seed).proba(X[rest])
+        # no model yet (nothing labelled, or one class so far): the opener picks this round
+        use = opener if (sel.model == "required" and proba is None) else sel
         t0 = time.perf_counter()
         picks = use.select(X[rest], inc, labelled=X[have], proba=proba, seed=seed + len(rounds))
         dt = time.perf_counter() - t0
