@@ -99,7 +99,9 @@ def test_multitask_runs_from_a_spec_and_replays(cr_small, cache_dir, tmp_path):
     with pytest.raises(RunError, match="not a lowshot run folder"):
         multitask(tasks, epochs=3, out=victim, overwrite=True, progress=False)
     assert (victim / "keep.txt").read_text() == "mine"
-    r = multitask(MultitaskSpec(tasks=tasks, epochs=3, shots=10, out=tmp_path / "m", progress=False))
+    r = multitask(
+        MultitaskSpec(tasks=tasks, epochs=3, shots=10, out=tmp_path / "m", progress=False)
+    )
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["job"] == "multitask" and cfg["tasks"] == tasks
     again = rerun(tmp_path / "m", out=tmp_path / "m2", progress=False)

@@ -279,3 +279,10 @@ def test_simulation_opens_with_random_until_two_classes_are_labelled():
         assert [r.labels for r in rounds] == [2, 4, 6]
         firsts = [r.strategy for r in rounds]
         assert firsts[0] == "random" and set(firsts) <= {"random", "margin"}
+
+
+def test_a_pool_of_identical_rows_still_gives_distinct_picks():
+    X = np.ones((6, 3), np.float32)
+    for name in COVERING + ["random"]:
+        picks = make_selector(name).select(X, 6, seed=0)
+        assert sorted(picks.index.tolist()) == list(range(6)), name

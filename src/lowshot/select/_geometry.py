@@ -43,6 +43,20 @@ def min_dist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return out
 
 
+class NearestChosen:
+    """Each row's distance to the nearest chosen row, updated one choice at a time with
+    one matrix-vector product (O(n d) per choice, the norms computed once)."""
+
+    def __init__(self, Z: np.ndarray, chosen: np.ndarray) -> None:
+        self.Z = Z
+        self.sq = (Z * Z).sum(1)
+        self.dist = min_dist(Z, chosen)
+
+    def add(self, i: int) -> None:
+        d2 = self.sq + self.sq[i] - 2.0 * (self.Z @ self.Z[i])
+        np.minimum(self.dist, np.sqrt(np.maximum(d2, 0.0)), out=self.dist)
+
+
 def knn_mean_dist(
     Q: np.ndarray, R: np.ndarray, k: int, self_pos: np.ndarray | None = None
 ) -> np.ndarray:
@@ -92,7 +106,10 @@ def radius_graph(X: np.ndarray, radius: float, max_degree: int) -> sp.csr_matrix
 
 def kmeans(X: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Cluster labels of k-means with ``k`` clusters (mini-batch k-means above 20,000 rows)."""
+    import warnings
+
     from sklearn.cluster import KMeans, MiniBatchKMeans
+    from sklearn.exceptions import ConvergenceWarning
 
     k = max(1, min(k, len(X)))
     if k == 1:
@@ -101,4 +118,6 @@ def kmeans(X: np.ndarray, k: int, seed: int) -> np.ndarray:
         km = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096)
     else:
         km = KMeans(k, random_state=seed, n_init=3)
-    return np.asarray(km.fit_predict(X), dtype=np.int64)
+    with warnings.catch_warnings():  # repeated rows: fewer distinct clusters than asked
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return np.asarray(km.fit_predict(X), dtype=np.int64)

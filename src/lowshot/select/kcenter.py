@@ -18,7 +18,7 @@ import numpy as np
 
 from lowshot.registry import register_method
 from lowshot.select._base import Picks, Selector
-from lowshot.select._geometry import blocks, min_dist, sq_dists, unit
+from lowshot.select._geometry import NearestChosen, unit
 
 
 @register_method("kcenter", family="select")
@@ -28,22 +28,19 @@ class KCenterGreedy(Selector):
     name = "kcenter"
 
     def _select(self, X, budget, labelled, proba, rng, seed):  # type: ignore[no-untyped-def]
-        Z = unit(X)
-        far = min_dist(Z, unit(labelled))
+        near = NearestChosen(unit(X), unit(labelled))
         idx, score, why = [], [], []
         for t in range(budget):
             if t == 0 and not len(labelled):
-                i = int(rng.integers(len(Z)))
+                i = int(rng.integers(len(X)))
                 why.append("first centre, drawn at random (nothing labelled yet)")
                 score.append(0.0)
             else:
-                i = int(np.argmax(far))
-                why.append(
-                    f"farthest from every labelled or picked example (distance {far[i]:.3f})"
-                )
-                score.append(float(far[i]))
+                i = int(np.argmax(near.dist))
+                d = near.dist[i]
+                why.append(f"farthest from every labelled or picked example (distance {d:.3f})")
+                score.append(float(d))
             idx.append(i)
-            for s in blocks(len(Z), 65536):
-                far[s] = np.minimum(far[s], np.sqrt(sq_dists(Z[s], Z[i : i + 1])[:, 0]))
-            far[i] = -np.inf
+            near.add(i)
+            near.dist[i] = -np.inf  # never picked twice, even among exact duplicates
         return Picks(np.asarray(idx, dtype=np.int64), np.asarray(score), why)

@@ -27,14 +27,15 @@ import numpy as np
 
 from lowshot.registry import register_method
 from lowshot.select._base import Picks, Selector
-from lowshot.select._geometry import kmeans, min_dist, nearest_other, radius_graph, sq_dists, unit
+from lowshot.select._geometry import NearestChosen, kmeans, nearest_other, radius_graph, unit
 
 
 def purity_radius(Z: np.ndarray, groups: np.ndarray, purity: float) -> float:
     """The largest delta at which a ``purity`` fraction of the rows' delta-balls hold one group only."""
     d_other = np.sort(nearest_other(Z, groups))
     m = min(len(d_other) - 1, int(np.floor((1.0 - purity) * len(d_other))))
-    return float(np.nextafter(np.float32(d_other[m]), np.float32(0)))
+    # on unit vectors no two rows are farther apart than 2: one group only covers it all
+    return float(min(np.nextafter(np.float32(d_other[m]), np.float32(0)), 2.0))
 
 
 @register_method("probcover", family="select")
@@ -61,8 +62,8 @@ class ProbCover(Selector):
         self.radius_ = delta
         A = radius_graph(Z, delta, max(64, self.max_edges // len(Z)))
         AT = A.T.tocsr()  # in-neighbours: whose balls a newly covered row is in
-        far = min_dist(Z, ZL)  # distance to the nearest labelled or picked row
-        covered = far <= delta
+        near = NearestChosen(Z, ZL)  # distance to the nearest labelled or picked row
+        covered = near.dist <= delta
         deg = A @ (~covered).astype(np.int64)
         taken = np.zeros(len(Z), dtype=bool)
         idx, score, why = [], [], []
@@ -78,12 +79,12 @@ class ProbCover(Selector):
                 why.append(f"covers {gain[i]} uncovered pool examples within radius {delta:.3f}")
                 score.append(float(gain[i]))
             else:
-                i = int(np.argmax(np.where(taken, -np.inf, far)))
+                i = int(np.argmax(np.where(taken, -np.inf, near.dist)))
                 why.append(
                     f"pool covered at radius {delta:.3f}; farthest from those labelled or picked"
                 )
-                score.append(float(far[i]))
+                score.append(float(near.dist[i]))
             taken[i] = True
-            far = np.minimum(far, np.sqrt(sq_dists(Z, Z[i : i + 1])[:, 0]))
+            near.add(i)
             idx.append(int(ref[i]))
         return Picks(np.asarray(idx, dtype=np.int64), np.asarray(score), why)
