@@ -7,11 +7,13 @@ the pool fraction within delta of some labelled example,
     max_{S, |S| = B}  | U_{x in L u S} B(x, delta) | ,
 
 greedily: on the graph G_delta (an edge where two rows are within delta), pick the row
-with the most uncovered neighbours (ties drawn by the seed), mark them covered, repeat. Once everything is
-covered, the remaining picks are the rows farthest from every labelled or picked one.
+with the most uncovered neighbours (ties drawn by the seed), mark them covered, repeat.
+Once everything is covered, the remaining picks are the rows farthest from every
+labelled or picked one.
 
 delta is chosen from the data, as in the paper, by ball purity: k-means with
-``K = |L| + B`` clusters stands in for the unknown classes, and delta is the largest
+``K = min(|L| + B, max_clusters)`` clusters stands in for the unknown classes (the paper
+uses the number of classes, which a selector is not told), and delta is the largest
 radius at which at least ``purity`` (0.95) of the balls hold rows of one cluster only.
 With d_other(x) the distance from x to the nearest row of another cluster, a ball is
 pure iff delta < d_other(x), so delta is just below the (1 - purity) quantile of d_other.
@@ -44,10 +46,11 @@ class ProbCover(Selector):
 
     name = "probcover"
 
-    def __init__(self, purity: float = 0.95, radius: float | None = None, max_graph: int = 20_000,
-                 max_edges: int = 30_000_000) -> None:  # fmt: skip
+    def __init__(self, purity: float = 0.95, radius: float | None = None, max_clusters: int = 500,
+                 max_graph: int = 20_000, max_edges: int = 30_000_000) -> None:  # fmt: skip
         self.purity = purity
         self.radius = radius
+        self.max_clusters = max_clusters
         self.max_graph = max_graph
         self.max_edges = max_edges
 
@@ -58,7 +61,8 @@ class ProbCover(Selector):
         Z, ZL = unit(X[ref]), unit(labelled)
         delta = self.radius
         if delta is None:
-            delta = purity_radius(Z, kmeans(Z, len(labelled) + budget, seed), self.purity)
+            k = min(len(labelled) + budget, self.max_clusters)
+            delta = purity_radius(Z, kmeans(Z, k, seed), self.purity)
         self.radius_ = delta
         A = radius_graph(Z, delta, max(64, self.max_edges // len(Z)))
         AT = A.T.tocsr()  # in-neighbours: whose balls a newly covered row is in
