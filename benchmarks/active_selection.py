@@ -146,19 +146,29 @@ def plot(store: ResultStore) -> None:
 
     recs = store.records()
     sets = [d for d in DATASETS if any(r["dataset"] == d for r in recs)]
-    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.2), squeeze=False)
-    for ax, d in zip(axes[0], sets, strict=True):
+    cols = 3
+    rows = -(-len(sets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.3 * rows), squeeze=False)
+    for ax, d in zip(axes.flat, sets, strict=False):
         for s in STRATEGIES:
-            m = [np.mean([r["accuracy"] for r in recs if r["dataset"] == d and r["strategy"] == s
-                          and r["shots"] == b] or [np.nan]) * 100 for b in PER_CLASS]  # fmt: skip
-            ax.plot(PER_CLASS, m, marker="o", label=s, lw=2.2 if s in ("random", "typiclust") else 1.2,
-                    ls="--" if s == "random" else "-")  # fmt: skip
+            m = [
+                np.mean([r["accuracy"] for r in recs
+                         if r["dataset"] == d and r["strategy"] == s and r["shots"] == b] or [np.nan]) * 100
+                for b in PER_CLASS
+            ]  # fmt: skip
+            style = {"color": "black", "ls": "--", "lw": 2.0} if s == "random" else {"lw": 1.4}
+            ax.plot(PER_CLASS, m, marker="o", label=s, **style)
         ax.set_title(d)
         ax.set_xlabel("labels per class")
         ax.set_xticks(PER_CLASS)
-    axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(sets) :]:
+        ax.axis("off")
+    for row in axes:
+        row[0].set_ylabel("test accuracy (%)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(PLOT, dpi=110)
 
 

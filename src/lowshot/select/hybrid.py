@@ -17,13 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from lowshot.registry import register_method
-from lowshot.select._base import Picks, Selector
-from lowshot.select.typiclust import Clusters
+from lowshot.select.typiclust import TypiClust
 from lowshot.select.uncertainty import margin_score
 
 
 @register_method("hybrid", family="select")
-class Hybrid(Selector):
+class Hybrid(TypiClust):
     """Least model margin among each cluster's typical examples (TypiClust + margin)."""
 
     name = "hybrid"
@@ -31,32 +30,22 @@ class Hybrid(Selector):
 
     def __init__(self, typical_fraction: float = 0.5, k: int = 20, min_cluster: int = 5,
                  max_clusters: int = 500, max_reference: int = 10_000) -> None:  # fmt: skip
+        super().__init__(k, min_cluster, max_clusters, max_reference)
         self.typical_fraction = typical_fraction
-        self.k = k
-        self.min_cluster = min_cluster
-        self.max_clusters = max_clusters
-        self.max_reference = max_reference
 
-    def _select(self, X, budget, labelled, proba, rng, seed):  # type: ignore[no-untyped-def]
-        cl = Clusters(X, labelled, min(len(labelled) + budget, self.max_clusters), seed, self.k,
-                      self.min_cluster, self.max_reference, rng)  # fmt: skip
-        doubt = None if proba is None else margin_score(proba)
-        idx, score, why = [], [], []
-        for _ in range(budget):
-            c = cl.next_cluster()
-            rows, typ = cl.typicality(c)
-            if doubt is None:
-                j = int(np.argmax(typ))
-                why.append(f"most typical of {cl.describe(c)} (no model yet)")
-                score.append(float(typ[j]))
-            else:
-                n_top = max(1, int(np.ceil(self.typical_fraction * len(rows))))
-                top = np.argsort(-typ, kind="stable")[:n_top]
-                j = int(top[np.argmax(doubt[rows[top]])])
-                why.append(
-                    f"least certain (margin {-doubt[rows[j]]:.3f}) of the typical members of {cl.describe(c)}"
-                )
-                score.append(float(doubt[rows[j]]))
-            cl.take(c, int(rows[j]))
-            idx.append(int(rows[j]))
-        return Picks(np.asarray(idx, dtype=np.int64), np.asarray(score), why)
+    def _doubt(self, proba: np.ndarray | None) -> np.ndarray | None:
+        return None if proba is None else margin_score(proba)
+
+    def _choose(self, typ: np.ndarray, doubt: np.ndarray | None) -> tuple[int, float, str]:
+        if doubt is None:
+            j, value, _ = super()._choose(typ, None)
+            return j, value, "most typical (no model yet) of"
+        top = np.argsort(-typ, kind="stable")[
+            : max(1, int(np.ceil(self.typical_fraction * len(typ))))
+        ]
+        j = int(top[np.argmax(doubt[top])])
+        return (
+            j,
+            float(doubt[j]),
+            f"least certain (margin {-doubt[j]:.3f}) of the typical members of",
+        )

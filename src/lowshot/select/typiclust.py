@@ -95,13 +95,24 @@ class TypiClust(Selector):
     def _select(self, X, budget, labelled, proba, rng, seed):  # type: ignore[no-untyped-def]
         cl = Clusters(X, labelled, min(len(labelled) + budget, self.max_clusters), seed, self.k,
                       self.min_cluster, self.max_reference, rng)  # fmt: skip
+        doubt = self._doubt(proba)
         idx, score, why = [], [], []
         for _ in range(budget):
             c = cl.next_cluster()
             rows, typ = cl.typicality(c)
-            j = int(np.argmax(typ))
-            why.append(f"most typical of {cl.describe(c)}")
+            j, value, reason = self._choose(typ, None if doubt is None else doubt[rows])
+            why.append(f"{reason} {cl.describe(c)}")
             cl.take(c, int(rows[j]))
             idx.append(int(rows[j]))
-            score.append(float(typ[j]))
+            score.append(value)
         return Picks(np.asarray(idx, dtype=np.int64), np.asarray(score), why)
+
+    def _doubt(self, proba: np.ndarray | None) -> np.ndarray | None:
+        """Per pool row, how unsure a model is (None: the choice uses typicality alone)."""
+        return None
+
+    def _choose(self, typ: np.ndarray, doubt: np.ndarray | None) -> tuple[int, float, str]:
+        """Which of a cluster's candidates (their typicality, their doubt) to pick, its
+        score and the start of its reason."""
+        j = int(np.argmax(typ))
+        return j, float(typ[j]), "most typical of"
