@@ -16,6 +16,8 @@ probabilities.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from lowshot.registry import register_method
@@ -36,38 +38,32 @@ def entropy_score(proba: np.ndarray) -> np.ndarray:
 
 
 class _Uncertainty(Selector):
+    """The ``budget`` rows with the highest ``score(proba)`` (ties at random, by the seed)."""
+
     model = "required"
     what = ""
-
-    def _score(self, proba: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    score: Callable[[np.ndarray], np.ndarray]
 
     def _select(self, X, budget, labelled, proba, rng, seed):  # type: ignore[no-untyped-def]
-        s = self._score(proba)
-        # ties (equal doubt) broken at random, by the seed
+        s = self.score(proba)
         order = np.lexsort((rng.permutation(len(s)), -s))[:budget]
-        return Picks(
-            order.astype(np.int64), s[order], [f"{self.what} {abs(v):.3f}" for v in s[order]]
-        )
+        why = [f"uncertain: {self.what} {abs(v):.3f}" for v in s[order]]
+        return Picks(order.astype(np.int64), s[order], why)
 
 
 @register_method("margin", family="select")
 class Margin(_Uncertainty):
     """Smallest margin between the model's two likeliest classes (warm start)."""
 
-    name = "margin"
-    what = "uncertain: margin between the two likeliest classes"
-
-    def _score(self, proba: np.ndarray) -> np.ndarray:
-        return margin_score(proba)
+    name, what, score = (
+        "margin",
+        "margin between the two likeliest classes",
+        staticmethod(margin_score),
+    )
 
 
 @register_method("entropy", family="select")
 class Entropy(_Uncertainty):
     """Highest entropy of the model's class probabilities (warm start)."""
 
-    name = "entropy"
-    what = "uncertain: entropy of the class probabilities"
-
-    def _score(self, proba: np.ndarray) -> np.ndarray:
-        return entropy_score(proba)
+    name, what, score = "entropy", "entropy of the class probabilities", staticmethod(entropy_score)
