@@ -56,7 +56,10 @@ DATASETS = {
 }
 IMAGE_SETS = ("amazon", "webcam", "mnist", "usps")
 PER_CLASS = (1, 2, 5)
-STRATEGIES = names("select")
+ORDER = ["random", "typiclust", "probcover", "kcenter", "hybrid", "margin", "entropy"]
+STRATEGIES = sorted(
+    names("select"), key=lambda s: (ORDER.index(s) if s in ORDER else len(ORDER), s)
+)
 
 
 def features(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +207,7 @@ def speed_table() -> str:
              "| strategy | " + " | ".join(f"budget {b}" for b in budgets) + " |", "|---|" + "---:|" * len(budgets)]  # fmt: skip
     for s in STRATEGIES:
         cells = [
-            f"{r['seconds']:.1f}"
+            f"{r['seconds']:.2f}"
             for b in budgets
             for r in d["records"]
             if r["strategy"] == s and r["budget"] == b
