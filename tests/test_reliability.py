@@ -117,7 +117,10 @@ def test_a_checkpoint_that_needs_unpickling_is_refused(tmp_path, monkeypatch):
 # --- Ctrl-C and SIGTERM: a clear exit, a resumable folder, the same result ----------------
 
 CHILD = """
-import sys, time
+import signal, sys, time
+# as from a terminal: a shell that starts the test suite in the background (`cmd &`) starts
+# it with SIGINT ignored, and Python keeps an ignored SIGINT ignored in its children
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import lowshot.training.loop as loop
 orig = loop.TransferModule.on_train_epoch_start
 def slow(self):  # epochs long enough to be interrupted in
