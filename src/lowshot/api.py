@@ -19,6 +19,7 @@ from typing import Any
 from lowshot.errors import ConfigError
 from lowshot.model.runner import logits_for, make_strategy, strategies_for, train_and_score
 from lowshot.pipeline.adapt import run_adapt, run_reweight
+from lowshot.pipeline.export import export_run
 from lowshot.pipeline.fit import run_fit
 from lowshot.pipeline.meta import run_meta_train
 from lowshot.pipeline.multitask import run_multitask
@@ -50,6 +51,7 @@ __all__ = [
     "SelectionCurvesSpec",
     "adapt",
     "evaluate",
+    "export_run",
     "fit",
     "logits_for",
     "make_strategy",

@@ -214,13 +214,22 @@ def predict(
     ],
     top: Annotated[int, typer.Option(help="How many classes to list per image.")] = 3,
     device: Device = "auto",
+    engine: Annotated[
+        str,
+        typer.Option(help="torch, or onnx: the run's `lowshot export` served by ONNX Runtime."),
+    ] = "torch",
+    onnx_model: Annotated[
+        Path | None,
+        typer.Option(help="With --engine onnx: the exported file (default RUN/model.onnx)."),
+    ] = None,
     json_out: Json = False,
 ) -> None:
     """Predict the class of images (or texts) with a trained run's model."""
     setup_logging(True)
     from lowshot.api import predict as api_predict
 
-    preds = api_predict(run_dir, list(files), top_k=top, device=device, progress=not json_out)
+    preds = api_predict(run_dir, list(files), top_k=top, device=device, progress=not json_out,
+                        engine=engine, onnx_model=onnx_model)  # fmt: skip
     if json_out:
         print(json.dumps(preds, indent=2))
         return

@@ -16,7 +16,7 @@ import torch
 
 from lowshot.cache import default_cache
 from lowshot.data.load import load
-from lowshot.errors import DataError, RunError
+from lowshot.errors import ConfigError, DataError, RunError
 from lowshot.evaluation.metrics import classification_report
 from lowshot.fewshot.meta import is_meta_run
 from lowshot.io import write_json
@@ -100,10 +100,20 @@ def predict(
     device: str | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    engine: str = "torch",
+    onnx_model: str | Path | None = None,
 ) -> list[dict]:
-    """Predicted class and top-k probabilities for each image file (folders are expanded)."""
-    from lowshot.data.images import IMAGE_EXTENSIONS, check_image
+    """Predicted class and top-k probabilities for each image file (folders are expanded).
+    ``engine="onnx"``: the run's ONNX export (``RUN/model.onnx``, or ``onnx_model``) served
+    by ONNX Runtime instead of PyTorch."""
+    if engine not in ("torch", "onnx"):
+        raise ConfigError(f"--engine: must be torch or onnx, got {engine!r}.")
+    if engine == "onnx":
+        from lowshot.pipeline.export import OnnxClassifier
 
+        clf = OnnxClassifier.load(onnx_model or Path(run_dir) / "model.onnx")
+        paths = _image_paths(files)
+        return _top(paths, clf.logits(paths), clf.classes, top_k)
     _not_meta(run_dir)
     if _is_multitask_run(run_dir):
         from lowshot.multitask import predict_multitask
@@ -112,6 +122,23 @@ def predict(
     model, meta = load_model(run_dir)
     if meta.get("modality") == "text":
         return _predict_text(model, meta, files, top_k, device, cache_dir, progress)
+    paths = _image_paths(files)
+    cache = default_cache(cache_dir)
+    logits = logits_for(
+        model,
+        paths,
+        backbone_frozen=bool(meta.get("backbone_weights_id")),
+        cache=cache,
+        device=device,
+        progress=progress,
+    )
+    return _top(paths, logits, meta["classes"], top_k)
+
+
+def _image_paths(files: list[str | Path]) -> list[Path]:
+    """The image files named (folders expanded), each checked readable."""
+    from lowshot.data.images import IMAGE_EXTENSIONS, check_image
+
     paths: list[Path] = []
     for f in files:
         p = Path(f)
@@ -126,19 +153,13 @@ def predict(
         raise DataError("cannot read: " + "; ".join(f"{p} ({why})" for p, why in bad))
     if not paths:
         raise DataError("no image files to predict.")
-    cache = default_cache(cache_dir)
-    logits = logits_for(
-        model,
-        paths,
-        backbone_frozen=bool(meta.get("backbone_weights_id")),
-        cache=cache,
-        device=device,
-        progress=progress,
-    )
-    probs = torch.from_numpy(logits).softmax(1).numpy()
-    classes = meta["classes"]
+    return paths
+
+
+def _top(items: list[Any], logits: np.ndarray, classes: list[str], top_k: int) -> list[dict]:
+    probs = torch.from_numpy(np.asarray(logits)).softmax(1).numpy()
     out = []
-    for p, row in zip(paths, probs, strict=True):
+    for p, row in zip(items, probs, strict=True):
         top = np.argsort(-row)[:top_k]
         out.append(
             {

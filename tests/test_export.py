@@ -1,0 +1,93 @@
+"""ONNX export: the exported model agrees with PyTorch, carries its classes and
+preprocessing, serves `lowshot predict --engine onnx`, and the docs' snippet serves it
+without torch or lowshot."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO
+from typer.testing import CliRunner
+
+from lowshot.api import fit, predict
+from lowshot.cli import app
+from lowshot.errors import ConfigError, RunError
+
+pytest.importorskip("onnxruntime")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def exported(mini, tmp_path_factory, cache_dir):
+    run = tmp_path_factory.mktemp("export") / "run"
+    fit(mini["train"], test=mini["test"], out=run, baseline=False, progress=False)
+    r = runner.invoke(app, ["export", str(run), "--int8", "--json"])
+    assert r.exit_code == 0, r.output
+    return run, json.loads(r.output[r.output.index("{") :])
+
+
+def test_export_agrees_with_pytorch_and_int8_is_smaller(exported):
+    run, rep = exported
+    fp32, int8 = rep["fp32"], rep["int8"]
+    assert fp32["check"]["images"] == 24 and fp32["check"]["top1_agreement"] == 1.0
+    assert fp32["check"]["max_logit_difference"] < 1e-3
+    assert int8["check"]["top1_agreement"] >= 0.9
+    assert int8["mb"] < 0.4 * fp32["mb"]
+    assert json.loads((run / "export.json").read_text())["fp32"]["file"] == fp32["file"]
+
+
+def test_the_onnx_file_carries_classes_and_preprocessing(exported):
+    from lowshot.pipeline.export import OnnxClassifier
+
+    run, _ = exported
+    clf = OnnxClassifier.load(run / "model.onnx")
+    meta = json.loads((run / "model.json").read_text())
+    assert clf.classes == meta["classes"]
+    assert clf.preprocessing == type(clf.preprocessing).from_dict(meta["preprocessing"])
+
+
+def test_predict_with_onnx_gives_the_pytorch_classes(exported, mini):
+    run, _ = exported
+    torch_preds = predict(run, [mini["test"]], progress=False)
+    for f in ("model.onnx", "model.int8.onnx"):
+        onnx_preds = predict(run, [mini["test"]], engine="onnx", onnx_model=run / f)
+        same = [a["class"] == b["class"] for a, b in zip(torch_preds, onnx_preds, strict=True)]
+        assert np.mean(same) >= (1.0 if f == "model.onnx" else 0.9), f
+
+
+def test_a_damaged_or_foreign_onnx_file_is_one_clear_error(exported, mini, tmp_path):
+    import torch
+
+    run, _ = exported
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    with pytest.raises(RunError, match="not a readable ONNX model"):
+        predict(run, [mini["test"]], engine="onnx", onnx_model=tmp_path / "bad.onnx")
+    torch.onnx.export(torch.nn.Linear(3, 2), (torch.zeros(1, 3),), str(tmp_path / "other.onnx"),
+                      dynamo=True, verbose=False)  # fmt: skip
+    with pytest.raises(RunError, match="did not export"):
+        predict(run, [mini["test"]], engine="onnx", onnx_model=tmp_path / "other.onnx")
+    r = runner.invoke(app, ["predict", str(run), str(mini["test"]), "--engine", "tflite"])
+    assert r.exit_code == 2 and "--engine: must be torch or onnx" in r.output
+    with pytest.raises(ConfigError, match="--opset"):
+        from lowshot.pipeline.export import export_run
+
+        export_run(run, opset=9)
+
+
+def test_the_documented_snippet_serves_it_without_torch_or_lowshot(exported, mini):
+    run, _ = exported
+    code = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "deployment.md").read_text(), re.S)[
+        0
+    ]
+    files = sorted(str(p) for p in mini["test"].rglob("*.jpg"))
+    probe = code + (
+        f"\nprint(json.dumps(classify(*load({str(run / 'model.onnx')!r}), {files!r})))\n"
+        "import sys\nassert 'torch' not in sys.modules and 'lowshot' not in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    want = [p["class"] for p in predict(run, files, progress=False)]
+    assert got == want
