@@ -469,6 +469,70 @@ CASES = [
         lambda t: fit(str(good_train(t)), "--out", str(run_folder(t)), "--resume", "--seed", "5"),
         "different settings",
     ),  # fmt: skip
+    # --- adapt hyper-parameters, selection, export (checked before any data is read) ----
+    Case(
+        "adapt-option-given-as-param",
+        lambda t: [
+            "adapt",
+            "--source",
+            arrays(t)[0],
+            "--target",
+            arrays(t)[1],
+            "--method",
+            "dann",
+            "--out",
+            "out",
+            "-p",
+            "epochs=2",
+        ],
+        "give it as --epochs",
+    ),  # fmt: skip
+    Case(
+        "adapt-unknown-deep-param",
+        lambda t: [
+            "adapt",
+            "--source",
+            arrays(t)[0],
+            "--target",
+            arrays(t)[1],
+            "--method",
+            "dann",
+            "--out",
+            "out",
+            "-p",
+            "trade=2",
+        ],
+        "method dann has no hyper-parameter 'trade'",
+    ),  # fmt: skip
+    Case(
+        "select-budget-above-pool",
+        lambda t: ["select", arrays(t)[0], "--budget", "50", "--out", "o/next.txt"],
+        "the pool holds only 20",
+    ),  # fmt: skip
+    Case(
+        "select-uncertainty-cold",
+        lambda t: [
+            "select",
+            arrays(t)[0],
+            "--budget",
+            "2",
+            "--strategy",
+            "margin",
+            "--out",
+            "o/n.txt",
+        ],
+        "needs labelled examples first",
+    ),  # fmt: skip
+    Case(
+        "export-not-a-run",
+        lambda t: ["export", str(classes(t / "d"))],
+        "has no trained model",
+    ),  # fmt: skip
+    Case(
+        "predict-onnx-not-exported",
+        lambda t: ["predict", str(run_folder(t)), str(t / "run"), "--engine", "onnx"],
+        "create it with `lowshot export RUN`",
+    ),  # fmt: skip
 ]
 
 

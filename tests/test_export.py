@@ -32,7 +32,7 @@ def exported(mini, tmp_path_factory, cache_dir):
 def test_export_agrees_with_pytorch_and_int8_is_smaller(exported):
     run, rep = exported
     fp32, int8 = rep["fp32"], rep["int8"]
-    assert fp32["check"]["images"] == 24 and fp32["check"]["top1_agreement"] == 1.0
+    assert fp32["check"]["items"] == 24 and fp32["check"]["top1_agreement"] == 1.0
     assert fp32["check"]["max_logit_difference"] < 1e-3
     assert int8["check"]["top1_agreement"] >= 0.9
     assert int8["mb"] < 0.4 * fp32["mb"]
@@ -91,3 +91,22 @@ def test_the_documented_snippet_serves_it_without_torch_or_lowshot(exported, min
     got = json.loads(out.stdout)
     want = [p["class"] for p in predict(run, files, progress=False)]
     assert got == want
+
+
+@pytest.mark.slow
+def test_a_text_run_exports_with_its_tokenizer(cr_small, tmp_path, cache_dir):
+    run = tmp_path / "text"
+    fit(cr_small / "train.csv", test=cr_small / "test.csv", out=run, baseline=False, progress=False)
+    r = runner.invoke(app, ["export", str(run), "--int8", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output[r.output.index("{") :])
+    assert rep["fp32"]["check"]["items"] == 100 and rep["fp32"]["check"]["top1_agreement"] == 1.0
+    assert (
+        rep["int8"]["check"]["top1_agreement"] >= 0.85
+        and rep["int8"]["mb"] < 0.4 * rep["fp32"]["mb"]
+    )
+    texts = ["the battery lasts for days", "it stopped working after a week"]
+    torch_preds = predict(run, texts, progress=False)
+    onnx_preds = predict(run, texts, engine="onnx")
+    assert [p["class"] for p in onnx_preds] == [p["class"] for p in torch_preds]
+    assert onnx_preds[0]["text"] == texts[0]

@@ -15,7 +15,7 @@ from lowshot.cli.options import Json
 
 @app.command("export")
 def export_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A finished `lowshot fit` run folder (images).")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished `lowshot fit` or `adapt` run folder.")],
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="The ONNX file to write (default RUN/model.onnx)."),
@@ -44,7 +44,7 @@ def export_cmd(
         r, c = rep[kind], rep[kind].get("check")
         t.add_row(
             kind, r["file"], f"{r['mb']:.1f}",
-            f"{100 * c['top1_agreement']:.1f}% of {c['images']}" if c else "–",
+            f"{100 * c['top1_agreement']:.1f}% of {c['items']}" if c else "–",
             f"{c['max_logit_difference']:.2g}" if c else "–",
             f"{c['seconds_torch'] / c['seconds_onnx']:.1f}x" if c else "–",
         )  # fmt: skip

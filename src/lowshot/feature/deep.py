@@ -33,6 +33,7 @@ from lowshot.errors import ConfigError
 from lowshot.feature.alignment import Alignment, Batch
 from lowshot.feature.selection import CRITERIA, selection_scores
 from lowshot.nets import freeze_batchnorm, neck_head
+from lowshot.params import check_params
 from lowshot.registry import get_method
 from lowshot.training.context import FitContext
 
@@ -257,6 +258,20 @@ def make_method(name: str, n_features: int, n_classes: int, params: dict[str, An
         return info.factory(n_features, n_classes, **params)  # type: ignore[no-any-return]
     except TypeError as e:
         raise ConfigError(f"{name}: {e}") from None
+
+
+def check_method_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``-p`` values for deep method ``name``, checked by name and kind against its
+    ``__init__`` defaults (before any data is read); the error names the known ones."""
+    import inspect
+
+    info = get_method(name, family="feature")
+    if not (isinstance(info.factory, type) and issubclass(info.factory, Alignment)):
+        return params
+    sig = inspect.signature(info.factory.__init__)
+    defaults = {k: p.default for k, p in sig.parameters.items()
+                if k not in ("self", "n_features", "n_classes") and p.default is not p.empty}  # fmt: skip
+    return check_params(f"method {name}", defaults, params)
 
 
 def deep_methods() -> list[str]:

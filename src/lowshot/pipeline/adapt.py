@@ -26,7 +26,7 @@ from lowshot.data.domainsets import Domain, align_classes, check_width, input_ki
 from lowshot.data.splits import kshot_split
 from lowshot.domains import check_same_features, stack_domains
 from lowshot.errors import ConfigError, DataError
-from lowshot.feature.deep import deep_methods, embed
+from lowshot.feature.deep import check_method_params, deep_methods, embed
 from lowshot.feature.runner import (
     DeepSettings,
     make_estimator,
@@ -41,7 +41,7 @@ from lowshot.io import atomic_path
 from lowshot.pipeline.model_io import save_model
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.runfolder import RunFolder, maybe_run
-from lowshot.pipeline.specs import AdaptSpec
+from lowshot.pipeline.specs import AdaptSpec, option
 
 
 def is_deep(spec: AdaptSpec) -> bool:
@@ -49,10 +49,26 @@ def is_deep(spec: AdaptSpec) -> bool:
     return spec.method in deep_methods() and not (spec.method == "erm" and spec.classifier)
 
 
+def _check_params(spec: AdaptSpec) -> None:
+    """``-p`` values, before any data is read: a setting that is an option of its own
+    (``-p epochs=2``) says so; a deep method's others are checked against its defaults."""
+    flags = sorted(set(spec.params) & {f.name for f in dataclasses.fields(spec)})
+    if flags:
+        raise ConfigError(
+            f"-p {flags[0]}: a setting of `lowshot adapt` itself, not a hyper-parameter of "
+            f"{spec.method}; give it as {option(flags[0])}."
+        )
+    if is_deep(spec):
+        check_method_params(spec.method, dict(spec.params))
+    elif spec.method != "erm":
+        make_estimator(spec.method, spec.classifier or "logreg", dict(spec.params))
+
+
 def run_adapt(spec: AdaptSpec) -> RunResult:
     """Adapt from labelled source(s) to a target; image folders or array files."""
     spec.validate()
     get_method(spec.method)  # an unknown name fails here, before any data is read
+    _check_params(spec)
     t_start = time.perf_counter()
     kind = input_kind(
         [*spec.sources, spec.target] + ([spec.target_test] if spec.target_test else [])

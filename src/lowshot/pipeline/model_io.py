@@ -57,6 +57,8 @@ def save_model(
 def load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
     try:
         return _load_model(run_dir)
+    except RunError:  # already says what is wrong and where
+        raise
     except (SafetensorError, KeyError, RuntimeError, OSError) as exc:
         where = Path(run_dir) / "model.safetensors"
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

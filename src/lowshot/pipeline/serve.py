@@ -112,6 +112,9 @@ def predict(
         from lowshot.pipeline.export import OnnxClassifier
 
         clf = OnnxClassifier.load(onnx_model or Path(run_dir) / "model.onnx")
+        if clf.modality == "text":
+            texts = _texts(files)
+            return _top(texts, clf.logits(texts), clf.classes, top_k, key="text")
         paths = _image_paths(files)
         return _top(paths, clf.logits(paths), clf.classes, top_k)
     _not_meta(run_dir)
@@ -156,14 +159,16 @@ def _image_paths(files: list[str | Path]) -> list[Path]:
     return paths
 
 
-def _top(items: list[Any], logits: np.ndarray, classes: list[str], top_k: int) -> list[dict]:
+def _top(
+    items: list[Any], logits: np.ndarray, classes: list[str], top_k: int, key: str = "file"
+) -> list[dict]:
     probs = torch.from_numpy(np.asarray(logits)).softmax(1).numpy()
     out = []
     for p, row in zip(items, probs, strict=True):
         top = np.argsort(-row)[:top_k]
         out.append(
             {
-                "file": str(p),
+                key: str(p),
                 "class": classes[int(top[0])],
                 "probability": float(row[top[0]]),
                 "top": [{"class": classes[int(i)], "probability": float(row[i])} for i in top],
@@ -201,16 +206,8 @@ def _expand_items(items: list[str | Path]) -> list[Any]:
     return out
 
 
-def _predict_text(
-    model: Classifier,
-    meta: dict,
-    items: list[str | Path],
-    top_k: int,
-    device: str | None,
-    cache_dir: str | Path | None,
-    progress: bool,
-) -> list[dict]:
-    """Text runs: each item is a file of texts (one per line) or a literal text."""
+def _texts(items: list[str | Path]) -> list[str]:
+    """Each item is a file of texts (one per line) or a literal text."""
     from lowshot.data.text import lines_of, read_text
 
     texts: list[str] = []
@@ -222,20 +219,22 @@ def _predict_text(
             texts.append(str(it))
     if not texts:
         raise DataError("no text to classify (the files hold only empty lines).")
+    return texts
+
+
+def _predict_text(
+    model: Classifier,
+    meta: dict,
+    items: list[str | Path],
+    top_k: int,
+    device: str | None,
+    cache_dir: str | Path | None,
+    progress: bool,
+) -> list[dict]:
+    """Text runs: each item is a file of texts (one per line) or a literal text."""
+    texts = _texts(items)
     cache = default_cache(cache_dir)
     X = cache.features(model.backbone, texts, device=device, progress=progress)
     with torch.no_grad():
-        probs = model.head(torch.from_numpy(X)).softmax(1).numpy()
-    classes = meta["classes"]
-    out = []
-    for t, row in zip(texts, probs, strict=True):
-        top = np.argsort(-row)[:top_k]
-        out.append(
-            {
-                "text": t,
-                "class": classes[int(top[0])],
-                "probability": float(row[top[0]]),
-                "top": [{"class": classes[int(i)], "probability": float(row[i])} for i in top],
-            }
-        )
-    return out
+        logits = model.head(torch.from_numpy(X)).numpy()
+    return _top(texts, logits, meta["classes"], top_k, key="text")
