@@ -110,3 +110,19 @@ def test_a_text_run_exports_with_its_tokenizer(cr_small, tmp_path, cache_dir):
     onnx_preds = predict(run, texts, engine="onnx")
     assert [p["class"] for p in onnx_preds] == [p["class"] for p in torch_preds]
     assert onnx_preds[0]["text"] == texts[0]
+
+
+@pytest.mark.slow
+def test_a_multitask_run_exports_one_output_per_task(mini, tmp_path, cache_dir):
+    from lowshot.api import multitask
+
+    tasks = [f"a={mini['train']}:{mini['test']}", f"b={mini['test']}:{mini['train']}"]
+    multitask(tasks, epochs=3, out=tmp_path / "m", progress=False)
+    r = runner.invoke(app, ["export", str(tmp_path / "m"), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output[r.output.index("{") :])
+    assert rep["fp32"]["check"]["top1_agreement"] == 1.0
+    files = sorted(mini["test"].rglob("*.jpg"))[:6]
+    want = predict(tmp_path / "m", files, progress=False)
+    got = predict(tmp_path / "m", files, engine="onnx")
+    assert [(w["a"], w["b"]) for w in want] == [(g["a"], g["b"]) for g in got]

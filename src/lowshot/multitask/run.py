@@ -290,13 +290,18 @@ def predict_multitask(
         raise DataError("nothing to predict.")
     cache = default_cache(cache_dir)
     X = cache.features(bb, items, progress=progress)
-    outs = predict(net, X)
+    return task_rows(items, predict(net, X), meta["tasks"])
+
+
+def task_rows(items: list[Any], outs: list[np.ndarray], tasks: list[dict]) -> list[dict]:
+    """``{"item", task: class or value, task_probability}`` per item, from each task's
+    outputs (logits, or a value for regression)."""
     rows = []
     for i, it in enumerate(items):
         row: dict[str, Any] = {"item": str(it)}
-        for t, o in zip(meta["tasks"], outs, strict=True):
+        for t, o in zip(tasks, outs, strict=True):
             if t["kind"] == "classification":
-                p = torch.from_numpy(o[i]).softmax(0)
+                p = torch.from_numpy(np.asarray(o[i])).softmax(0)
                 row[t["name"]] = t["classes"][int(p.argmax())]
                 row[f"{t['name']}_probability"] = float(p.max())
             else:

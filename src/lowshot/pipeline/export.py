@@ -1,18 +1,19 @@
-"""``lowshot export``: a trained image run as an ONNX model, fp32 and int8, checked on export.
+"""``lowshot export``: a trained run as an ONNX model, fp32 and int8, checked on export.
 
-The graph is the whole classifier (backbone + head) on preprocessed images, ``image``
-(N, 3, S, S) float32 to ``logits`` (N, C), with a dynamic batch; for a text run, token
-``input_ids`` and ``attention_mask`` (N, L) through the sentence encoder and the head, with
-the tokenizer (``tokenizer.json``) in the metadata. What a program needs
-around it travels in the file's metadata: ``lowshot.classes`` (JSON list),
-``lowshot.preprocessing`` (resize, crop, mean, std, interpolation) and the run it came
-from, so ``onnxruntime``, ``numpy`` and ``pillow`` suffice to serve it
-(docs/deployment.md). On export the ONNX model is run beside the PyTorch one on real
-images of the run (its test images when the run says which, else its training images):
-the largest logit difference and the top-1 agreement go into ``export.json``.
+The graph is the run's whole predictor with a dynamic batch: for images, ``image`` (N, 3,
+S, S) preprocessed float32 through the backbone and head to ``logits`` (N, C); for texts,
+``input_ids`` and ``attention_mask`` (N, L) through the sentence encoder; for a multi-task
+run, one output per task (``task:NAME``). What a program needs around it travels in the
+file's metadata: ``lowshot.classes`` (or ``lowshot.tasks``), ``lowshot.modality``,
+``lowshot.preprocessing`` (resize, crop, mean, std, interpolation) or ``lowshot.tokenizer``
+(``tokenizer.json``), and the run it came from, so ``onnxruntime``, ``numpy`` and
+``pillow`` serve an image model (docs/deployment.md). On export the ONNX model runs beside
+the PyTorch one on the run's test items: the largest output difference and the top-1
+agreement go into ``RUN/export.json``.
 
-``--int8``: static quantization with ONNX Runtime (QDQ, per-channel int8 weights, uint8
-activations) calibrated on the run's training images, which ``config.json`` names.
+``--int8``: for images static quantization with ONNX Runtime (QDQ, per-channel int8
+weights, uint8 activations) calibrated on the run's training images (``config.json`` names
+them; an adapt run's target images); for texts dynamic quantization.
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ def run_items(run_dir: Path, which: str) -> list[Any]:
     from lowshot.pipeline.specs import spec_from_config
 
     spec = spec_from_config(run_dir)
+    if spec.job == "multitask":
+        from lowshot.multitask.run import load_tasks
+
+        m: Any = spec
+        tr_t, te_t = load_tasks(m.tasks, table=m.table, label_columns=m.label_columns,
+                                input_column=m.input_column, regression=m.regression,
+                                shots=m.shots, seed=m.seed)  # fmt: skip
+        return list((tr_t if which == "train" else te_t).items)
     if spec.job == "adapt":  # the deployment domain itself: its images calibrate and check
         from lowshot.data.pool import load_pool
 
@@ -88,67 +97,128 @@ def run_items(run_dir: Path, which: str) -> list[Any]:
     return [Path(f) for f in chosen.files]
 
 
-def _export_fp32(model: Any, size: int, path: Path, opset: int, metadata: dict[str, str]) -> None:
-    import torch
-
-    onnx = _require()
-    x = torch.zeros(2, 3, size, size)
-    with atomic_path(path) as tmp:
-        prog = torch.onnx.export(
-            model.eval(), (x,), input_names=["image"], output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=opset, dynamo=True,
-            verbose=False,
-        )  # fmt: skip
-        assert prog is not None  # dynamo=True without a file returns the program
-        proto = prog.model_proto
-        for k, v in metadata.items():
-            proto.metadata_props.add(key=k, value=v)
-        onnx.save(proto, str(tmp))  # one file: the weights inside, not beside
-
-
-class _TextGraph:
-    """A text run as one graph: token ids and mask -> sentence embedding -> head -> logits."""
+class _TextEncoderGraph:
+    """A sentence encoder as a graph: token ids and mask -> its (pooled) sentence embedding."""
 
     @staticmethod
-    def build(model: Any) -> Any:
+    def build(encoder: Any) -> Any:
         import torch
 
         class Graph(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.encoder, self.head = model.backbone.model, model.head
+                self.st = encoder.model
 
             def forward(
                 self, input_ids: torch.Tensor, attention_mask: torch.Tensor
             ) -> torch.Tensor:
-                f = self.encoder({"input_ids": input_ids, "attention_mask": attention_mask})
-                return self.head(f["sentence_embedding"])
+                out = self.st({"input_ids": input_ids, "attention_mask": attention_mask})
+                return out["sentence_embedding"]
 
-        return Graph().eval()
+        return Graph()
 
 
-def _export_text(model: Any, path: Path, opset: int, metadata: dict[str, str]) -> None:
+def _then(body: Any, top: Any) -> Any:
+    """``top(body(*inputs))``; a list of task outputs becomes a tuple (ONNX outputs)."""
+    import torch
+
+    class Graph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.top = body, top
+
+        def forward(self, *inputs: torch.Tensor) -> Any:
+            out = self.top(self.body(*inputs))
+            return tuple(out) if isinstance(out, list) else out
+
+    return Graph().eval()
+
+
+@dataclass
+class _Kind:
+    modality: str
+
+
+@dataclass
+class Exportable:
+    """What a run exports: the graph from inputs to outputs, the encoder it starts with
+    (its preprocessing or tokenizer), the output names and the metadata."""
+
+    graph: Any
+    modality: str
+    encoder: Any
+    outputs: list[str]
+    metadata: dict[str, str]
+
+
+def exportable(run_dir: Path) -> Exportable:
+    """The run's predictor as one graph: backbone (or sentence encoder) and head, or the
+    multi-task network with one output per task."""
+    from lowshot.multitask.run import FORMAT as MULTITASK
+
+    try:
+        fmt = json.loads((run_dir / "model.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None  # missing or damaged: load_model says which, naming the file
+    if fmt == MULTITASK:
+        from lowshot.backbones.select import backbone_for
+        from lowshot.multitask.run import load_multitask
+
+        net, meta, body_state = load_multitask(run_dir)
+        enc = backbone_for(_Kind(meta["modality"]), meta["backbone"])
+        if body_state is not None:
+            enc.load_state_dict(body_state, strict=True)
+        tasks = meta["tasks"]
+        extra = {"lowshot.tasks": json.dumps(tasks), "lowshot.classes": "[]"}
+        outputs, top, modality = [f"task:{t['name']}" for t in tasks], net.eval(), meta["modality"]
+        arch = meta["backbone"]
+    else:
+        model, meta = load_model(run_dir)
+        enc, top, modality, arch = (
+            model.backbone,
+            model.head,
+            meta.get("modality", "image"),
+            meta["arch"],
+        )
+        outputs, extra = ["logits"], {"lowshot.classes": json.dumps(meta["classes"])}
+    metadata = {"lowshot.format": ONNX_FORMAT, "lowshot.version": __version__,
+                "lowshot.run": str(run_dir.resolve()), "lowshot.arch": str(arch),
+                "lowshot.modality": modality, **extra}  # fmt: skip
+    if modality == "text":
+        metadata["lowshot.tokenizer"] = enc.model.tokenizer.backend_tokenizer.to_str()
+        metadata["lowshot.max_length"] = str(enc.max_seq_length)
+        body = _TextEncoderGraph.build(enc)
+    else:
+        metadata["lowshot.preprocessing"] = json.dumps(enc.preprocessing.to_dict())
+        body = enc
+    return Exportable(_then(body.eval(), top), modality, enc, outputs, metadata)
+
+
+def _export(ex: Exportable, path: Path, opset: int) -> None:
     import torch
 
     onnx = _require()
-    tok = model.backbone.tokenize(["a first example", "and a second, somewhat longer one"])
-    batch, length = (
-        torch.export.Dim("batch"),
-        torch.export.Dim("length", max=model.backbone.max_seq_length),
-    )
+    if ex.modality == "text":
+        tok = ex.encoder.tokenize(["a first example", "and a second, somewhat longer one"])
+        args: tuple = (tok["input_ids"], tok["attention_mask"])
+        batch = torch.export.Dim("batch")
+        length = torch.export.Dim("length", max=ex.encoder.max_seq_length)
+        names = ["input_ids", "attention_mask"]
+        shapes: tuple[dict[int, Any], ...] = ({0: batch, 1: length},) * 2
+    else:
+        size = ex.encoder.preprocessing.input_size
+        args, names = (torch.zeros(2, 3, size, size),), ["image"]
+        shapes = ({0: torch.export.Dim("batch")},)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*axis name.*will not be used.*")  # batch, length
-        prog = torch.onnx.export(
-            _TextGraph.build(model), (tok["input_ids"], tok["attention_mask"]),
-            input_names=["input_ids", "attention_mask"], output_names=["logits"],
-            dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}), opset_version=opset,
-            dynamo=True, verbose=False,
-        )  # fmt: skip
-        assert prog is not None
+        prog = torch.onnx.export(ex.graph, args, input_names=names, output_names=ex.outputs,
+                                 dynamic_shapes=shapes, opset_version=opset, dynamo=True,
+                                 verbose=False)  # fmt: skip
+        assert prog is not None  # dynamo=True without a file returns the program
         proto = prog.model_proto
-        for k, v in metadata.items():
+        for k, v in ex.metadata.items():
             proto.metadata_props.add(key=k, value=v)
-        onnx.save(proto, str(tmp))
+        onnx.save(proto, str(tmp))  # one file: the weights inside, not beside
 
 
 def _quantize(fp32: Path, out: Path, calibration: list[Any], pre: Any) -> None:
@@ -205,13 +275,15 @@ def _quantize(fp32: Path, out: Path, calibration: list[Any], pre: Any) -> None:
 @dataclass
 class OnnxClassifier:
     """An exported model and its metadata, served by ONNX Runtime: images through the
-    run's preprocessing, texts through the run's tokenizer (the ``tokenizers`` package)."""
+    run's preprocessing, texts through the run's tokenizer (the ``tokenizers`` package);
+    ``tasks`` for a multi-task model (one output each)."""
 
     session: Any
     classes: list[str]
     modality: str
     preprocessing: Any = None
     tokenizer: Any = None
+    tasks: list[dict] | None = None
     path: Path | None = None
 
     @classmethod
@@ -235,16 +307,18 @@ class OnnxClassifier:
         if meta.get("lowshot.format") != ONNX_FORMAT:
             raise RunError(f"{path}: an ONNX model lowshot did not export (no {ONNX_FORMAT} metadata); "
                            "export the run with `lowshot export RUN`.")  # fmt: skip
-        classes = json.loads(meta["lowshot.classes"])
-        if meta.get("lowshot.modality") == "text":
+        out = cls(session, json.loads(meta["lowshot.classes"]), meta.get("lowshot.modality", "image"),
+                  tasks=json.loads(meta["lowshot.tasks"]) if "lowshot.tasks" in meta else None,
+                  path=path)  # fmt: skip
+        if out.modality == "text":
             from tokenizers import Tokenizer
 
-            tok = Tokenizer.from_str(meta["lowshot.tokenizer"])
-            tok.enable_truncation(int(meta["lowshot.max_length"]))
-            tok.enable_padding()
-            return cls(session, classes, "text", tokenizer=tok, path=path)
-        pre = Preprocessing.from_dict(json.loads(meta["lowshot.preprocessing"]))
-        return cls(session, classes, "image", preprocessing=pre, path=path)
+            out.tokenizer = Tokenizer.from_str(meta["lowshot.tokenizer"])
+            out.tokenizer.enable_truncation(int(meta["lowshot.max_length"]))
+            out.tokenizer.enable_padding()
+        else:
+            out.preprocessing = Preprocessing.from_dict(json.loads(meta["lowshot.preprocessing"]))
+        return out
 
     def feeds(self, items: list[Any], batch_size: int = 32) -> Iterator[dict[str, np.ndarray]]:
         """The graph's inputs for ``items`` (image paths or texts), a batch at a time."""
@@ -257,74 +331,75 @@ class OnnxClassifier:
             yield {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
                    "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}  # fmt: skip
 
+    def outputs(self, items: list[Any]) -> list[np.ndarray]:
+        """Every output (one per task) for ``items``."""
+        parts = [self.session.run(None, f) for f in self.feeds(items)]
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
     def logits(self, items: list[Any]) -> np.ndarray:
-        return np.concatenate([self.session.run(None, f)[0] for f in self.feeds(items)])
+        return self.outputs(items)[0]
 
 
-def _agreement(model: Any, onnx_path: Path, items: list[Any]) -> dict[str, float]:
-    """The ONNX model beside PyTorch on ``items``: top-1 agreement and largest logit gap."""
+def _agreement(ex: Exportable, onnx_path: Path, items: list[Any]) -> dict[str, float]:
+    """The ONNX model beside PyTorch on ``items``: top-1 agreement (over the classification
+    outputs) and the largest output difference."""
     import torch
 
     clf = OnnxClassifier.load(onnx_path)
-    net = _TextGraph.build(model) if clf.modality == "text" else model.eval()
-    ref, got = [], []
+    kinds = [t["kind"] for t in clf.tasks] if clf.tasks else ["classification"]
+    ref: list[list[np.ndarray]] = [[] for _ in kinds]
+    got: list[list[np.ndarray]] = [[] for _ in kinds]
     t_torch = t_onnx = 0.0
     for feed in clf.feeds(items):
         t0 = time.perf_counter()
         with torch.inference_mode():
-            ref.append(net(*[torch.from_numpy(v) for v in feed.values()]).numpy())
+            r = ex.graph(*[torch.from_numpy(v) for v in feed.values()])
         t1 = time.perf_counter()
-        got.append(clf.session.run(None, feed)[0])
+        g = clf.session.run(None, feed)
         t_torch, t_onnx = t_torch + t1 - t0, t_onnx + time.perf_counter() - t1
-    r, g = np.concatenate(ref), np.concatenate(got)
-    return {"items": len(items), "top1_agreement": float((r.argmax(1) == g.argmax(1)).mean()),
-            "max_logit_difference": float(np.abs(r - g).max()),
+        for k, (a, b) in enumerate(zip(r if isinstance(r, tuple) else (r,), g, strict=True)):
+            ref[k].append(a.numpy())
+            got[k].append(b)
+    R, G = [np.concatenate(x) for x in ref], [np.concatenate(x) for x in got]
+    agree = [(a.argmax(1) == b.argmax(1)).mean() for a, b, k in zip(R, G, kinds, strict=True)
+             if k == "classification"]  # fmt: skip
+    return {"items": len(items), "top1_agreement": float(np.mean(agree)) if agree else 1.0,
+            "max_logit_difference": float(max(np.abs(a - b).max() for a, b in zip(R, G, strict=True))),
             "seconds_torch": t_torch, "seconds_onnx": t_onnx}  # fmt: skip
 
 
 def export_run(run_dir: str | Path, *, out: str | Path | None = None, int8: bool = False,
-               opset: int = 18, check_images: int = 256) -> dict[str, Any]:  # fmt: skip
+               opset: int = 18, check_items: int = 256) -> dict[str, Any]:  # fmt: skip
     """Export ``run_dir``'s model to ONNX (``out``, default ``RUN/model.onnx``; int8 beside
-    it as ``model.int8.onnx``), check it against PyTorch, write ``RUN/export.json``."""
+    it as ``*.int8.onnx``), check it against PyTorch, write ``RUN/export.json``."""
     _require()
     run_dir = Path(run_dir)
     if isinstance(opset, bool) or not isinstance(opset, int) or not 18 <= opset <= 23:
         raise ConfigError(f"--opset: expected a whole number from 18 to 23, got {opset!r}.")
-    model, meta = load_model(run_dir)
-    text = meta.get("modality") == "text"
-    pre: Any = None if text else model.backbone.preprocessing
     fp32 = Path(out) if out is not None else run_dir / "model.onnx"
     if fp32.suffix.lower() != ".onnx":
         raise ConfigError(f"--out: {fp32} should end in .onnx.")
+    ex = exportable(run_dir)
     fp32.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"lowshot.format": ONNX_FORMAT, "lowshot.version": __version__,
-                "lowshot.classes": json.dumps(meta["classes"]), "lowshot.run": str(run_dir.resolve()),
-                "lowshot.arch": meta["arch"], "lowshot.modality": "text" if text else "image"}  # fmt: skip
     t0 = time.perf_counter()
-    if text:
-        enc: Any = model.backbone
-        metadata["lowshot.tokenizer"] = enc.model.tokenizer.backend_tokenizer.to_str()
-        metadata["lowshot.max_length"] = str(enc.max_seq_length)
-        _export_text(model, fp32, opset, metadata)
-    else:
-        metadata["lowshot.preprocessing"] = json.dumps(pre.to_dict())
-        _export_fp32(model, pre.input_size, fp32, opset, metadata)
-    report: dict[str, Any] = {"run": str(run_dir), "opset": opset, "fp32": {
+    _export(ex, fp32, opset)
+    report: dict[str, Any] = {"run": str(run_dir), "opset": opset, "modality": ex.modality, "fp32": {
         "file": str(fp32), "mb": fp32.stat().st_size / 2**20, "seconds": time.perf_counter() - t0}}  # fmt: skip
     try:
-        files = run_items(run_dir, "test")
+        items = run_items(run_dir, "test")[:check_items]
     except (RunError, DataError):
-        files = []
-    files = files[:check_images]
-    if files:
-        report["fp32"]["check"] = _agreement(model, fp32, files)
+        items = []
+    if items:
+        report["fp32"]["check"] = _agreement(ex, fp32, items)
     if int8:
         q = fp32.with_name(fp32.stem + ".int8.onnx")
         t0 = time.perf_counter()
+        text = ex.modality == "text"
+        pre = None if text else ex.encoder.preprocessing
         _quantize(fp32, q, [] if text else run_items(run_dir, "train"), pre)
         report["int8"] = {"file": str(q), "mb": q.stat().st_size / 2**20,
                           "seconds": time.perf_counter() - t0}  # fmt: skip
-        if files:
-            report["int8"]["check"] = _agreement(model, q, files)
+        if items:
+            report["int8"]["check"] = _agreement(ex, q, items)
     write_json(run_dir / "export.json", report)
     return report

@@ -112,6 +112,11 @@ def predict(
         from lowshot.pipeline.export import OnnxClassifier
 
         clf = OnnxClassifier.load(onnx_model or Path(run_dir) / "model.onnx")
+        if clf.tasks is not None:  # a multi-task model: every task's prediction
+            from lowshot.multitask.run import task_rows
+
+            items = _expand_items(files)
+            return task_rows(items, clf.outputs(items), clf.tasks)
         if clf.modality == "text":
             texts = _texts(files)
             return _top(texts, clf.logits(texts), clf.classes, top_k, key="text")
