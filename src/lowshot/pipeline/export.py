@@ -118,20 +118,27 @@ class _TextEncoderGraph:
         return Graph()
 
 
-def _then(body: Any, top: Any) -> Any:
-    """``top(body(*inputs))``; a list of task outputs becomes a tuple (ONNX outputs)."""
+def _then(body: Any, top: Any, modality: str) -> Any:
+    """``top(body(inputs))`` with the inputs named as the ONNX graph names them; a list of
+    task outputs becomes a tuple (one ONNX output each)."""
     import torch
 
-    class Graph(torch.nn.Module):
+    def out(x: Any) -> Any:
+        return tuple(x) if isinstance(x, list) else x
+
+    class Images(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.body, self.top = body, top
 
-        def forward(self, *inputs: torch.Tensor) -> Any:
-            out = self.top(self.body(*inputs))
-            return tuple(out) if isinstance(out, list) else out
+        def forward(self, image: torch.Tensor) -> Any:
+            return out(self.top(self.body(image)))
 
-    return Graph().eval()
+    class Texts(Images):
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:  # type: ignore[override]
+            return out(self.top(self.body(input_ids, attention_mask)))
+
+    return (Texts() if modality == "text" else Images()).eval()
 
 
 @dataclass
@@ -191,7 +198,7 @@ def exportable(run_dir: Path) -> Exportable:
     else:
         metadata["lowshot.preprocessing"] = json.dumps(enc.preprocessing.to_dict())
         body = enc
-    return Exportable(_then(body.eval(), top), modality, enc, outputs, metadata)
+    return Exportable(_then(body.eval(), top, modality), modality, enc, outputs, metadata)
 
 
 def _export(ex: Exportable, path: Path, opset: int) -> None:
