@@ -76,6 +76,13 @@ def adapt(source: Path | str, target: Path | str, *extra: str, out: str = "out")
             "--out", out, *extra]  # fmt: skip
 
 
+def dann(t: Path, *extra: str) -> list[str]:
+    """Deep adaptation (DANN, an MLP on arrays) between two small array files."""
+    s, tt = arrays(t)
+    return ["adapt", "--source", str(s), "--target", str(tt), "--method", "dann", "--out", "out",
+            *extra]  # fmt: skip
+
+
 def corrupt_zip(path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("X.npy", b"not really")
@@ -470,40 +477,12 @@ CASES = [
         "different settings",
     ),  # fmt: skip
     # --- adapt hyper-parameters, selection, export (checked before any data is read) ----
-    Case(
-        "adapt-option-given-as-param",
-        lambda t: [
-            "adapt",
-            "--source",
-            arrays(t)[0],
-            "--target",
-            arrays(t)[1],
-            "--method",
-            "dann",
-            "--out",
-            "out",
-            "-p",
-            "epochs=2",
-        ],
-        "give it as --epochs",
-    ),  # fmt: skip
+    Case("adapt-option-given-as-param", lambda t: dann(t, "-p", "epochs=2"), "give it as --epochs"),
     Case(
         "adapt-unknown-deep-param",
-        lambda t: [
-            "adapt",
-            "--source",
-            arrays(t)[0],
-            "--target",
-            arrays(t)[1],
-            "--method",
-            "dann",
-            "--out",
-            "out",
-            "-p",
-            "trade=2",
-        ],
+        lambda t: dann(t, "-p", "trade=2"),
         "method dann has no hyper-parameter 'trade'",
-    ),  # fmt: skip
+    ),
     Case(
         "select-budget-above-pool",
         lambda t: ["select", arrays(t)[0], "--budget", "50", "--out", "o/next.txt"],
