@@ -38,12 +38,12 @@ def test_export_agrees_with_pytorch(exported):
 
 
 @pytest.mark.slow
-def test_int8_is_smaller_and_agrees(exported, mini, tmp_path):
+def test_int8_is_smaller_and_agrees(exported, mini, tmp_path, monkeypatch):
     run, _ = exported
-    r = runner.invoke(
-        app, ["export", str(run), "--int8", "--out", str(tmp_path / "m.onnx"), "--json"]
-    )
+    monkeypatch.chdir(tmp_path)  # a relative --out; nothing else may be left in the folder
+    r = runner.invoke(app, ["export", str(run), "--int8", "--out", "m.onnx", "--json"])
     assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx", "m.onnx"]
     rep = json.loads(r.output[r.output.index("{") :])
     assert rep["int8"]["check"]["top1_agreement"] >= 0.9
     assert rep["int8"]["mb"] < 0.4 * rep["fp32"]["mb"]

@@ -18,8 +18,10 @@ them; an adapt run's target images); for texts dynamic quantization.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -228,6 +230,21 @@ def _export(ex: Exportable, path: Path, opset: int) -> None:
         onnx.save(proto, str(tmp))  # one file: the weights inside, not beside
 
 
+@contextlib.contextmanager
+def _scratch_cwd() -> Iterator[None]:
+    """Run in a temporary working folder: ONNX Runtime's shape inference writes (and on
+    failure leaves) files in the current folder, which is the user's, not ours."""
+    import tempfile
+
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="lowshot-quantize-") as d:
+        os.chdir(d)
+        try:
+            yield
+        finally:
+            os.chdir(here)
+
+
 def _quantize(fp32: Path, out: Path, calibration: list[Any], pre: Any) -> None:
     """Static int8 for images (calibrated on ``calibration``); dynamic int8 for text
     encoders (``pre`` None), whose activations vary too much with the text for one
@@ -242,6 +259,8 @@ def _quantize(fp32: Path, out: Path, calibration: list[Any], pre: Any) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     onnx = _require()
+    calibration = [Path(f).resolve() for f in calibration]  # read from a scratch folder below
+    fp32, out = fp32.resolve(), out.resolve()
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -251,7 +270,7 @@ def _quantize(fp32: Path, out: Path, calibration: list[Any], pre: Any) -> None:
             b = next(self.batches, None)
             return None if b is None else {"image": b}
 
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp, _scratch_cwd():
         staged = tmp.with_name(tmp.name + ".pre.onnx")
         try:
             if pre is None:  # the transformer's symbolic shapes defeat pre-processing
@@ -383,7 +402,7 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, int8: bool
     run_dir = Path(run_dir)
     if isinstance(opset, bool) or not isinstance(opset, int) or not 18 <= opset <= 23:
         raise ConfigError(f"--opset: expected a whole number from 18 to 23, got {opset!r}.")
-    fp32 = Path(out) if out is not None else run_dir / "model.onnx"
+    fp32 = (Path(out) if out is not None else run_dir / "model.onnx").resolve()
     if fp32.suffix.lower() != ".onnx":
         raise ConfigError(f"--out: {fp32} should end in .onnx.")
     ex = exportable(run_dir)
