@@ -41,6 +41,8 @@ def typicality(X):
 def test_the_select_family_lists_every_strategy_the_issue_names():
     assert set(names("select")) == {"random", "typiclust", "probcover", "kcenter", "margin",
                                     "entropy", "hybrid"}  # fmt: skip
+    out = runner.invoke(app, ["select", "--help"], env={"COLUMNS": "300"}).output
+    assert all(n in out for n in names("select"))  # the CLI's choices come from the registry
 
 
 @pytest.mark.parametrize("name", COVERING)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from lowshot.catalogue import names
 from lowshot.cli._app import app, console, parse_params, setup_logging
 from lowshot.cli.options import Json, Params, Seed
 
@@ -46,8 +47,9 @@ def select_cmd(
         typer.Option(
             "--strategy",
             "-s",
-            help="typiclust (the default, for the first labels), probcover, kcenter, random; "
-            "with --labelled also margin, entropy, hybrid. `lowshot methods` lists them.",
+            help="How to choose (typiclust suits the first labels): "
+            + ", ".join(names("select"))
+            + ". margin and entropy need --labelled.",
         ),
     ] = "typiclust",  # fmt: skip
     backbone: Annotated[

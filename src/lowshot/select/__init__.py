@@ -13,6 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from lowshot.registry import Family, MethodInfo, register_family
+
+# registration order is the order `lowshot methods` and `select --help` list them in:
+# the baseline, the cold-start strategies, then those that need a model
+from lowshot.select import random_choice, typiclust, probcover, kcenter, hybrid, uncertainty  # noqa: F401, I001  # isort: skip
 from lowshot.select._base import Picks, Selector
 from lowshot.select.hybrid import Hybrid
 from lowshot.select.kcenter import KCenterGreedy
