@@ -160,6 +160,8 @@ def run_select(spec: SelectSpec) -> RunResult:
                             "needs a model of at least two classes.")  # fmt: skip
         probe = Probe.fit(L, labelled.labels, spec.seed)  # type: ignore[arg-type]
     proba = None if probe is None else probe.proba(X)
+    log.info("%s: choosing %d of %d pool examples%s", spec.strategy, spec.budget, len(pool),
+             "" if L is None else f" ({len(L)} labelled)")  # fmt: skip
     picks = sel.select(X, spec.budget, labelled=L, proba=proba, seed=spec.seed)
     t_sel = time.perf_counter()
     guess = None
