@@ -288,3 +288,26 @@ def test_a_pool_of_identical_rows_still_gives_distinct_picks():
     for name in COVERING + ["random"]:
         picks = make_selector(name).select(X, 6, seed=0)
         assert sorted(picks.index.tolist()) == list(range(6)), name
+
+
+def test_pool_tables_texts_numbers_and_labels_aside(tmp_path):
+    from lowshot.data.pool import load_pool
+
+    (tmp_path / "t.csv").write_text("id,text\n1,good phone\n2,\n3,bad screen\n4,good phone\n")
+    texts = load_pool(tmp_path / "t.csv")
+    assert texts.modality == "text" and texts.items == ["good phone", "bad screen"]
+    assert texts.where == ["line 2", "line 4"]  # the CSV's own line numbers
+    (tmp_path / "t.jsonl").write_text('{"text": "one"}\n\n{"text": "two", "label": "x"}\n')
+    assert load_pool(tmp_path / "t.jsonl").items == ["one", "two"]
+    (tmp_path / "f.csv").write_text("a,b,c\n1,2,3\n4,5,6\n")
+    nums = load_pool(tmp_path / "f.csv")  # no label column: every column is a feature
+    assert nums.modality == "features" and nums.X.shape == (2, 3) and nums.labels is None
+    (tmp_path / "l.csv").write_text("a,b,label\n1,2,x\n4,5,y\n")
+    lab = load_pool(tmp_path / "l.csv")  # a label column is set aside, never a feature
+    assert lab.X.shape == (2, 2) and lab.classes == ["x", "y"]
+    (tmp_path / "bad.csv").write_text("a,b\n1,oops\n")
+    with pytest.raises(DataError, match="bad.csv:2: a value is not a number"):
+        load_pool(tmp_path / "bad.csv")
+    np.save(tmp_path / "nan.npy", np.array([[1.0, 2.0], [np.nan, 1.0]]))
+    with pytest.raises(DataError, match="row 2 holds NaN"):
+        load_pool(tmp_path / "nan.npy")
