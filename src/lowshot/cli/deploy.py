@@ -15,7 +15,9 @@ from lowshot.cli.options import Json
 
 @app.command("export")
 def export_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A finished `lowshot fit` or `adapt` run folder.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A finished `lowshot fit`, `adapt` or `multitask` run folder.")
+    ],
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="The ONNX file to write (default RUN/model.onnx)."),
@@ -50,3 +52,5 @@ def export_cmd(
         )  # fmt: skip
     console.print(t)
     console.print(f"report: {Path(run_dir) / 'export.json'}")
+    console.print(f"serve it: lowshot predict {run_dir} FILES --engine onnx"
+                  + ("" if out is None else f" --onnx-model {out}"))  # fmt: skip
