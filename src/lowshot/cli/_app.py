@@ -133,6 +133,18 @@ def setup_logging(quiet: bool) -> None:
     log.propagate = False
 
 
+def comma_list(text: str, option: str, kind: type = str, what: str = "names") -> list:
+    """``a,b,c`` as a list of ``kind`` (blanks dropped); a bad or empty list is one line
+    naming the option."""
+    try:
+        out = [kind(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        out = []
+    if not out:
+        raise ConfigError(f"{option}: expected {what} separated by commas, got {text!r}.")
+    return out
+
+
 def parse_params(items: list[str] | None) -> dict:
     out: dict = {}
     for it in items or []:

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from lowshot.cli._app import app, console, fewshot_app, parse_params, setup_logging
+from lowshot.cli._app import app, comma_list, console, fewshot_app, parse_params, setup_logging
 from lowshot.cli.options import Device, Json, Overwrite, Seed
-from lowshot.errors import ConfigError
 from lowshot.pipeline.specs import MetaTrainSpec
 
 
@@ -88,12 +87,7 @@ def fewshot_eval_cmd(
     setup_logging(json_out)
     from lowshot.pipeline.fewshot import fewshot_eval
 
-    try:
-        shot_list = [int(k) for k in shots.split(",")]
-    except ValueError:
-        raise ConfigError(
-            f"--shots: expected whole numbers separated by commas, got {shots!r}."
-        ) from None
+    shot_list = comma_list(shots, "--shots", int, "whole numbers")
     rows = fewshot_eval(
         data, query_data=query_data, ways=ways, shots=shot_list, queries=queries,
         episodes=episodes, method=method, backbone=backbone, seed=seed, run=run,

@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lowshot.cli._app import console, rank_app, setup_logging
+from lowshot.cli._app import comma_list, console, rank_app, setup_logging
 from lowshot.cli.options import Json, Seed
-from lowshot.errors import ConfigError
 from lowshot.pipeline.specs import RankBackbonesSpec, RankSourcesSpec
 
 
@@ -57,9 +56,9 @@ def rank_backbones_cmd(
     from lowshot import api  # loaded when a command runs, not for --help
     from lowshot.transferability.rank import score_names
 
-    spec = RankBackbonesSpec(data=data, candidates=_names(candidates, "--candidates"),
-                             layers=_ints(layers, "--layers"), shots=shots, seed=seed,
-                             progress=not json_out)  # fmt: skip
+    stages = comma_list(layers, "--layers", int, "whole numbers") if layers else None
+    spec = RankBackbonesSpec(data=data, candidates=comma_list(candidates, "--candidates"),
+                             layers=stages, shots=shots, seed=seed, progress=not json_out)  # fmt: skip
     res = api.rank_backbones(spec).metrics
     if json_out:
         print(json.dumps(res, indent=2))
@@ -88,28 +87,10 @@ def rank_sources_cmd(
     setup_logging(json_out)
     from lowshot import api  # loaded when a command runs, not for --help
 
-    spec = RankSourcesSpec(target=target, sources=_names(sources, "--sources"), backbone=backbone,
+    spec = RankSourcesSpec(target=target, sources=comma_list(sources, "--sources"), backbone=backbone,
                            progress=not json_out)  # fmt: skip
     res = api.rank_sources(spec).metrics
     if json_out:
         print(json.dumps(res, indent=2))
     else:
         _print_ranking(res, ["label_ot", "a_distance", "mk_mmd", "coral"], "source")
-
-
-def _names(text: str, option: str) -> list[str]:
-    out = [n.strip() for n in text.split(",") if n.strip()]
-    if not out:
-        raise ConfigError(f"{option}: expected comma-separated names, got {text!r}.")
-    return out
-
-
-def _ints(text: str | None, option: str) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise ConfigError(
-            f"{option}: expected whole numbers separated by commas, got {text!r}."
-        ) from None

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from lowshot.catalogue import names
-from lowshot.cli._app import app, console, parse_params, setup_logging
+from lowshot.cli._app import app, comma_list, console, parse_params, setup_logging
 from lowshot.cli.options import Json, Params, Seed
 
 
@@ -126,8 +126,9 @@ def selection_curves_cmd(
     from lowshot.pipeline.specs import SelectionCurvesSpec
 
     spec = SelectionCurvesSpec(
-        pool=pool, test=test, strategies=_list(strategies, "--strategies", str),
-        per_class=_list(per_class, "--per-class", float), seeds=_list(seeds, "--seeds", int),
+        pool=pool, test=test, strategies=comma_list(strategies, "--strategies"),
+        per_class=comma_list(per_class, "--per-class", float, "numbers"),
+        seeds=comma_list(seeds, "--seeds", int, "whole numbers"),
         backbone=backbone, test_fraction=test_fraction, progress=not json_out,
     )  # fmt: skip
     res = api.selection_curves(spec)
@@ -143,15 +144,3 @@ def selection_curves_cmd(
         gaps = [f"{100 * c['gap_to_random']:+.1f}" if "gap_to_random" in c else "–" for c in rows]
         t.add_row(name, *accs, *gaps)
     console.print(t)
-
-
-def _list(text: str, option: str, kind: type) -> list:
-    from lowshot.errors import ConfigError
-
-    try:
-        out = [kind(v.strip()) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{option}: expected comma-separated values, got {text!r}.") from None
-    if not out:
-        raise ConfigError(f"{option}: expected comma-separated values, got {text!r}.")
-    return out
