@@ -27,7 +27,7 @@ from _common import machine
 from lowshot.api import fit
 from lowshot.cache import default_cache_dir
 from lowshot.io import write_json, write_text
-from lowshot.pipeline.export import OnnxClassifier, export_run, exportable, run_items
+from lowshot.pipeline.export import OnnxClassifier, export_run, exportable, fit_split
 
 HERE = Path(__file__).parent
 RUNS = default_cache_dir() / "benchmark-runs" / "deployment"  # models: not for the repository
@@ -64,9 +64,10 @@ def timed(fn: Any, repeats: int) -> float:
 
 def measure(run: Path) -> list[dict]:
     meta = json.loads((run / "model.json").read_text())
-    test_items = run_items(run, "test")
+    _, test = fit_split(run)
+    test_items = list(test.files)  # image paths, or the texts themselves
     labels = {c: i for i, c in enumerate(meta["classes"])}
-    y = np.array([labels[c] for c in _test_labels(run)])
+    y = np.array([labels[test.classes[i]] for i in test.labels])
     fp32 = OnnxClassifier.load(run / "model.onnx")
     batches = feeds(fp32, test_items)
     net = exportable(run).graph  # the run's PyTorch predictor, as exported
@@ -95,15 +96,6 @@ def measure(run: Path) -> list[dict]:
                      "n_test": len(y)})  # fmt: skip
         print(run.name, rows[-1], flush=True)
     return rows
-
-
-def _test_labels(run: Path) -> list[str]:
-    from lowshot.data.load import split
-    from lowshot.pipeline.specs import spec_from_config
-
-    spec: Any = spec_from_config(run)
-    _, te = split(spec.train, spec.test, spec.shots, spec.seed, test_fraction=spec.test_fraction)
-    return [te.classes[i] for i in te.labels]
 
 
 def table(results: dict) -> str:

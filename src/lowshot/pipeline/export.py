@@ -59,10 +59,24 @@ def preprocessed(files: list[Path], pre: Any, batch_size: int = 32) -> Iterator[
         yield np.stack([ds[j][0].numpy() for j in range(i, min(len(ds), i + batch_size))])
 
 
+def fit_split(run_dir: Path, spec: Any = None) -> tuple[Any, Any]:
+    """The (train, test) sets of a ``lowshot fit`` run, as its ``config.json`` made them."""
+    from lowshot.data.load import split
+    from lowshot.pipeline.specs import spec_from_config
+
+    spec = spec or spec_from_config(run_dir)
+    train = getattr(spec, "train", None)
+    if not isinstance(train, str):
+        raise RunError(f"{run_dir}: its config.json names no training data.")
+    return split(train, getattr(spec, "test", None), getattr(spec, "shots", None), spec.seed,
+                 test_fraction=getattr(spec, "test_fraction", 0.2))  # fmt: skip
+
+
 def run_items(run_dir: Path, which: str) -> list[Any]:
     """The run's training (``which="train"``) or test items (image paths or texts), from
     its ``config.json``; for an adapt run, the target's images serve both."""
-    from lowshot.data.load import split
+    from lowshot.data.images import ImageSet
+    from lowshot.data.text import TextSet
     from lowshot.pipeline.specs import spec_from_config
 
     spec = spec_from_config(run_dir)
@@ -77,25 +91,14 @@ def run_items(run_dir: Path, which: str) -> list[Any]:
     if spec.job == "adapt":  # the deployment domain itself: its images calibrate and check
         from lowshot.data.pool import load_pool
 
-        target = getattr(spec, "target_test", None) or getattr(spec, "target")  # noqa: B009
-        return (
-            [Path(f) for f in load_pool(target).items]
-            if load_pool(target).modality == "image"
-            else []
-        )
-    train = getattr(spec, "train", None)
-    if not isinstance(train, str):
-        raise RunError(f"{run_dir}: its config.json names no training images to calibrate on.")
-    tr, te = split(train, getattr(spec, "test", None), getattr(spec, "shots", None),
-                   spec.seed, test_fraction=getattr(spec, "test_fraction", 0.2))  # fmt: skip
-    from lowshot.data.images import ImageSet
-    from lowshot.data.text import TextSet
-
+        target = load_pool(getattr(spec, "target_test", None) or getattr(spec, "target"))  # noqa: B009
+        return [Path(f) for f in target.items] if target.modality == "image" else []
+    tr, te = fit_split(run_dir, spec)
     chosen = tr if which == "train" else te
     if isinstance(chosen, TextSet):
         return list(chosen.texts)
     if not isinstance(chosen, ImageSet):
-        raise DataError(f"{train}: neither images nor texts; nothing to calibrate on.")
+        raise DataError(f"{run_dir}: neither images nor texts; nothing to calibrate on.")
     return [Path(f) for f in chosen.files]
 
 
