@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from lowshot._log import log
-from lowshot.data.arrays import ArraySet, is_array_file, load_arrays
+from lowshot.data.arrays import (
+    LABEL_NAMES,
+    ArraySet,
+    is_array_file,
+    load_arrays,
+    parse_array_spec,
+)
 from lowshot.data.images import IMAGE_EXTENSIONS, ImageSet, _validate, list_images
 from lowshot.data.load import _is_named, load
 from lowshot.data.text import TextSet, lines_of, read_text
@@ -109,9 +115,7 @@ def load_pool(spec: str | Path, *, strict: bool = False) -> Pool:
 
 
 def _arrays(spec: str) -> Pool:
-    path = Path(
-        spec.rpartition(":")[0] if ":" in Path(spec).name and not Path(spec).exists() else spec
-    )
+    path = parse_array_spec(spec)[0]
     if path.suffix.lower() == ".npy":  # one unlabelled matrix: every column is a feature
         try:
             X = np.load(path, allow_pickle=False)
@@ -157,8 +161,6 @@ def _has_text_column(path: Path) -> bool:
 
 
 def _has_label_column(path: Path) -> bool:
-    from lowshot.data.arrays import LABEL_NAMES
-
     return any(h.strip().lower() in LABEL_NAMES for h in _header(path))
 
 
