@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from lowshot._log import log
 from lowshot._version import __version__
 from lowshot.errors import ConfigError, DataError, RunError
 from lowshot.io import atomic_path, write_json
@@ -411,6 +412,7 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, int8: bool
     ex = exportable(run_dir)
     fp32.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    log.info("exporting %s (%s) to %s", run_dir, ex.modality, fp32)
     _export(ex, fp32, opset)
     report: dict[str, Any] = {"run": str(run_dir), "opset": opset, "modality": ex.modality, "fp32": {
         "file": str(fp32), "mb": fp32.stat().st_size / 2**20, "seconds": time.perf_counter() - t0}}  # fmt: skip
@@ -419,13 +421,21 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, int8: bool
     except (RunError, DataError):
         items = []
     if items:
+        log.info("checking it against PyTorch on %d of the run's test items", len(items))
         report["fp32"]["check"] = _agreement(ex, fp32, items)
     if int8:
         q = fp32.with_name(fp32.stem + ".int8.onnx")
         t0 = time.perf_counter()
         text = ex.modality == "text"
         pre = None if text else ex.encoder.preprocessing
-        _quantize(fp32, q, [] if text else run_items(run_dir, "train"), pre)
+        calibration = [] if text else run_items(run_dir, "train")
+        log.info(
+            "int8: %s",
+            "dynamic (text)"
+            if text
+            else f"static, calibrating on {len(calibration)} training images",
+        )
+        _quantize(fp32, q, calibration, pre)
         report["int8"] = {"file": str(q), "mb": q.stat().st_size / 2**20,
                           "seconds": time.perf_counter() - t0}  # fmt: skip
         if items:

@@ -24,6 +24,7 @@ from lowshot.errors import DataError
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.select import Probe, embed, make_selector
 from lowshot.pipeline.specs import SelectionCurvesSpec
+from lowshot.progress import progress_bar
 
 
 @dataclass
@@ -106,16 +107,19 @@ def run_selection_curves(spec: SelectionCurvesSpec) -> RunResult:
                           spec.progress)  # fmt: skip
     y = full.labels
     records: list[dict[str, Any]] = []
-    for seed in spec.seeds:
-        if test is None:
-            pool, held = stratified_split(y, spec.test_fraction, seed)
-            parts = (X[pool], y[pool], X[held], y[held])
-        else:
-            parts = (X, y, X_test, test.labels)  # type: ignore[assignment]
-        for name in spec.strategies:
-            for r in simulate(*parts, name, per_class=tuple(spec.per_class), seed=seed):  # type: ignore[arg-type]
-                records.append({**asdict(r), "picked_by": r.strategy, "strategy": name, "seed": seed,
-                                "shots": r.per_class, "dataset": spec.pool})  # fmt: skip
+    total = len(spec.seeds) * len(spec.strategies)
+    with progress_bar(total, "simulated selections", enabled=spec.progress) as advance:
+        for seed in spec.seeds:
+            if test is None:
+                pool, held = stratified_split(y, spec.test_fraction, seed)
+                parts = (X[pool], y[pool], X[held], y[held])
+            else:
+                parts = (X, y, X_test, test.labels)  # type: ignore[assignment]
+            for name in spec.strategies:
+                for r in simulate(*parts, name, per_class=tuple(spec.per_class), seed=seed):  # type: ignore[arg-type]
+                    records.append({**asdict(r), "picked_by": r.strategy, "strategy": name,
+                                    "seed": seed, "shots": r.per_class, "dataset": spec.pool})  # fmt: skip
+                advance(1)
     curves = []
     for name in spec.strategies:
         for b in spec.per_class:
