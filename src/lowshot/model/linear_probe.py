@@ -111,6 +111,21 @@ def fit_logistic(
     return W.astype(np.float32), b.astype(np.float32), C
 
 
+def fit_seen(
+    X: np.ndarray,
+    labels: np.ndarray,
+    C: float | None,
+    seed: int,
+    max_iter: int = 1000,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """:func:`fit_logistic` on the classes present in ``labels`` (few-shot samples can
+    miss some): ``(W, b, C, seen)`` where row k of ``W`` is class ``seen[k]``."""
+    seen, y = np.unique(labels, return_inverse=True)
+    W, b, C = fit_logistic(X, y, C, seed, max_iter, sample_weight=sample_weight)
+    return W, b, C, seen
+
+
 def set_head(model: Classifier, W: np.ndarray, b: np.ndarray, classes_seen: np.ndarray) -> None:
     """Copy (W, b) into the head; classes absent from the fit get a very low bias."""
     with torch.no_grad():
@@ -130,16 +145,7 @@ def fit_head(
 ) -> tuple[float, float]:
     """Fit logistic regression on features ``X`` of ``train`` into ``model.head``;
     returns (C used, training accuracy)."""
-    seen = np.unique(train.labels)
-    pos = {c: i for i, c in enumerate(seen)}
-    W, b, C = fit_logistic(
-        X,
-        np.array([pos[c] for c in train.labels]),
-        C,
-        seed,
-        max_iter,
-        sample_weight=train.weights,
-    )
+    W, b, C, seen = fit_seen(X, train.labels, C, seed, max_iter, sample_weight=train.weights)
     set_head(model, W, b, seen)
     with torch.no_grad():
         pred = model.head(torch.from_numpy(X)).argmax(1).numpy()

@@ -28,7 +28,7 @@ from lowshot.data.load import LabelledSet, load
 from lowshot.data.pool import Pool, from_labelled, load_pool
 from lowshot.errors import ConfigError, DataError
 from lowshot.io import write_text
-from lowshot.model.linear_probe import fit_logistic
+from lowshot.model.linear_probe import fit_seen
 from lowshot.params import check_params
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.specs import SelectSpec
@@ -59,9 +59,7 @@ class Probe:
     @classmethod
     def fit(cls, L: np.ndarray, labels: np.ndarray, seed: int) -> Probe:
         """Logistic regression on ``L`` (C by cross-validation when every class has two)."""
-        seen = np.unique(labels)
-        pos = {c: i for i, c in enumerate(seen)}
-        W, b, _ = fit_logistic(L, np.array([pos[c] for c in labels]), None, seed)
+        W, b, _, seen = fit_seen(L, labels, None, seed)
         return cls(W, b, seen)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
