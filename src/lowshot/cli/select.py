@@ -12,6 +12,7 @@ from rich.table import Table
 from lowshot.catalogue import names
 from lowshot.cli._app import app, comma_list, console, parse_params, setup_logging
 from lowshot.cli.options import Json, Params, Seed
+from lowshot.pipeline.specs import CURVE_STRATEGIES
 
 
 @app.command("select")
@@ -107,7 +108,7 @@ def selection_curves_cmd(
     ] = None,
     strategies: Annotated[
         str, typer.Option(help="Comma-separated strategies; random is the reference.")
-    ] = "random,typiclust,probcover,kcenter,hybrid,margin",
+    ] = ",".join(CURVE_STRATEGIES),
     per_class: Annotated[
         str, typer.Option(help="Labels per class on average after each round, increasing.")
     ] = "1,2,5",

@@ -373,6 +373,9 @@ class SelectSpec(JobSpec):
                     raise ConfigError(f"--out: {f} exists; choose another name or add --overwrite.")
 
 
+CURVE_STRATEGIES = ("random", "typiclust", "probcover", "kcenter", "hybrid", "margin")
+
+
 @dataclass(kw_only=True)
 class SelectionCurvesSpec(JobSpec):
     """``lowshot selection-curves``: active selection simulated on a labelled pool, each
@@ -381,9 +384,7 @@ class SelectionCurvesSpec(JobSpec):
     job: ClassVar[str] = "selection-curves"
     pool: str
     test: str | None = None
-    strategies: list[str] = field(
-        default_factory=lambda: ["random", "typiclust", "probcover", "kcenter", "hybrid", "margin"]
-    )
+    strategies: list[str] = field(default_factory=lambda: list(CURVE_STRATEGIES))
     per_class: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     backbone: str | None = None
