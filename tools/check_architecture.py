@@ -63,6 +63,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "lowshot.multitask",
             "lowshot.transferability",
             "lowshot.select",
+            "lowshot.generalize",
         ),
     ),
     ("pipeline", ("lowshot.pipeline", "lowshot.catalogue", "lowshot.benchmark")),
@@ -70,7 +71,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("lowshot.cli",)),
 ]
 LIMITED_LAYERS = ("pipeline", "api", "cli")  # where the function-length rule applies
-FAMILIES = ("model", "feature", "instance", "fewshot", "multitask", "transferability", "select")
+FAMILIES = (
+    "model",
+    "feature",
+    "instance",
+    "fewshot",
+    "multitask",
+    "transferability",
+    "select",
+    "generalize",
+)
 
 # Up-imports that are allowed, with the reason. Key: (importer, imported).
 ALLOWED_UP: dict[tuple[str, str], str] = {}

@@ -21,6 +21,7 @@ from lowshot.model.runner import logits_for, make_strategy, strategies_for, trai
 from lowshot.pipeline.adapt import run_adapt, run_reweight
 from lowshot.pipeline.export import export_run
 from lowshot.pipeline.fit import run_fit
+from lowshot.pipeline.generalize import run_generalize
 from lowshot.pipeline.meta import run_meta_train
 from lowshot.pipeline.multitask import run_multitask
 from lowshot.pipeline.rank import run_rank_backbones, run_rank_sources
@@ -31,6 +32,7 @@ from lowshot.pipeline.serve import evaluate, predict
 from lowshot.pipeline.specs import (
     AdaptSpec,
     FitSpec,
+    GeneralizeSpec,
     JobSpec,
     MetaTrainSpec,
     MultitaskSpec,
@@ -42,6 +44,7 @@ from lowshot.pipeline.specs import (
 )
 
 __all__ = [
+    "generalize",
     "AdaptSpec",
     "FitSpec",
     "MetaTrainSpec",
@@ -95,6 +98,14 @@ def adapt(sources: AdaptSpec | Any, target: str | Path | None = None, **options:
     if "preprocess_as" in given:  # the keyword's earlier name
         given["preprocess"] = given.pop("preprocess_as")
     return run_adapt(_build(AdaptSpec, given))
+
+
+def generalize(sources: GeneralizeSpec | list[str | Path], **options: Any) -> RunResult:
+    """Train on labelled source domains for a domain never seen (``lowshot generalize``);
+    ``target_test`` is read only after training, to score the result."""
+    if isinstance(sources, GeneralizeSpec):
+        return run_generalize(sources)
+    return run_generalize(_build(GeneralizeSpec, {"sources": sources, **options}))
 
 
 def multitask(tasks: MultitaskSpec | list[str] | None = None, **options: Any) -> RunResult:

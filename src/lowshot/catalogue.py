@@ -7,7 +7,16 @@ for method lists: ``names("model", modality="text")``, ``list_methods("instance"
 
 from __future__ import annotations
 
-from lowshot import feature, fewshot, instance, model, multitask, select, transferability  # noqa: F401
+from lowshot import (  # noqa: F401
+    feature,
+    fewshot,
+    generalize,
+    instance,
+    model,
+    multitask,
+    select,
+    transferability,
+)
 from lowshot.registry import MethodInfo, families, family, get_method, list_methods
 
 __all__ = ["MethodInfo", "families", "family", "get_method", "list_methods", "names"]

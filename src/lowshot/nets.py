@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from lowshot.backbones import Backbone
 
@@ -54,3 +56,47 @@ def freeze_batchnorm(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
+
+
+class AdaptNet(nn.Module):
+    """``body -> bottleneck (linear, BN, ReLU, dropout) -> linear head``; returns both the
+    bottleneck features and the logits."""
+
+    def __init__(
+        self,
+        body: nn.Module,
+        n_in: int,
+        n_classes: int,
+        bottleneck: int = 256,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.body = body
+        layers = neck_head(n_in, bottleneck, n_classes, dropout)
+        self.bottleneck = layers[:4]
+        self.head = layers[4]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.bottleneck(self.body(x))
+        return f, self.head(f)
+
+
+def first(batch: Any) -> torch.Tensor:
+    """The inputs of a batch that is ``(x, y, ...)`` or ``x``."""
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+@torch.no_grad()
+def embed(
+    net: AdaptNet, ds: Dataset, device: torch.device, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bottleneck features and logits of every row of ``ds`` (evaluation mode)."""
+    was = net.training
+    net.eval()
+    fs, ls = [], []
+    for b in DataLoader(ds, batch_size=batch_size):
+        f, lg = net(first(b).to(device))
+        fs.append(f.float().cpu())
+        ls.append(lg.float().cpu())
+    net.train(was)
+    return torch.cat(fs).numpy(), torch.cat(ls).numpy()

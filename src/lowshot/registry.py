@@ -26,6 +26,7 @@ FAMILIES = (
     "multitask",
     "transferability",
     "select",  # which examples to label
+    "generalization",  # training on several domains for one never seen
 )
 
 
@@ -54,7 +55,9 @@ class Family:
     check: Callable[[MethodInfo], None] | None = None
 
 
-_METHODS: dict[str, MethodInfo] = {}
+# keyed by (family, name): two families may each have a method of one name (``coral`` aligns a
+# source with a target in ``feature`` and several sources with each other in ``generalization``)
+_METHODS: dict[tuple[str, str], MethodInfo] = {}
 _FAMILIES: dict[str, Family] = {}
 T = TypeVar("T")
 
@@ -71,10 +74,10 @@ def register_method(name: str, *, family: str) -> Callable[[T], T]:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
 
     def deco(obj: T) -> T:
-        if name in _METHODS:
-            raise ValueError(f"method {name!r} is registered twice")
+        if (family, name) in _METHODS:
+            raise ValueError(f"method {name!r} is registered twice in {family}")
         doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
-        _METHODS[name] = MethodInfo(name, family, obj, doc[0] if doc else "")  # type: ignore[arg-type]
+        _METHODS[(family, name)] = MethodInfo(name, family, obj, doc[0] if doc else "")  # type: ignore[arg-type]
         return obj
 
     return deco
@@ -96,11 +99,23 @@ def list_methods(family: str | None = None) -> list[MethodInfo]:
     return [m for m in _METHODS.values() if family is None or m.family == family]
 
 
-def get_method(name: str, family: str | None = None) -> MethodInfo:
-    info = _METHODS.get(name)
-    if info is None or (family is not None and info.family != family):
-        names = [m.name for m in list_methods(family)]
+def get_method(name: str, family: str | None = None, *, job: str | None = None) -> MethodInfo:
+    """The method ``name`` of ``family`` (any family when None), or of a family that
+    ``job`` runs; a name two such families share is an error naming both."""
+    scope = [
+        m
+        for m in list_methods(family)
+        if job is None or (m.family in _FAMILIES and job in _FAMILIES[m.family].jobs)
+    ]
+    found = [m for m in scope if m.name == name]
+    if len(found) > 1:
+        raise ConfigError(
+            f"method {name!r} is in several families ({', '.join(m.family for m in found)}); "
+            "name the family or the command that runs it."
+        )
+    if not found:
+        names = [m.name for m in scope]
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown method {name!r}.{hint} Known: {', '.join(sorted(names))}.")
-    return info
+        raise ConfigError(f"unknown method {name!r}.{hint} Known: {', '.join(sorted(set(names)))}.")
+    return found[0]

@@ -7,7 +7,17 @@ tunes the process (glibc malloc, see :mod:`lowshot._runtime`).
 
 from __future__ import annotations
 
-from lowshot.cli import adapt, deploy, fewshot, info, multitask, rank, select, train  # noqa: F401  (commands)
+from lowshot.cli import (  # noqa: F401  (commands)
+    adapt,
+    deploy,
+    fewshot,
+    generalize,
+    info,
+    multitask,
+    rank,
+    select,
+    train,
+)
 from lowshot.cli._app import app
 
 __all__ = ["app", "main"]

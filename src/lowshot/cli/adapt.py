@@ -137,8 +137,19 @@ def _trade_off(text: str | None) -> list[float] | float | None:
 
 @app.command()
 def benchmark(
-    name: Annotated[str, typer.Argument(help="office31 or amazon-reviews.")],
-    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = ",".join(deep_names()),
+    name: Annotated[
+        str, typer.Argument(help="office31 or amazon-reviews; dg office31|amazon-reviews.")
+    ],
+    dataset: Annotated[
+        str | None, typer.Argument(help="After dg: the data set, each domain held out in turn.")
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated methods (default: every deep adaptation method; "
+            "for dg every generalization method the mode runs)."
+        ),
+    ] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2,3,4",
     out: Annotated[
         Path, typer.Option("--out", "-o", help="JSON results (resumed if it exists).")
@@ -169,9 +180,13 @@ def benchmark(
         ) from None
     task_list = [t.replace("-", "→") for t in tasks.split(",")] if tasks else None
     md = table or out.with_suffix(".md")
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    if name == "dg" or dataset is not None:
+        _dg(name, dataset, chosen, seed_list, out, md, data_root, parse_params(param), task_list)
+        return
     run_benchmark(
         name,
-        [m.strip() for m in methods.split(",") if m.strip()],
+        chosen or deep_names(),
         seed_list,
         out_json=out,
         out_md=md,
@@ -180,6 +195,28 @@ def benchmark(
         tasks=task_list,
         on_result=lambda k, r: console.print(f"{k}: {r['accuracy']:.4f} ({r['seconds']:.0f} s)"),
     )
+    console.print(f"results: {out}; table: {md}")
+
+
+def _dg(name: str, dataset: str | None, methods: list[str] | None, seeds: list[int], out: Path,
+        md: Path, data_root: Path | None, overrides: dict, tasks: list[str] | None) -> None:  # fmt: skip
+    from lowshot.pipeline.dg_benchmark import run_dg_benchmark
+
+    if name != "dg" or dataset is None:
+        raise ConfigError(
+            f"`lowshot benchmark {name} {dataset or ''}`: domain generalization is "
+            "`lowshot benchmark dg office31` (or amazon-reviews)."
+        )
+    if methods is None:
+        methods = names("generalization")
+        if overrides.get("mode", "frozen") == "frozen" or dataset != "office31":
+            methods = [m for m in methods if m != "mixstyle"]  # it needs feature maps
+        methods = ["erm"] + [m for m in methods if m != "erm"]
+    run_dg_benchmark(
+        dataset, methods, seeds, out_json=out, out_md=md, data_root=data_root,
+        overrides=overrides, tasks=tasks,
+        on_result=lambda k, r: console.print(f"{k}: {r['accuracy']:.4f} ({r['seconds']:.0f} s)"),
+    )  # fmt: skip
     console.print(f"results: {out}; table: {md}")
 
 

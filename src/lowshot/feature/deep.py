@@ -27,38 +27,16 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import Dataset
 
 from lowshot.errors import ConfigError
 from lowshot.feature.alignment import Alignment, Batch
 from lowshot.feature.selection import CRITERIA, selection_scores
-from lowshot.nets import freeze_batchnorm, neck_head
+from lowshot.nets import AdaptNet, embed, first, freeze_batchnorm
 from lowshot.params import check_params
 from lowshot.registry import get_method
 from lowshot.training.context import FitContext
-
-
-class AdaptNet(nn.Module):
-    """``body -> bottleneck (linear, BN, ReLU, dropout) -> linear head``; returns both the
-    bottleneck features and the logits."""
-
-    def __init__(
-        self,
-        body: nn.Module,
-        n_in: int,
-        n_classes: int,
-        bottleneck: int = 256,
-        dropout: float = 0.5,
-    ) -> None:
-        super().__init__()
-        self.body = body
-        layers = neck_head(n_in, bottleneck, n_classes, dropout)
-        self.bottleneck = layers[:4]
-        self.head = layers[4]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.bottleneck(self.body(x))
-        return f, self.head(f)
+from lowshot.training.sampling import resampling_loader
 
 
 @dataclass
@@ -90,26 +68,6 @@ class AdaptResult:
     history: list[dict] = field(default_factory=list)
     selected_epoch: int | None = None
     info: dict = field(default_factory=dict)
-
-
-def _first(batch: Any) -> torch.Tensor:
-    return batch[0] if isinstance(batch, (list, tuple)) else batch
-
-
-@torch.no_grad()
-def embed(
-    net: AdaptNet, ds: Dataset, device: torch.device, batch_size: int = 256
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bottleneck features and logits of every row of ``ds`` (evaluation mode)."""
-    was = net.training
-    net.eval()
-    fs, ls = [], []
-    for b in DataLoader(ds, batch_size=batch_size):
-        f, lg = net(_first(b).to(device))
-        fs.append(f.float().cpu())
-        ls.append(lg.float().cpu())
-    net.train(was)
-    return torch.cat(fs).numpy(), torch.cat(ls).numpy()
 
 
 def _labels(ds: Dataset) -> np.ndarray:
@@ -158,7 +116,7 @@ class AdaptModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         xs, ys = batch["s"][0], batch["s"][1]
-        xt = _first(batch["t"])
+        xt = first(batch["t"])
         parts = [xs, xt]
         if "tl" in batch:
             parts.append(batch["tl"][0])
@@ -280,12 +238,6 @@ def deep_methods() -> list[str]:
     return deep_names()
 
 
-def _loader(ds: Dataset, batch_size: int, n_samples: int, seed: int) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    sampler = RandomSampler(ds, replacement=True, num_samples=n_samples, generator=g)  # type: ignore[arg-type]
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=True)
-
-
 def train_adaptation(
     inputs: AdaptInputs,
     *,
@@ -318,12 +270,12 @@ def train_adaptation(
     steps = epochs * iters_per_epoch
     n = steps // epochs * batch_size
     loaders = {
-        "s": _loader(inputs.train_source, batch_size, n, ctx.seed),
-        "t": _loader(inputs.train_target, batch_size, n, ctx.seed + 1),
+        "s": resampling_loader(inputs.train_source, batch_size, n, ctx.seed),
+        "t": resampling_loader(inputs.train_target, batch_size, n, ctx.seed + 1),
     }
     n_tl = len(inputs.train_target_labelled) if inputs.train_target_labelled is not None else 0  # type: ignore[arg-type]
     if inputs.train_target_labelled is not None and n_tl:
-        loaders["tl"] = _loader(
+        loaders["tl"] = resampling_loader(
             inputs.train_target_labelled,
             min(batch_size, n_tl),
             n,

@@ -65,7 +65,7 @@ def make_estimator(method: str, classifier: str, params: dict[str, Any]) -> Base
     base = CLASSIFIERS[classifier]()
     if method == "erm":
         return base
-    info = get_method(method)
+    info = get_method(method, job="adapt")
     if isinstance(info.factory, type) and issubclass(info.factory, BaseEstimator):
         params = check_params(f"method {method}", info.factory().get_params(), params)
     obj = info.factory(**params)
@@ -164,7 +164,7 @@ def run_deep(
                 f"--select {select}: a source class has a single row; use snd or entropy."
             )
         tr_idx, va_idx = stratified_split(S.labels, st.val_fraction, seed)
-    body, n_in, trainable = _body(bb, Fs, st.mode, st.blocks)
+    body, n_in, trainable = make_body(bb, Fs, st.mode, st.blocks)
     inputs = _inputs(S, T, Fs, Ft, y_t, shot_idx, bb, st, tr_idx, va_idx)
     inputs.n_in, inputs.body_trainable = n_in, trainable
     best = None
@@ -194,7 +194,7 @@ def run_deep(
     return best, inputs
 
 
-def _body(bb: Any, Fs: np.ndarray, mode: str, blocks: int) -> tuple[nn.Module, int, bool]:
+def make_body(bb: Any, Fs: np.ndarray, mode: str, blocks: int) -> tuple[nn.Module, int, bool]:
     """The trained part of the backbone for ``mode``: (module, its input width, trainable)."""
     if mode == "frozen":
         return nn.Identity(), Fs.shape[1], False

@@ -33,7 +33,7 @@ def make_reweighter(
 ) -> BaseReweighter:  # fmt: skip
     """The importance-weighting estimator ``method`` with ``params`` (and ``seed`` when it
     takes one); anything else is an error naming ``option`` and the valid names."""
-    info = get_method(method)  # any family: a method of another is named below
+    info = get_method(method, job="adapt")  # a method of another family is named below
     if not (isinstance(info.factory, type) and issubclass(info.factory, BaseReweighter)):
         raise ConfigError(
             f"{option}: {method} does not produce importance weights; use one of "

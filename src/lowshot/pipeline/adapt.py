@@ -67,7 +67,7 @@ def _check_params(spec: AdaptSpec) -> None:
 def run_adapt(spec: AdaptSpec) -> RunResult:
     """Adapt from labelled source(s) to a target; image folders or array files."""
     spec.validate()
-    get_method(spec.method)  # an unknown name fails here, before any data is read
+    get_method(spec.method, job="adapt")  # an unknown name fails here, before any data is read
     _check_params(spec)
     t_start = time.perf_counter()
     kind = input_kind(
@@ -199,7 +199,7 @@ def _deep(spec: AdaptSpec, out: RunResult, rf: RunFolder | None, S: Domain, T: D
 
 
 def save_adapted(net: Any, bb: Any, mode: str, blocks: int, classes: list[str], out: Path,
-                 method: str) -> None:  # fmt: skip
+                 method: str, job: str = "adapt") -> None:  # fmt: skip
     """Save the adapted network as a run-folder model, so ``lowshot predict`` and
     ``lowshot evaluate`` serve it like any fitted run."""
     import copy
@@ -221,7 +221,7 @@ def save_adapted(net: Any, bb: Any, mode: str, blocks: int, classes: list[str], 
         model.head[:4].load_state_dict(net.bottleneck.state_dict())
         model.head[4].load_state_dict(net.head.state_dict())
     model.eval()
-    save_model(model, classes, out, strategy=f"adapt:{method}", backbone_frozen=mode == "frozen")
+    save_model(model, classes, out, strategy=f"{job}:{method}", backbone_frozen=mode == "frozen")
 
 
 def run_reweight(

@@ -75,7 +75,8 @@ def fit_split(run_dir: Path, spec: Any = None) -> tuple[Any, Any]:
 
 def run_items(run_dir: Path, which: str) -> list[Any]:
     """The run's training (``which="train"``) or test items (image paths or texts), from
-    its ``config.json``; for an adapt run, the target's images serve both."""
+    its ``config.json``; for an adapt run, the target's images serve both; for a
+    generalize run, the sources train and the unseen domain's test images check."""
     from lowshot.data.images import ImageSet
     from lowshot.data.text import TextSet
     from lowshot.pipeline.specs import spec_from_config
@@ -94,6 +95,13 @@ def run_items(run_dir: Path, which: str) -> list[Any]:
 
         target = load_pool(getattr(spec, "target_test", None) or getattr(spec, "target"))  # noqa: B009
         return [Path(f) for f in target.items] if target.modality == "image" else []
+    if spec.job == "generalize":  # the sources calibrate; the unseen domain checks, if given
+        from lowshot.data.pool import load_pool
+
+        g: Any = spec
+        where = [g.target_test] if which == "test" and g.target_test else g.sources
+        pools = [load_pool(w) for w in where]
+        return [Path(f) for p in pools if p.modality == "image" for f in p.items]
     tr, te = fit_split(run_dir, spec)
     chosen = tr if which == "train" else te
     if isinstance(chosen, TextSet):

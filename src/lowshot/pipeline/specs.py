@@ -231,6 +231,70 @@ class AdaptSpec(JobSpec, DeepTraining):
 
 
 @dataclass(kw_only=True)
+class GeneralizeSpec(JobSpec):
+    """``lowshot generalize``: labelled source domains only; a domain never seen is the goal.
+
+    ``params`` values may be lists (or comma-separated strings): every combination is a
+    candidate, and ``select`` chooses among them without the target."""
+
+    job: ClassVar[str] = "generalize"
+    sources: list[str]
+    method: str = "erm"
+    target_test: str | None = None
+    select: str = "train-val"
+    mode: str = "frozen"
+    blocks: int = 1
+    backbone: str = DEFAULT_BACKBONE
+    preprocess: str = "none"
+    epochs: int = 10
+    iters_per_epoch: int = 100
+    batch_size: int = 32
+    lr: float = 0.01
+    bottleneck: int = 256
+    dropout: float = 0.5
+    weight_decay: float = 1e-3
+    val_fraction: float = 0.2
+    params: dict[str, Any] = field(default_factory=dict)
+
+    MODES: ClassVar[tuple[str, ...]] = ("frozen", "partial", "full")
+    SELECT: ClassVar[tuple[str, ...]] = ("train-val", "lodo")
+    PREPROCESS: ClassVar[tuple[str, ...]] = ("none", "l2", "log1p-l2")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sources, (str, Path)):
+            self.sources = [self.sources]
+        super().__post_init__()
+
+    def validate(self) -> None:
+        super().validate()
+        if len(self.sources) < 2:
+            raise ConfigError(
+                "--source: generalization needs two or more labelled source domains, got "
+                f"{len(self.sources)}. With one domain, train with `lowshot fit`; with "
+                "unlabelled target data at hand, `lowshot adapt`."
+            )
+        if len(set(self.sources)) < len(self.sources):
+            raise ConfigError("--source: a domain is given twice; give each source once.")
+        _choice(self, "mode", self.MODES)
+        _choice(self, "select", self.SELECT)
+        _choice(self, "preprocess", self.PREPROCESS)
+        if self.select == "lodo" and len(self.sources) < 3:
+            raise ConfigError(
+                "--select lodo trains on all sources but one, so it needs three or more "
+                "(each fold still trains on two); with two sources use --select train-val."
+            )
+        for name in ("epochs", "iters_per_epoch", "batch_size", "bottleneck", "blocks"):
+            _int(self, name, lo=1)
+        _fraction(self, "val_fraction", zero_ok=False)
+        _fraction(self, "dropout", zero_ok=True)
+        for name in ("lr", "weight_decay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ConfigError(f"{option(name)}: expected a number >= 0, got {v!r}.")
+        _params(self)
+
+
+@dataclass(kw_only=True)
 class MultitaskSpec(JobSpec, MultitaskSettings):
     """``lowshot multitask``: several tasks on one shared network, each also trained alone."""
 
@@ -412,7 +476,7 @@ class SelectionCurvesSpec(JobSpec):
 
 JOBS: dict[str, type[JobSpec]] = {
     s.job: s
-    for s in (FitSpec, AdaptSpec, MultitaskSpec, MetaTrainSpec, RankBackbonesSpec, RankSourcesSpec)
+    for s in (FitSpec, AdaptSpec, GeneralizeSpec, MultitaskSpec, MetaTrainSpec, RankBackbonesSpec, RankSourcesSpec)
 }
 
 

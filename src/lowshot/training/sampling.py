@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -49,3 +49,11 @@ class EpochShuffle(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+def resampling_loader(ds: Dataset, batch_size: int, n_samples: int, seed: int) -> DataLoader:
+    """``n_samples`` rows of ``ds`` drawn with replacement, in full batches: loaders of
+    domains of different sizes then yield the same number of steps."""
+    g = torch.Generator().manual_seed(seed)
+    sampler = RandomSampler(ds, replacement=True, num_samples=n_samples, generator=g)  # type: ignore[arg-type]
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=True)
