@@ -31,9 +31,11 @@ def test_documented_methods_register_and_run(doc_namespace, mini, tmp_path, cach
     assert names["cosine-protonet"] == "meta"
     assert names["scaled-by-first-loss"] == "multitask"
     assert names["central-then-far"] == "select"
+    assert names["mean-pull"] == "generalization"
     from lowshot.catalogue import family
 
     family("select").check(registry.get_method("central-then-far"))  # the shared contract
+    family("generalization").check(registry.get_method("mean-pull"))
     m = fit(
         mini["train"],
         test=mini["test"],

@@ -123,11 +123,11 @@ def test_swad_window_and_average():
 
 def test_target_is_read_only_after_training_and_never_changes_the_model(reviews, monkeypatch):
     events = []
-    train, feats = pg.train_generalization, pg._features
+    train, feats = pg.train_generalization, pg.domain_features
     monkeypatch.setattr(
         pg, "train_generalization", lambda *a, **k: events.append("train") or train(*a, **k)
     )
-    monkeypatch.setattr(pg, "_features", lambda d, *a: events.append(d.name) or feats(d, *a))
+    monkeypatch.setattr(pg, "domain_features", lambda d, *a: events.append(d.name) or feats(d, *a))
     srcs = [reviews["books"], reviews["dvd"]]
     a = generalize(srcs, target_test=reviews["kitchen_test"], **ARR)
     # every source's features, then training, and the target's features only after it
@@ -163,6 +163,34 @@ def test_leave_one_source_out_selection(reviews):
     assert 1 <= m["kept_epoch"] <= ARR["epochs"] and m["val_accuracy"] is None
 
 
+def test_head_ensemble_averages_the_members_probabilities():
+    from lowshot.nets import HeadEnsemble
+
+    torch.manual_seed(0)
+    heads = [torch.nn.Linear(4, 3) for _ in range(3)]
+    x = torch.randn(5, 4)
+    out = HeadEnsemble(heads)(x)
+    want = torch.stack([h(x).softmax(1) for h in heads]).mean(0)
+    assert torch.allclose(out.exp(), want, atol=1e-6)
+    assert torch.allclose(HeadEnsemble(heads[:1])(x), heads[0](x).log_softmax(1), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_an_ensemble_of_seeds_is_scored_and_saved_as_one_model(offices, cache_dir, tmp_path):
+    from lowshot.api import evaluate
+
+    m = generalize([offices["amazon"], offices["dslr"]], ensemble=3, target_test=offices["webcam"],
+                   out=tmp_path / "run", **FAST)  # fmt: skip
+    assert m["ensemble"] == 3 and len(m["member_val_accuracy"]) == 3
+    assert len(m["member_target_accuracy"]) == 3
+    ev = evaluate(tmp_path / "run", offices["webcam"], progress=False)
+    assert ev["accuracy"] == pytest.approx(m["target_accuracy"], abs=1e-9)
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["members"] == 3
+    from lowshot.pipeline.export import export_run
+
+    assert export_run(tmp_path / "run")["fp32"]["check"]["top1_agreement"] == 1.0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["swad", "vrex", "fishr", "mmd"])
 def test_every_array_method_trains_and_scores(reviews, method):
@@ -178,6 +206,10 @@ def test_bad_input_is_one_clear_error_before_training(reviews, tmp_path, monkeyp
     monkeypatch.setattr(pg, "train_generalization", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ConfigError, match="two or more .*lowshot fit"):
         generalize([reviews["books"]], **FAST)
+    with pytest.raises(ConfigError, match="--ensemble 3 averages heads over one frozen backbone"):
+        generalize([reviews["books"], reviews["dvd"]], ensemble=3, mode="partial", **FAST)
+    with pytest.raises(ConfigError, match="also a --source"):
+        generalize([reviews["books"], reviews["dvd"]], target_test=reviews["dvd"], **FAST)
     with pytest.raises(ConfigError, match="lodo .*three or more"):
         generalize([reviews["books"], reviews["dvd"]], select="lodo", **FAST)
     with pytest.raises(ConfigError, match="mixstyle mixes convolutional feature maps"):
@@ -202,6 +234,11 @@ def test_class_sets_must_agree_and_the_target_classes_are_checked_first(offices,
         generalize([offices["amazon"], five], **FAST)
     with pytest.raises(DataError, match=r"classes \['bottle'\] are not among the source"):
         generalize([offices["amazon"], offices["dslr"]], target_test=five, **FAST)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.jpg").symlink_to(next(offices["webcam"].rglob("*.jpg")).resolve())
+    with pytest.raises(DataError, match="must hold labelled examples"):
+        generalize([offices["amazon"], offices["dslr"]], target_test=flat, **FAST)
 
 
 @pytest.mark.slow
@@ -228,6 +265,11 @@ def test_cli_generalize_and_dg_benchmark(offices, reviews, cache_dir, tmp_path, 
                             "-o", str(tmp_path / "run")])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "unseen-domain accuracy" in r.output and (tmp_path / "run" / "metrics.json").is_file()
+    from lowshot.api import rerun  # config.json replays the run
+
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    again = rerun(tmp_path / "run", out=tmp_path / "run2")
+    assert again["target_accuracy"] == first["target_accuracy"]
     out = tmp_path / "dg.json"
     args = ["benchmark", "dg", "amazon-reviews", "--methods", "erm,coral", "--seeds", "0",
             "--tasks", "B", "--out", str(out), "--data-root", str(data_root),

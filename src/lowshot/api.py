@@ -156,6 +156,7 @@ def selection_curves(pool: SelectionCurvesSpec | str | Path, **options: Any) -> 
 RUNNERS: dict[type[JobSpec], Callable[[Any], RunResult]] = {
     FitSpec: run_fit,
     AdaptSpec: run_adapt,
+    GeneralizeSpec: run_generalize,
     MultitaskSpec: run_multitask,
     MetaTrainSpec: run_meta_train,
     RankBackbonesSpec: run_rank_backbones,

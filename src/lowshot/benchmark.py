@@ -87,6 +87,15 @@ class ResultStore:
         self.data["records"][key] = record
         write_json(self.path, self.data)
 
+    def add(
+        self, key: str, record: dict, on_result: Callable[[str, dict], None] | None = None
+    ) -> None:
+        """:meth:`put` a run's record, log its accuracy and time, and tell ``on_result``."""
+        self.put(key, record)
+        log.info("%s: %.4f (%.0f s)", key, record["accuracy"], record["seconds"])
+        if on_result is not None:
+            on_result(key, record)
+
     def records(self) -> list[dict]:
         return list(self.data["records"].values())
 
@@ -119,6 +128,17 @@ class ResultStore:
                 self.data["records"].setdefault(k, v)
         write_json(self.path, self.data)
         return self
+
+
+def seed_averages(records: Sequence[dict], n_tasks: int) -> list[float]:
+    """One method's accuracy averaged over tasks, per seed that covers all ``n_tasks``
+    (the spread of these averages is the spread of the "avg" column)."""
+    out = []
+    for s in sorted({r["seed"] for r in records}):
+        vals = [r["accuracy"] for r in records if r["seed"] == s]
+        if len(vals) == n_tasks:
+            out.append(float(np.mean(vals)))
+    return out
 
 
 def fmt_mean_std(values: list[float], scale: float = 100.0) -> str:
@@ -294,12 +314,7 @@ def run_benchmark(
                     "seconds": round(time.perf_counter() - t0, 1),
                     **{k: r.get(k) for k in _DIST},
                 }
-                store.put(key, rec)
-                log.info(
-                    "%s %s seed %d: %.4f (%.0f s)", label, m, seed, rec["accuracy"], rec["seconds"]
-                )
-                if on_result is not None:
-                    on_result(key, rec)
+                store.add(key, rec, on_result)
     if out_md is not None:
         write_text(Path(out_md), table(store, sw, methods))
     return store
@@ -331,12 +346,7 @@ def table(store: ResultStore, sw: Suite, methods: Sequence[str] | None = None) -
             if rs:
                 task_means.append(float(np.mean([r["accuracy"] for r in rs])))
                 secs += [r["seconds"] for r in rs]
-        # the average over tasks, per seed, then mean ± std of those averages
-        per_seed = []
-        for s in sorted({r["seed"] for r in recs if r["method"] == m}):
-            vals = [r["accuracy"] for r in recs if r["method"] == m and r["seed"] == s]
-            if len(vals) == len(labels):
-                per_seed.append(float(np.mean(vals)))
+        per_seed = seed_averages([r for r in recs if r["method"] == m], len(labels))
         avg = fmt_mean_std(per_seed) if per_seed else "–"
         lines.append(
             f"| {m} | " + " | ".join(cells) + f" | {avg} | {np.mean(secs):.0f} |"

@@ -28,22 +28,39 @@ def neck_head(n_in: int, neck: int, num_classes: int, dropout: float = 0.5) -> n
     )
 
 
+class HeadEnsemble(nn.Module):
+    """Several bottleneck heads over one feature vector, their probabilities averaged:
+    ``log((1/K) sum_k softmax(h_k(f)))``, so that argmax and softmax of the output are the
+    ensemble's (an ensemble of heads trained with different seeds on frozen features)."""
+
+    def __init__(self, heads: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(heads)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        logp = torch.stack([h(f).log_softmax(-1) for h in self.members])
+        return torch.logsumexp(logp, 0) - torch.log(torch.tensor(float(len(self.members))))
+
+
 class Classifier(nn.Module):
     """``head(backbone(x))``: images (B, 3, H, W) -> logits (B, C).
 
     The head is linear, or with ``neck`` a bottleneck followed by a linear layer (the
-    shape domain adaptation trains).
+    shape domain adaptation trains), or with ``members > 1`` an ensemble of those.
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int, neck: int | None = None) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int, neck: int | None = None,
+                 members: int = 1) -> None:  # fmt: skip
         super().__init__()
         self.backbone = backbone
-        self.neck = neck
-        self.head: Any = (
-            nn.Linear(backbone.num_features, num_classes)
-            if neck is None
-            else neck_head(backbone.num_features, neck, num_classes)
-        )
+        self.neck, self.members = neck, members
+
+        def one() -> nn.Module:
+            if neck is None:
+                return nn.Linear(backbone.num_features, num_classes)
+            return neck_head(backbone.num_features, neck, num_classes)
+
+        self.head: Any = one() if members == 1 else HeadEnsemble([one() for _ in range(members)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))

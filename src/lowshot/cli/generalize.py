@@ -15,7 +15,11 @@ from lowshot.pipeline.specs import GeneralizeSpec
 
 _MethodOpt = Annotated[
     str,
-    typer.Option("--method", "-m", help="One of: " + ", ".join(names("generalization")) + "."),
+    typer.Option(
+        "--method",
+        "-m",
+        help="One of: " + ", ".join(sorted(names("generalization"), key=lambda n: (n != "erm", n))),
+    ),
 ]
 _TargetTestOpt = Annotated[
     str | None,
@@ -55,6 +59,13 @@ def generalize(
         float, typer.Option(help="--select train-val: the part of each source held out.")
     ] = 0.2,
     preprocess: Annotated[str, typer.Option(help="Arrays: none, l2 or log1p-l2.")] = "none",
+    ensemble: Annotated[
+        int,
+        typer.Option(
+            help="Train the chosen setting with this many seeds and average their "
+            "probabilities (--mode frozen)."
+        ),
+    ] = 1,
     param: Params = None,
     seed: Seed = 0,
     device: Device = "auto",
@@ -67,7 +78,7 @@ def generalize(
         sources=source, method=method, out=out, target_test=target_test, select=select,
         mode=mode, backbone=backbone, blocks=blocks, epochs=epochs, iters_per_epoch=iters,
         batch_size=batch_size, lr=lr, bottleneck=bottleneck, val_fraction=val_fraction,
-        preprocess=preprocess, params=parse_params(param), seed=seed, device=device,
+        preprocess=preprocess, ensemble=ensemble, params=parse_params(param), seed=seed, device=device,
         overwrite=overwrite, progress=True,
     )  # fmt: skip
     from lowshot import api  # loaded when a command runs, not for --help

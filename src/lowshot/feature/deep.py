@@ -10,10 +10,11 @@ compute mode, chosen by the caller (:mod:`lowshot.pipeline.adapt`):
 
 Each step passes a source and a target mini-batch together through the network; the
 loss is ``CE(source) [+ CE(labelled target shots)] + trade_off * transfer``. SGD with
-the annealing ``lr_p = lr / (1 + 10 p)^0.75`` of Ganin et al.; the body learns at a
-tenth of the rate. After every epoch the label-free selection scores
-(:mod:`lowshot.feature.selection`) are computed on source validation rows and the
-unlabelled target; with ``select`` the epoch with the best score is kept.
+the annealing ``lr_p = lr / (1 + 10 p)^0.75`` of Ganin et al.
+(:mod:`lowshot.training.schedule`); the body learns at a tenth of the rate. After every
+epoch the label-free selection scores (:mod:`lowshot.feature.selection`) are computed on
+source validation rows and the unlabelled target; with ``select`` the epoch with the
+best score is kept.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from lowshot.params import check_params
 from lowshot.registry import get_method
 from lowshot.training.context import FitContext
 from lowshot.training.sampling import resampling_loader
+from lowshot.training.schedule import annealed_sgd
 
 
 @dataclass
@@ -191,18 +193,8 @@ class AdaptModule(L.LightningModule):
             self.load_state_dict(self.best[2])
 
     def configure_optimizers(self) -> Any:
-        body = [p for p in self.net.body.parameters() if p.requires_grad]
-        rest = [p for n, p in self.named_parameters() if not n.startswith("net.body.")]
-        groups = [{"params": rest, "lr": self.lr}]
-        if body:
-            groups.append({"params": body, "lr": self.body_lr})
-        opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=self.weight_decay, nesterov=True)
-
-        def anneal(step: int) -> float:
-            return float((1 + 10 * min(1.0, step / self.total_steps)) ** -0.75)
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, anneal)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return annealed_sgd(self.named_parameters(), lr=self.lr, body_lr=self.body_lr,
+                            weight_decay=self.weight_decay, total_steps=self.total_steps)  # fmt: skip
 
 
 def make_method(name: str, n_features: int, n_classes: int, params: dict[str, Any]) -> Alignment:

@@ -34,6 +34,7 @@ from lowshot.generalize.swad import SWAD, WeightAverage
 from lowshot.nets import AdaptNet, freeze_batchnorm
 from lowshot.training.context import FitContext
 from lowshot.training.sampling import resampling_loader
+from lowshot.training.schedule import annealed_sgd
 
 
 @dataclass
@@ -58,6 +59,7 @@ class DGResult:
     kept_epoch: int | None = None
     val_accuracy: float | None = None
     info: dict = field(default_factory=dict)
+    inputs: DGInputs | None = None  # what it trained and validated on
 
 
 @torch.no_grad()
@@ -149,19 +151,8 @@ class DGModule(L.LightningModule):
             self.best = (score, epoch, state)
 
     def configure_optimizers(self) -> Any:
-        body = [p for p in self.net.body.parameters() if p.requires_grad]
-        rest = [p for n, p in self.named_parameters()
-                if not n.startswith("net.body.") and p.requires_grad]  # fmt: skip
-        groups = [{"params": rest, "lr": self.lr}]
-        if body:
-            groups.append({"params": body, "lr": self.body_lr})
-        opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=self.weight_decay, nesterov=True)
-
-        def anneal(step: int) -> float:
-            return float((1 + 10 * min(1.0, step / self.total_steps)) ** -0.75)
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, anneal)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return annealed_sgd(self.named_parameters(), lr=self.lr, body_lr=self.body_lr,
+                            weight_decay=self.weight_decay, total_steps=self.total_steps)  # fmt: skip
 
 
 @torch.no_grad()
@@ -232,7 +223,8 @@ def train_generalization(inputs: DGInputs, objective: Objective, *, epochs: int 
         net.load_state_dict(state)
     net.eval()
     res = evaluate(net, inputs.val, torch.device("cpu"))
-    return DGResult(net, objective, module.history, kept, None if res is None else res[0], info)
+    return DGResult(net, objective, module.history, kept, None if res is None else res[0], info,
+                    inputs)  # fmt: skip
 
 
 def fixed_epochs(history: list[list[dict]]) -> int:
@@ -240,3 +232,23 @@ def fixed_epochs(history: list[list[dict]]) -> int:
     (leave-one-source-out folds): the epoch the final model keeps."""
     accs = np.array([[row.get("val_accuracy", 0.0) for row in h] for h in history])
     return int(accs.mean(0).argmax()) + 1
+
+
+def ensemble_proba(nets: list[AdaptNet], ds: Dataset) -> np.ndarray:
+    """The members' class probabilities on ``ds``, averaged (evaluation mode)."""
+    from lowshot.nets import embed
+
+    probs = [torch.from_numpy(embed(n, ds, torch.device("cpu"))[1]).softmax(1) for n in nets]
+    return torch.stack(probs).mean(0).numpy()
+
+
+def ensemble_accuracy(nets: list[AdaptNet], sets: list[Dataset | None]) -> float | None:
+    """Pooled accuracy of the averaged probabilities over the given ``(x, y)`` sets."""
+    hits, n = 0, 0
+    for ds in sets:
+        if ds is None or len(ds) == 0:  # type: ignore[arg-type]
+            continue
+        y = np.array([int(ds[i][1]) for i in range(len(ds))])  # type: ignore[arg-type]
+        hits += int((ensemble_proba(nets, ds).argmax(1) == y).sum())
+        n += len(y)
+    return hits / n if n else None

@@ -80,8 +80,8 @@ def run_adapt(spec: AdaptSpec) -> RunResult:
         )
     S, T, E, y_t, y_e, shot_idx, rest = _domains(spec, kind)
     bb = create_backbone(spec.backbone) if kind == "images" else None
-    Fs, Ft = _features(S, bb, spec), _features(T, bb, spec)
-    Fe = _features(E, bb, spec) if E is not None else (Ft[rest] if T.labelled else None)
+    Fs, Ft = domain_features(S, bb, spec), domain_features(T, bb, spec)
+    Fe = domain_features(E, bb, spec) if E is not None else (Ft[rest] if T.labelled else None)
     metrics = _describe(spec, kind, deep, S, T, shot_idx)
     with maybe_run(spec.out, resume=False, overwrite=spec.overwrite) as rf:
         if rf is not None:
@@ -128,7 +128,9 @@ def _domains(spec: AdaptSpec, kind: str) -> tuple:
     return S, T, E, y_t, y_e, shot_idx, rest
 
 
-def _features(d: Domain, backbone: Any, spec: AdaptSpec) -> np.ndarray:
+def domain_features(d: Domain, backbone: Any, spec: Any) -> np.ndarray:
+    """A domain's rows as the network takes them: arrays after ``spec.preprocess``, images
+    as cached backbone features (``adapt`` and ``generalize`` alike)."""
     if d.X is not None:
         X = preprocess(d.X, spec.preprocess)
         return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
@@ -200,8 +202,9 @@ def _deep(spec: AdaptSpec, out: RunResult, rf: RunFolder | None, S: Domain, T: D
 
 def save_adapted(net: Any, bb: Any, mode: str, blocks: int, classes: list[str], out: Path,
                  method: str, job: str = "adapt") -> None:  # fmt: skip
-    """Save the adapted network as a run-folder model, so ``lowshot predict`` and
-    ``lowshot evaluate`` serve it like any fitted run."""
+    """Save the adapted network (or, given a list, an ensemble of frozen-body networks) as
+    a run-folder model, so ``lowshot predict`` and ``lowshot evaluate`` serve it like any
+    fitted run."""
     import copy
 
     import torch
@@ -209,6 +212,8 @@ def save_adapted(net: Any, bb: Any, mode: str, blocks: int, classes: list[str], 
 
     from lowshot.nets import Classifier
 
+    nets = net if isinstance(net, list) else [net]
+    net = nets[0]
     if mode == "full":
         backbone = net.body
     else:
@@ -216,10 +221,13 @@ def save_adapted(net: Any, bb: Any, mode: str, blocks: int, classes: list[str], 
         if mode == "partial":
             start, stages = partial_split(backbone, blocks)
             nn.Sequential(*stages[start:]).load_state_dict(net.body.state_dict())
-    model = Classifier(backbone, len(classes), neck=net.bottleneck[0].out_features)
+    model = Classifier(backbone, len(classes), neck=net.bottleneck[0].out_features,
+                       members=len(nets))  # fmt: skip
+    heads = [model.head] if len(nets) == 1 else list(model.head.members)
     with torch.no_grad():
-        model.head[:4].load_state_dict(net.bottleneck.state_dict())
-        model.head[4].load_state_dict(net.head.state_dict())
+        for head, n in zip(heads, nets, strict=True):
+            head[:4].load_state_dict(n.bottleneck.state_dict())
+            head[4].load_state_dict(n.head.state_dict())
     model.eval()
     save_model(model, classes, out, strategy=f"{job}:{method}", backbone_frozen=mode == "frozen")
 

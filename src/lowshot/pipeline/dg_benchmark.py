@@ -4,7 +4,8 @@ Each domain in turn is the unseen target; the others are the labelled sources. E
 (target, method, seed) is one :func:`~lowshot.pipeline.generalize.run_generalize` run,
 kept in a JSON store rewritten after each run (an interrupted benchmark resumes); the
 markdown table gives mean ± std over seeds, the average over targets, the paired gap to
-ERM with its 95% interval, and the wall time per task.
+ERM with its 95% interval, and the wall time per task. A method written ``erm*5`` is
+the ensemble of five (``--ensemble 5``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lowshot._log import log
-from lowshot.benchmark import ResultStore, fmt_mean_std, machine
+from lowshot.benchmark import ResultStore, fmt_mean_std, machine, seed_averages
 from lowshot.errors import ConfigError
 from lowshot.io import write_text
 
@@ -71,18 +71,14 @@ def run_dg_benchmark(name: str, methods: Sequence[str], seeds: Sequence[int], *,
                 if store.has(key):
                     continue
                 t0 = time.perf_counter()
-                spec = GeneralizeSpec(sources=sources, method=m, target_test=test, seed=seed,
-                                      progress=False, **settings)  # fmt: skip
+                method, _, k = m.partition("*")  # erm*5: an ensemble of five
+                spec = GeneralizeSpec(sources=sources, method=method, target_test=test, seed=seed,
+                                      progress=False, ensemble=int(k or 1), **settings)  # fmt: skip
                 r = run_generalize(spec)
                 rec = {"task": label, "method": m, "seed": seed, "accuracy": r["target_accuracy"],
                        "val_accuracy": r["val_accuracy"], "oracle": r.get("oracle_target_accuracy"),
                        "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
-                store.put(key, rec)
-                log.info(
-                    "%s %s seed %d: %.4f (%.0f s)", label, m, seed, rec["accuracy"], rec["seconds"]
-                )
-                if on_result is not None:
-                    on_result(key, rec)
+                store.add(key, rec, on_result)
     if out_md is not None:
         write_text(Path(out_md), dg_table(store, name, [t[0] for t in chosen], methods))
     return store
@@ -122,11 +118,7 @@ def dg_table(store: ResultStore, name: str, labels: Sequence[str], methods: Sequ
         if not rs:
             continue
         cells = [fmt_mean_std([r["accuracy"] for r in rs if r["task"] == t]) for t in labels]
-        per_seed = []
-        for s in sorted({r["seed"] for r in rs}):
-            vals = [r["accuracy"] for r in rs if r["seed"] == s]
-            if len(vals) == len(labels):
-                per_seed.append(float(np.mean(vals)))
+        per_seed = seed_averages(rs, len(labels))
         avg = fmt_mean_std(per_seed) if per_seed else "–"
         secs = np.mean([r["seconds"] for r in rs])
         lines.append(

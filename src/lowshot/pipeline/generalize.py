@@ -14,25 +14,32 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-import torch
 from torch import nn
 
 from lowshot._log import log
 from lowshot.backbones import create_backbone
-from lowshot.cache import default_cache
-from lowshot.data.domainsets import Domain, align_classes, check_width, input_kind, load_domain
+from lowshot.data.domainsets import (
+    Domain,
+    align_classes,
+    check_width,
+    has_class_folders,
+    input_kind,
+    load_domain,
+)
+from lowshot.data.load import load_images
 from lowshot.data.splits import stratified_split
 from lowshot.errors import ConfigError, DataError
-from lowshot.feature.runner import make_body, mode_data, partial_split, preprocess
+from lowshot.feature.runner import make_body, mode_data, partial_split
 from lowshot.generalize import DGInputs, DGResult, method_defaults, train_generalization
-from lowshot.nets import embed
+from lowshot.generalize.trainer import ensemble_accuracy, ensemble_proba
 from lowshot.params import check_params
-from lowshot.pipeline.adapt import save_adapted
+from lowshot.pipeline.adapt import domain_features, save_adapted
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.runfolder import maybe_run
 from lowshot.pipeline.specs import GeneralizeSpec
@@ -101,18 +108,20 @@ def run_generalize(spec: GeneralizeSpec) -> RunResult:
             rf.write_config(spec.to_dict())
         out = RunResult("generalize", metrics)
         t0 = time.perf_counter()
-        results = _select(spec, src, cands, metrics)
+        results, recipes = _select(spec, src, cands, metrics)
         best = results[metrics["chosen"]]
-        out.timings["fit"] = time.perf_counter() - t0
         metrics.update(best.info)
         metrics.update(history=best.history, kept_epoch=best.kept_epoch,
                        val_accuracy=best.val_accuracy)  # fmt: skip
+        members = _ensemble(spec, best, recipes[metrics["chosen"]], metrics)
+        out.timings["fit"] = time.perf_counter() - t0
         # training is over: only now is the target read
         if spec.target_test:
-            _score_target(spec, src, results, metrics)
+            _score_target(spec, src, results, members, metrics)
         if rf is not None and src.backbone is not None:
-            save_adapted(best.net, src.backbone, spec.mode, spec.blocks, src.classes, rf.path,
-                         spec.method, job="generalize")  # fmt: skip
+            nets = [m.net for m in members]
+            save_adapted(nets if len(nets) > 1 else nets[0], src.backbone, spec.mode, spec.blocks,
+                         src.classes, rf.path, spec.method, job="generalize")  # fmt: skip
             out.artefacts += ["model.safetensors", "model.json"]
         metrics["wall_seconds"] = round(time.perf_counter() - t_start, 2)
         out.timings["wall"] = metrics["wall_seconds"]
@@ -143,27 +152,28 @@ def _load_sources(spec: GeneralizeSpec, kind: str) -> Sources:
     for d, s in zip(domains, spec.sources, strict=True):
         d.labels, d.classes = align_classes(d, classes, s), list(classes)
     bb = create_backbone(spec.backbone) if kind == "images" else None
-    feats = [_features(d, bb, spec) for d in domains]
+    feats = [domain_features(d, bb, spec) for d in domains]
     return Sources(domains, feats, classes, kind, bb)
-
-
-def _features(d: Domain, bb: Any, spec: GeneralizeSpec) -> np.ndarray:
-    if d.X is not None:
-        X = preprocess(d.X, spec.preprocess)
-        return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
-    return default_cache(spec.cache_dir).features(bb, d.files or [], progress=spec.progress)
 
 
 def _check_target_classes(spec: GeneralizeSpec, kind: str, classes: list[str]) -> None:
     """The target-test's class names, before any training: unknown ones are an error now,
-    not after the training. Its examples are not kept (nor decoded, for images)."""
-    t = load_domain([spec.target_test], kind, "target")  # type: ignore[list-item]
+    not after the training. Images are listed, not opened; nothing is kept."""
+    where = str(spec.target_test)
+    if kind == "images":
+        if not has_class_folders(where):
+            t = Domain(where, [], np.zeros(0), labelled=False)
+        else:
+            s = load_images(where, validate=False)
+            t = Domain(where, list(s.classes), np.asarray(s.labels))
+    else:
+        t = load_domain([where], kind, "target")
     if not t.labelled or len(t) == 0:
         raise DataError(
-            f"{spec.target_test}: --target-test must hold labelled examples (class folders, "
-            "or an array file with labels) to score the unseen domain on."
+            f"{where}: --target-test must hold labelled examples (class folders, or an array "
+            "file with labels) to score the unseen domain on."
         )
-    align_classes(t, classes, str(spec.target_test))
+    align_classes(t, classes, where)
 
 
 def _describe(spec: GeneralizeSpec, src: Sources, cands: list[dict]) -> dict[str, Any]:
@@ -215,15 +225,16 @@ def _inputs(spec: GeneralizeSpec, src: Sources, train_idx: list[np.ndarray | Non
 
 
 def _train(spec: GeneralizeSpec, src: Sources, inputs: DGInputs, params: dict[str, Any],
-           keep: int | str | None) -> DGResult:  # fmt: skip
+           keep: int | str | None, seed: int | None = None) -> DGResult:  # fmt: skip
+    seed = spec.seed if seed is None else seed
     cls: Any = get_method(spec.method, family="generalization").factory
     if "seed" in method_defaults(cls) and "seed" not in params:
-        params = {**params, "seed": spec.seed}
+        params = {**params, "seed": seed}
     try:
         objective = cls(spec.bottleneck, len(src.classes), **params)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{spec.method}: {e}") from None
-    ctx = FitContext(seed=spec.seed, device=spec.device, progress=spec.progress)
+    ctx = FitContext(seed=seed, device=spec.device, progress=spec.progress)
     return train_generalization(
         inputs, objective, epochs=spec.epochs, iters_per_epoch=spec.iters_per_epoch,
         batch_size=spec.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
@@ -243,30 +254,47 @@ def _split(spec: GeneralizeSpec, src: Sources) -> tuple[list, list]:
     return tr, va
 
 
-def _select(spec: GeneralizeSpec, src: Sources, cands: list[dict], metrics: dict) -> list[DGResult]:
-    """Train every candidate and choose one without the target; returns the models
-    (the chosen one at ``metrics["chosen"]``) and records each candidate's score."""
+Recipe = Callable[[int], DGResult]  # trains a candidate's final model again with a seed
+
+
+def _select(spec: GeneralizeSpec, src: Sources, cands: list[dict],
+            metrics: dict) -> tuple[list[DGResult], list[Recipe]]:  # fmt: skip
+    """Train every candidate and choose one without the target; returns the models (the
+    chosen one at ``metrics["chosen"]``) and how each was trained, and records each
+    candidate's score."""
     rows: list[dict[str, Any]] = []
+    results: list[DGResult] = []
+    recipes: list[Recipe] = []
     if spec.select == "train-val":
         tr, va = _split(spec, src)
-        results = []
         for c in cands:
-            res = _train(spec, src, _inputs(spec, src, tr, va), c, keep="best")
+            recipe: Recipe = partial(_train_val, spec, src, tr, va, c)
+            res = recipe(spec.seed)
             results.append(res)
+            recipes.append(recipe)
             rows.append({"params": c, "score": res.val_accuracy, "kept_epoch": res.kept_epoch})
             log.info("%s %s: training-domain validation accuracy %.4f", spec.method, c or "",
                      res.val_accuracy or 0.0)  # fmt: skip
     else:
-        results = [_lodo(spec, src, c, rows) for c in cands]
+        for c in cands:
+            res, again = _lodo(spec, src, c, rows)
+            results.append(res)
+            recipes.append(again)
     scores = [r["score"] if r["score"] is not None else -1.0 for r in rows]
     metrics["chosen"] = int(np.argmax(scores))
     metrics["chosen_params"] = cands[metrics["chosen"]]
     metrics["candidates"] = rows
     metrics["selection_score"] = rows[metrics["chosen"]]["score"]
-    return results
+    return results, recipes
 
 
-def _lodo(spec: GeneralizeSpec, src: Sources, params: dict, rows: list[dict]) -> DGResult:
+def _train_val(spec: GeneralizeSpec, src: Sources, tr: list, va: list, params: dict,
+               seed: int) -> DGResult:  # fmt: skip
+    return _train(spec, src, _inputs(spec, src, tr, va), params, keep="best", seed=seed)
+
+
+def _lodo(spec: GeneralizeSpec, src: Sources, params: dict,
+          rows: list[dict]) -> tuple[DGResult, Recipe]:  # fmt: skip
     """Leave-one-source-out: train on all sources but one and score the one left out,
     for each; the candidate's score is the mean, its epoch the one best on average. The
     model then trains on every source for that many epochs (SWAD: its own window, on a
@@ -285,34 +313,60 @@ def _lodo(spec: GeneralizeSpec, src: Sources, params: dict, rows: list[dict]) ->
     if swad:
         fold_scores = [float(f.val_accuracy or 0.0) for f in folds]
         tr, va = _split(spec, src)
-        final = _train(spec, src, _inputs(spec, src, tr, va), params, keep=None)
+        recipe: Recipe = partial(_train_val, spec, src, tr, va, params)
     else:
         epoch = fixed_epochs([f.history for f in folds])
         fold_scores = [float(f.history[epoch - 1]["val_accuracy"]) for f in folds]
-        final = _train(spec, src, _inputs(spec, src, list(everything), [None] * n), params,
-                       keep=epoch)  # fmt: skip
+        recipe = partial(_train_all, spec, src, params, epoch)
+    final = recipe(spec.seed)
     score = float(np.mean(fold_scores))
     rows.append({"params": params, "score": score, "kept_epoch": epoch, "fold_scores": fold_scores})
     log.info("%s %s: leave-one-source-out accuracy %.4f", spec.method, params or "", score)
-    return final
+    return final, recipe
 
 
-def _score_target(
-    spec: GeneralizeSpec, src: Sources, results: list[DGResult], metrics: dict
-) -> None:
+def _train_all(spec: GeneralizeSpec, src: Sources, params: dict, epoch: int, seed: int) -> DGResult:
+    """Every row of every source, the weights of epoch ``epoch`` kept."""
+    everything: list[np.ndarray | None] = [np.arange(len(d)) for d in src.domains]
+    return _train(spec, src, _inputs(spec, src, everything, [None] * len(everything)), params,
+                  keep=epoch, seed=seed)  # fmt: skip
+
+
+def _ensemble(spec: GeneralizeSpec, best: DGResult, recipe: Recipe,
+              metrics: dict) -> list[DGResult]:  # fmt: skip
+    """The chosen candidate trained ``spec.ensemble - 1`` more times with the next seeds;
+    the members' probabilities are averaged (Arpit et al.'s ensemble of models selected
+    without the target). Its validation accuracy replaces the single model's."""
+    if spec.ensemble == 1:
+        return [best]
+    members = [best] + [recipe(spec.seed + k) for k in range(1, spec.ensemble)]
+    metrics["ensemble"] = spec.ensemble
+    metrics["member_val_accuracy"] = [m.val_accuracy for m in members]
+    if best.inputs is not None:
+        metrics["val_accuracy"] = ensemble_accuracy([m.net for m in members], best.inputs.val)
+    log.info("ensemble of %d: validation accuracy %s", spec.ensemble, metrics["val_accuracy"])
+    return members
+
+
+def _score_target(spec: GeneralizeSpec, src: Sources, results: list[DGResult],
+                  members: list[DGResult], metrics: dict) -> None:  # fmt: skip
     """Accuracy on the unseen domain, read now that every choice is made; each
     candidate's accuracy is reported as the oracle (a reference, never a choice)."""
     t = load_domain([spec.target_test], src.kind, "target")  # type: ignore[list-item]
     y = align_classes(t, src.classes, str(spec.target_test))
     if src.kind == "arrays":
         check_width(src.domains[0], t, spec.sources[0], spec.target_test)
-    F = _features(t, src.backbone, spec)
+    F = domain_features(t, src.backbone, spec)
     ds = mode_data(t, F, src.backbone, spec.mode, spec.blocks, None, train=False)
-    accs = []
-    for r in results:
-        _, logits = embed(r.net, ds, torch.device("cpu"))
-        accs.append(float((logits.argmax(1) == y).mean()))
+    accs = [float((ensemble_proba([r.net], ds).argmax(1) == y).mean()) for r in results]
     metrics["target_accuracy"] = accs[metrics["chosen"]]
+    if len(members) > 1:
+        metrics["member_target_accuracy"] = [
+            float((ensemble_proba([m.net], ds).argmax(1) == y).mean()) for m in members
+        ]
+        metrics["target_accuracy"] = float(
+            (ensemble_proba([m.net for m in members], ds).argmax(1) == y).mean()
+        )
     metrics["n_target_test"] = len(t)
     if len(results) > 1:
         for row, a in zip(metrics["candidates"], accs, strict=True):

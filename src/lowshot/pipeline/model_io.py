@@ -44,6 +44,7 @@ def save_model(
         # With an unchanged backbone, predictions can reuse cached features.
         "backbone_weights_id": bb.weights_id if backbone_frozen else None,
         "neck": model.neck,
+        "members": getattr(model, "members", 1),
     }
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if meta["modality"] == "text" and backbone_frozen:
@@ -100,7 +101,8 @@ def _load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
     pre = Preprocessing.from_dict(meta["preprocessing"])
     wid = meta.get("backbone_weights_id") or f"run:{run_dir.resolve()}:{weights.stat().st_mtime_ns}"
     bb = Backbone(meta["backbone"], meta["arch"], net, pre, wid)
-    model = Classifier(bb, len(meta["classes"]), neck=meta.get("neck"))
+    model = Classifier(bb, len(meta["classes"]), neck=meta.get("neck"),
+                       members=int(meta.get("members", 1)))  # fmt: skip
     model.load_state_dict(load_file(str(weights)), strict=True)
     model.eval()
     return model, meta

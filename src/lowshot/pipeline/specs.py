@@ -20,6 +20,7 @@ from lowshot.backbones import DEFAULT_BACKBONE
 from lowshot.errors import ConfigError
 from lowshot.feature.settings import DeepTraining
 from lowshot.multitask.run import MultitaskSettings
+from lowshot.training.settings import NetTraining
 
 SPEC_VERSION = 1
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -140,6 +141,20 @@ def _params(spec: Any) -> None:
         raise ConfigError(f"-p/--param: expected NAME=VALUE settings, got {spec.params!r}.")
 
 
+def _net_training(spec: Any) -> None:
+    """The :class:`NetTraining` settings adapt and generalize share."""
+    _choice(spec, "mode", NetTraining.MODES)
+    for name in ("epochs", "iters_per_epoch", "batch_size", "bottleneck", "blocks"):
+        _int(spec, name, lo=1)
+    _fraction(spec, "val_fraction", zero_ok=False)
+    _fraction(spec, "dropout", zero_ok=True)
+    for name in ("lr", "weight_decay"):
+        v = getattr(spec, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ConfigError(f"{option(name)}: expected a number >= 0, got {v!r}.")
+    _params(spec)
+
+
 @dataclass(kw_only=True)
 class FitSpec(JobSpec):
     """``lowshot fit``: train a strategy on K shots per class of ``train``, test, report."""
@@ -192,7 +207,6 @@ class AdaptSpec(JobSpec, DeepTraining):
     measure: bool = True
     plot: bool = True
 
-    MODES: ClassVar[tuple[str, ...]] = ("frozen", "partial", "full")
     SELECT: ClassVar[tuple[str, ...]] = ("dev", "iwv", "snd", "entropy", "source-val")
     PREPROCESS: ClassVar[tuple[str, ...]] = ("none", "l2", "log1p-l2")
     CLASSIFIERS: ClassVar[tuple[str, ...]] = ("logreg", "1nn")
@@ -208,20 +222,11 @@ class AdaptSpec(JobSpec, DeepTraining):
         super().validate()
         if not self.sources:
             raise ConfigError("--source: give at least one labelled source.")
-        _choice(self, "mode", self.MODES)
         _choice(self, "select", self.SELECT)
         _choice(self, "preprocess", self.PREPROCESS)
         _choice(self, "classifier", self.CLASSIFIERS)
-        for name in ("epochs", "iters_per_epoch", "batch_size", "bottleneck", "blocks"):
-            _int(self, name, lo=1)
         _int(self, "target_shots", lo=1)
-        _fraction(self, "val_fraction", zero_ok=False)
-        _fraction(self, "dropout", zero_ok=True)
-        for name in ("lr", "weight_decay"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ConfigError(f"{option(name)}: expected a number >= 0, got {v!r}.")
-        _params(self)
+        _net_training(self)
         offs = self.trade_off if isinstance(self.trade_off, list) else [self.trade_off]
         if len(offs) > 1 and self.select is None:
             raise ConfigError(
@@ -231,7 +236,7 @@ class AdaptSpec(JobSpec, DeepTraining):
 
 
 @dataclass(kw_only=True)
-class GeneralizeSpec(JobSpec):
+class GeneralizeSpec(JobSpec, NetTraining):
     """``lowshot generalize``: labelled source domains only; a domain never seen is the goal.
 
     ``params`` values may be lists (or comma-separated strings): every combination is a
@@ -242,21 +247,11 @@ class GeneralizeSpec(JobSpec):
     method: str = "erm"
     target_test: str | None = None
     select: str = "train-val"
-    mode: str = "frozen"
-    blocks: int = 1
     backbone: str = DEFAULT_BACKBONE
     preprocess: str = "none"
-    epochs: int = 10
-    iters_per_epoch: int = 100
-    batch_size: int = 32
-    lr: float = 0.01
-    bottleneck: int = 256
-    dropout: float = 0.5
-    weight_decay: float = 1e-3
-    val_fraction: float = 0.2
-    params: dict[str, Any] = field(default_factory=dict)
+    val_fraction: float = 0.2  # DomainBed's training-domain validation holds out 20%
+    ensemble: int = 1  # members (seeds) of the chosen candidate, probabilities averaged
 
-    MODES: ClassVar[tuple[str, ...]] = ("frozen", "partial", "full")
     SELECT: ClassVar[tuple[str, ...]] = ("train-val", "lodo")
     PREPROCESS: ClassVar[tuple[str, ...]] = ("none", "l2", "log1p-l2")
 
@@ -275,7 +270,11 @@ class GeneralizeSpec(JobSpec):
             )
         if len(set(self.sources)) < len(self.sources):
             raise ConfigError("--source: a domain is given twice; give each source once.")
-        _choice(self, "mode", self.MODES)
+        if self.target_test is not None and self.target_test in self.sources:
+            raise ConfigError(
+                f"--target-test {self.target_test} is also a --source: the unseen domain must "
+                "not be trained on; leave it out of the sources."
+            )
         _choice(self, "select", self.SELECT)
         _choice(self, "preprocess", self.PREPROCESS)
         if self.select == "lodo" and len(self.sources) < 3:
@@ -283,15 +282,13 @@ class GeneralizeSpec(JobSpec):
                 "--select lodo trains on all sources but one, so it needs three or more "
                 "(each fold still trains on two); with two sources use --select train-val."
             )
-        for name in ("epochs", "iters_per_epoch", "batch_size", "bottleneck", "blocks"):
-            _int(self, name, lo=1)
-        _fraction(self, "val_fraction", zero_ok=False)
-        _fraction(self, "dropout", zero_ok=True)
-        for name in ("lr", "weight_decay"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ConfigError(f"{option(name)}: expected a number >= 0, got {v!r}.")
-        _params(self)
+        _net_training(self)
+        _int(self, "ensemble", lo=1)
+        if self.ensemble > 1 and self.mode != "frozen":
+            raise ConfigError(
+                f"--ensemble {self.ensemble} averages heads over one frozen backbone; with "
+                f"--mode {self.mode} each member would train its own: use --mode frozen."
+            )
 
 
 @dataclass(kw_only=True)
@@ -476,7 +473,15 @@ class SelectionCurvesSpec(JobSpec):
 
 JOBS: dict[str, type[JobSpec]] = {
     s.job: s
-    for s in (FitSpec, AdaptSpec, GeneralizeSpec, MultitaskSpec, MetaTrainSpec, RankBackbonesSpec, RankSourcesSpec)
+    for s in (
+        FitSpec,
+        AdaptSpec,
+        GeneralizeSpec,
+        MultitaskSpec,
+        MetaTrainSpec,
+        RankBackbonesSpec,
+        RankSourcesSpec,
+    )
 }
 
 
