@@ -33,6 +33,26 @@ def test_merge_folds_parts_in_and_keeps_records_already_held(tmp_path):
     assert json.loads(main.read_text()) == merged.data  # written back
 
 
+def test_only_code_changes_mark_a_commit_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*a):
+        subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "m.py").write_text("x = 1\n")
+    (tmp_path / "results.json").write_text("{}")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.chdir(tmp_path)
+    clean = git_commit()
+    assert clean and not clean.endswith("+")
+    (tmp_path / "results.json").write_text('{"records": 1}')  # a benchmark's own output
+    assert git_commit() == clean
+    (tmp_path / "m.py").write_text("x = 2\n")
+    assert git_commit() == clean + "+"
+
+
 def test_git_commit_outside_a_checkout_is_none(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))

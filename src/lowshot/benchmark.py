@@ -25,10 +25,13 @@ from lowshot._log import log
 from lowshot.errors import ConfigError
 from lowshot.io import write_json, write_text
 
+CODE = ("*.py", "pyproject.toml")  # what a benchmark's results depend on
+
 
 def git_commit() -> str | None:
     """The short commit of the working tree (None outside a git checkout); ``+`` marks
-    uncommitted changes to tracked files."""
+    uncommitted changes to tracked code (:data:`CODE`). Result files and tables a
+    benchmark rewrites as it runs are not code: one grid's JSON does not mark the next."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
@@ -36,7 +39,7 @@ def git_commit() -> str | None:
         if head.returncode != 0:
             return None
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE],
             capture_output=True,
             text=True,
             check=False,

@@ -35,7 +35,7 @@ from lowshot.data.domainsets import (
 from lowshot.data.load import load_images
 from lowshot.data.splits import stratified_split
 from lowshot.errors import ConfigError, DataError
-from lowshot.feature.runner import make_body, mode_data, partial_split
+from lowshot.feature.runner import make_body, mode_data
 from lowshot.generalize import DGInputs, DGResult, method_defaults, train_generalization
 from lowshot.generalize.trainer import ensemble_accuracy, ensemble_proba
 from lowshot.params import check_params
@@ -375,4 +375,4 @@ def _score_target(spec: GeneralizeSpec, src: Sources, results: list[DGResult],
     log.info("target accuracy %.4f (%s)", metrics["target_accuracy"], spec.target_test)
 
 
-__all__ = ["candidates", "partial_split", "run_generalize", "style_points"]
+__all__ = ["candidates", "run_generalize", "style_points"]
