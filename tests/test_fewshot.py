@@ -53,6 +53,20 @@ def test_small_classes_are_skipped_or_named(caplog):
         EpisodeSampler(labels, 1, 5, 5)
 
 
+
+def test_within_group_episodes_draw_their_classes_from_one_group():
+    labels = np.repeat(np.arange(12), 6)
+    groups = ["a"] * 5 + ["b"] * 4 + ["c"] * 3  # class id -> group (e.g. its alphabet)
+    s = EpisodeSampler(labels, ways=4, shots=1, queries=2, seed=0, groups=groups)
+    seen = set()
+    for ep in s.take(60):
+        g = {groups[c] for c in ep.classes}
+        assert len(g) == 1 and len(set(ep.classes.tolist())) == 4
+        seen |= g
+    assert seen == {"a", "b"}  # group c has only three classes: it cannot fill 4 ways
+    with pytest.raises(DataError, match="largest has 5"):
+        EpisodeSampler(labels, ways=6, shots=1, queries=2, groups=groups)
+
 def test_class_splits_keep_groups_together(data_root):
     from lowshot.data.load import load_images
 

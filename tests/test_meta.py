@@ -6,13 +6,17 @@ across domains, on text and on arrays; bad input is named."""
 from __future__ import annotations
 
 import copy
+import csv
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import make_subset
+from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
 from lowshot.catalogue import list_methods
@@ -292,6 +296,9 @@ def test_meta_train_resumes_where_it_stopped(omni, tmp_path):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), k
     hist = json.loads((tmp_path / "b" / "model.json").read_text())["history"]
     assert [h["epoch"] for h in hist] == [1, 2]
+    with open(tmp_path / "b" / "logs" / "metrics.csv", newline="") as fh:  # the whole log
+        logged = {int(r["epoch"]) for r in csv.DictReader(fh) if r.get("epoch")}
+    assert logged == {0, 1}  # Lightning counts epochs from 0
 
 
 def test_cross_domain_episodes_amazon_to_webcam(tmp_path, cache_dir):
@@ -384,27 +391,58 @@ def test_meta_learning_bad_input(omni, tmp_path):
         load_learner(tmp_path)
 
 
-def test_fewshot_predict_with_a_meta_trained_learner(omni, tmp_path):
+def test_fewshot_predict_on_a_users_folders_matches_the_benchmarks_episodes(omni, tmp_path):
+    """The user's path (support and query folders, `fewshot predict --run`) and the
+    benchmark's (embed the pool once, classify seeded episodes) give the same predictions
+    on the same within-alphabet episode."""
     train, test = omni
     meta_train(
         train, method="protonet", ways=5, shots=1, queries=5, episodes_per_epoch=100,
         epochs=1, out=tmp_path / "run",
     )  # fmt: skip
-    sup, qry = tmp_path / "support", tmp_path / "query"
-    for c in np.unique(test.labels)[:5]:
-        files = [test.files[i] for i in np.flatnonzero(test.labels == c)]
-        name = test.classes[c].replace("/", "-")
-        (sup / name).mkdir(parents=True)
-        (qry / name).mkdir(parents=True)
-        (sup / name / files[0].name).symlink_to(files[0].resolve())
-        for f in files[1:6]:
-            (qry / name / f.name).symlink_to(f.resolve())
-    r = runner.invoke(
-        app,
-        ["fewshot", "predict", "--support", str(sup), "--query", str(qry), "--run",
-         str(tmp_path / "run"), "--out", str(tmp_path / "p.json")],
-    )  # fmt: skip
-    assert r.exit_code == 0, r.output
-    out = json.loads((tmp_path / "p.json").read_text())
-    assert out["method"] == "protonet" and len(out["predictions"]) == 25
-    assert out["accuracy"] > 0.5  # 5-way 1-shot on characters never seen: chance is 0.2
+    learner, meta = load_learner(tmp_path / "run")
+    Z, clf = embed_data(learner, test, meta), LearnerClassifier(learner)
+    groups = [c.split("/")[0] for c in test.classes]
+    ep = EpisodeSampler(test.labels, 5, 1, 5, seed=3, groups=groups).episode(0)
+    assert len({groups[c] for c in ep.classes}) == 1  # five characters of one alphabet
+    want = clf.predict(Z[ep.support], ep.support_labels, Z[ep.query]).argmax(1)
+    names = [test.classes[c].replace("/", "-") for c in ep.classes]  # episode label -> folder
+    # laid out as a user would, one folder per character: the files themselves, and their
+    # negatives (white strokes on black, as some copies of Omniglot's one-shot runs are saved)
+    for negative in (False, True):
+        sup, qry = tmp_path / f"support{negative}", tmp_path / f"query{negative}"
+        for rows, root in ((ep.support, sup), (ep.query, qry)):
+            for r in rows:
+                d = root / test.classes[test.labels[r]].replace("/", "-")
+                d.mkdir(parents=True, exist_ok=True)
+                if negative:
+                    ImageOps.invert(Image.open(test.files[r]).convert("L")).save(
+                        d / test.files[r].name
+                    )
+                else:
+                    (d / test.files[r].name).symlink_to(test.files[r].resolve())
+        r = runner.invoke(
+            app,
+            ["fewshot", "predict", "--support", str(sup), "--query", str(qry), "--run",
+             str(tmp_path / "run"), "--out", str(tmp_path / "p.json")],
+        )  # fmt: skip
+        assert r.exit_code == 0, r.output
+        out = json.loads((tmp_path / "p.json").read_text())
+        assert out["method"] == "protonet" and len(out["predictions"]) == 25
+        by_name = {Path(f).name: c for f, c in out["predictions"].items()}
+        for row, label in zip(ep.query, want, strict=True):
+            assert by_name[test.files[row].name] == names[label], negative
+        assert out["accuracy"] == pytest.approx(float((want == ep.query_labels).mean()))
+    assert out["accuracy"] > 0.4  # 5 characters of one unseen alphabet: chance is 0.2
+
+
+def test_pixels_of_either_polarity_come_out_the_same(omni, tmp_path):
+    _, test = omni
+    neg = tmp_path / "neg.png"
+    ImageOps.invert(Image.open(test.files[0]).convert("L")).save(neg)
+    both = dataclasses.replace(test.subset([0, 0]), files=[test.files[0], neg])
+    x = load_pixels(both)  # invert="auto": a dark background either way
+    assert torch.allclose(x[0], x[1], atol=1e-6) and float(x[0, 0, 0, 0]) == 0.0
+    assert float(x[0].mean()) < 0.5  # strokes are the minority: bright on black
+    y = load_pixels(both, invert="no")
+    assert torch.allclose(y[0], 1 - y[1]) and float(y[0, 0, 0, 0]) == 1.0

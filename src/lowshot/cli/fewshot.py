@@ -80,6 +80,13 @@ def fewshot_eval_cmd(
             help="Drop classes whose name starts with these (comma list), e.g. Greek,Latin."
         ),
     ] = None,
+    within_groups: Annotated[
+        bool,
+        typer.Option(
+            help="Each episode's classes from one group of <group>/<class> folders (20 "
+            "characters of one Omniglot alphabet: Lake et al.'s within-alphabet task)."
+        ),
+    ] = False,
     json_out: Json = False,
 ) -> None:
     """Mean accuracy and 95% confidence interval over seeded N-way K-shot episodes,
@@ -91,7 +98,7 @@ def fewshot_eval_cmd(
     rows = fewshot_eval(
         data, query_data=query_data, ways=ways, shots=shot_list, queries=queries,
         episodes=episodes, method=method, backbone=backbone, seed=seed, run=run,
-        exclude=exclude, progress=not json_out,
+        exclude=exclude, within_groups=within_groups, progress=not json_out,
     )  # fmt: skip
     if json_out:
         print(json.dumps(rows, indent=2))
@@ -143,7 +150,9 @@ def meta_train_cmd(
     backbone: _BackboneOpt = None,
     ways: Annotated[int, typer.Option(help="Classes per training episode.")] = 5,
     shots: Annotated[int, typer.Option(help="Support examples per class.")] = 1,
-    queries: Annotated[int, typer.Option(help="Query examples per class.")] = 15,
+    queries: Annotated[
+        int | None, typer.Option(help="Query examples per class (default 15 at 5 ways, 5 beyond).")
+    ] = None,
     episodes: Annotated[int, typer.Option(help="Episodes per epoch.")] = 100,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 20,
     meta_batch: Annotated[int, typer.Option(help="Episodes averaged per update.")] = 1,
@@ -152,7 +161,23 @@ def meta_train_cmd(
     image_size: Annotated[int, typer.Option(help="Side of the square input images.")] = 28,
     channels: Annotated[int, typer.Option(help="1 (grey) or 3 (RGB).")] = 1,
     rotations: _RotationsOpt = True,
-    invert: Annotated[bool, typer.Option(help="Invert grey levels (Omniglot strokes).")] = True,
+    invert: Annotated[
+        str,
+        typer.Option(
+            help="auto: every image to a dark background (Omniglot's dark strokes on white "
+            "become bright on black, whatever polarity a file has); yes: invert all; no: none."
+        ),
+    ] = "auto",
+    augment: Annotated[
+        bool, typer.Option(help="Random affine distortions of every training image (pixels).")
+    ] = True,
+    within_groups: Annotated[
+        str,
+        typer.Option(
+            help="Each training episode's classes from one group of <group>/<class> folders "
+            "(an Omniglot alphabet): auto (when a group has --ways classes), yes or no."
+        ),
+    ] = "auto",
     seed: Seed = 0,
     device: Device = "auto",
     resume: _ResumeOpt = False,
@@ -167,7 +192,8 @@ def meta_train_cmd(
         data=data, method=method, encoder=encoder, backbone=backbone, ways=ways, shots=shots,
         queries=queries, episodes_per_epoch=episodes, epochs=epochs, meta_batch=meta_batch, lr=lr,
         params=parse_params(param), image_size=image_size, channels=channels,
-        rotations=rotations, invert=invert, seed=seed, device=device, out=out, resume=resume,
+        rotations=rotations, invert=invert, augment=augment,
+        within_groups={"yes": True, "no": False}.get(within_groups, within_groups), seed=seed, device=device, out=out, resume=resume,
         overwrite=overwrite,
     )  # fmt: skip
     info = api.meta_train(spec)

@@ -75,12 +75,14 @@ def evaluate_episodes(
     class_names: list[str] | None = None,
     query_Z: np.ndarray | None = None,
     query_labels: np.ndarray | None = None,
+    groups: list[str] | None = None,
 ) -> dict:
     """Mean accuracy and 95% CI over ``episodes`` seeded episodes drawn from (Z, labels);
     with ``query_Z`` / ``query_labels`` the queries come from that second pool
-    (cross-domain episodes)."""
+    (cross-domain episodes); with ``groups`` (a group name per class) each episode's
+    classes come from one group (within-alphabet episodes)."""
     sampler = EpisodeSampler(
-        labels, ways, shots, queries, seed, class_names, query_labels=query_labels
+        labels, ways, shots, queries, seed, class_names, query_labels=query_labels, groups=groups
     )
     Z = np.asarray(Z, dtype=np.float32)
     ZQ = Z if query_Z is None else np.asarray(query_Z, dtype=np.float32)
@@ -98,6 +100,7 @@ def evaluate_episodes(
         "episodes": episodes,
         "seed": seed,
         "cross_domain": query_labels is not None,
+        "within_group": groups is not None,
         "accuracy": mean,
         "ci95": ci,
         "seconds": round(time.perf_counter() - t0, 3),

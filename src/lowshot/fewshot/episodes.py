@@ -37,6 +37,11 @@ class EpisodeSampler:
     Cross-domain episodes: with ``query_labels`` (a second pool, e.g. webcam when the
     support comes from amazon) the queries are drawn from that pool, whose labels use
     the same class ids; ``Episode.query`` then indexes the second pool.
+
+    Within-group episodes: with ``groups`` (one name per class id, e.g. each Omniglot
+    character's alphabet) an episode first draws a group, uniformly among those with
+    ``ways`` usable classes, then its classes from that group alone: the harder
+    within-alphabet task of Lake et al. (2015), where every candidate looks alike.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class EpisodeSampler:
         class_names: Sequence[str] | None = None,
         strict: bool = False,
         query_labels: Sequence[int] | np.ndarray | None = None,
+        groups: Sequence[str] | None = None,
     ) -> None:
         labels = np.asarray(labels)
         if ways < 2:
@@ -91,6 +97,21 @@ class EpisodeSampler:
                 f"{ways}-way episodes need {ways} classes with at least {need_all} examples "
                 f"each; only {len(self.classes)} have. Lower --ways, --shots or --queries."
             )
+        self.groups: list[np.ndarray] | None = None
+        if groups is not None:
+            members: dict[str, list[int]] = {}
+            for c in self.classes.tolist():
+                members.setdefault(str(groups[c]), []).append(c)
+            self.groups = [
+                np.array(v, dtype=labels.dtype) for _, v in sorted(members.items()) if len(v) >= ways
+            ]
+            if not self.groups:
+                biggest = max(len(v) for v in members.values())
+                raise DataError(
+                    f"within-group {ways}-way episodes need a group with {ways} classes; the "
+                    f"largest has {biggest}. Lower --ways."
+                )
+            self.group_names = [k for k, v in sorted(members.items()) if len(v) >= ways]
         self.by_class = {int(c): np.flatnonzero(labels == c) for c in self.classes}
         self.q_by_class = (
             {int(c): np.flatnonzero(qlabels == c) for c in self.classes}
@@ -101,7 +122,8 @@ class EpisodeSampler:
 
     def episode(self, i: int) -> Episode:
         rng = np.random.default_rng([self.seed, i])
-        chosen = rng.choice(self.classes, self.ways, replace=False)
+        pool = self.classes if self.groups is None else self.groups[rng.integers(len(self.groups))]
+        chosen = rng.choice(pool, self.ways, replace=False)
         sup, qry = [], []
         for c in chosen:
             if self.cross:

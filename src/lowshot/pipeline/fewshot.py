@@ -96,11 +96,22 @@ def fewshot_predict(
 def fewshot_eval(
     data: str, *, query_data: str | None = None, ways: int = 5, shots: list[int] | None = None,
     queries: int = 15, episodes: int = 1000, method: str = "simpleshot", backbone: str = "lite0",
-    seed: int = 0, run: str | Path | None = None, exclude: str | None = None, progress: bool = True,
+    seed: int = 0, run: str | Path | None = None, exclude: str | None = None,
+    within_groups: bool = False, progress: bool = True,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Mean accuracy and 95% CI per shot count over seeded episodes on cached embeddings.
-    With ``query_data``, queries come from a second set with the same class names."""
+    With ``query_data``, queries come from a second set with the same class names; with
+    ``within_groups``, each episode's classes share a group (``<group>/<class>`` names)."""
     ds = drop_classes(load_episode_data(data), exclude)
+    groups = None
+    if within_groups:
+        if not all("/" in c for c in ds.classes):
+            flat = next(c for c in ds.classes if "/" not in c)
+            raise DataError(
+                f"{data}: --within-groups needs <group>/<class> folders (Omniglot's "
+                f"<alphabet>/<character>); class {flat!r} has no group."
+            )
+        groups = [c.split("/")[0] for c in ds.classes]
     Z, clf, name = episode_inputs(ds, method=method, backbone=backbone, run=run, progress=progress)
     ZQ = yq = None
     if query_data is not None:
@@ -126,6 +137,7 @@ def fewshot_eval(
             class_names=ds.classes,
             query_Z=ZQ,
             query_labels=yq,
+            groups=groups,
         )  # fmt: skip
         for k in (shots or [1, 5])
     ]

@@ -25,7 +25,8 @@ def run_meta_train(spec: MetaTrainSpec) -> RunResult:
             episodes_per_epoch=spec.episodes_per_epoch, epochs=spec.epochs,
             meta_batch=spec.meta_batch, lr=spec.lr, params=dict(spec.params),
             image_size=spec.image_size, channels=spec.channels, rotations=spec.rotations,
-            invert=spec.invert, seed=spec.seed,
+            invert=spec.invert, augment=spec.augment,
+            within_groups=spec.within_groups, seed=spec.seed,
             device=spec.device,
             out=rf.path if rf is not None else None, resume=spec.resume, progress=spec.progress,
         )  # fmt: skip

@@ -335,7 +335,7 @@ class MetaTrainSpec(JobSpec):
     backbone: str | None = None
     ways: int = 5
     shots: int = 1
-    queries: int = 15
+    queries: int | None = None  # 15 at 5 ways or fewer, 5 beyond
     episodes_per_epoch: int = 100
     epochs: int = 20
     meta_batch: int = 1
@@ -344,7 +344,9 @@ class MetaTrainSpec(JobSpec):
     image_size: int = 28
     channels: int = 1
     rotations: bool = True
-    invert: bool = True
+    invert: bool | str = "auto"  # auto: each image to a dark background; yes; no
+    augment: bool = True
+    within_groups: bool | str = "auto"
 
     ENCODERS: ClassVar[tuple[str, ...]] = ("conv4", "resnet12", "mlp")
 
@@ -356,10 +358,54 @@ class MetaTrainSpec(JobSpec):
             _int(self, name, lo=1)
         _int(self, "ways", lo=2)
         _choice(self, "channels", (1, 3))  # type: ignore[arg-type]
+        if self.within_groups not in (True, False, "auto"):
+            raise ConfigError(f"--within-groups: auto, true or false; got {self.within_groups!r}.")
+        if self.invert not in (True, False, "auto", "yes", "no"):
+            raise ConfigError(f"--invert: one of auto, yes, no; got {self.invert!r}.")
         if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
                                     or self.lr <= 0):  # fmt: skip
             raise ConfigError(f"--lr: expected a number > 0, got {self.lr!r}.")
         _params(self)
+
+
+@dataclass(kw_only=True)
+class DistillSpec(JobSpec):
+    """``lowshot distill``: a smaller student trained on a finished run's soft labels."""
+
+    job: ClassVar[str] = "distill"
+    teacher: str  # the run folder
+    student: str = "lite0"
+    init: str = "auto"  # imagenet | random | auto (ImageNet weights where they exist offline)
+    image_size: int | None = None  # the student's input side; None: its backbone's default
+    unlabelled: str | None = None
+    test: str | None = None  # None: the teacher run's own test set
+    temperature: float = 4.0
+    alpha: float = 0.9
+    epochs: int = 15
+    min_steps: int = 200
+    batch_size: int = 32
+    lr: float | None = None  # None: 1e-2 (SGD) from ImageNet weights, 2e-3 (AdamW) from random
+    weight_decay: float | None = None  # None: 1e-4 (SGD), 0.05 (AdamW)
+
+    INITS: ClassVar[tuple[str, ...]] = ("auto", "imagenet", "random")
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.teacher, str) or not self.teacher:
+            raise ConfigError("distill needs the teacher: a finished run folder.")
+        _choice(self, "init", self.INITS)
+        _int(self, "image_size", lo=32, hi=1024)
+        for name in ("epochs", "batch_size"):
+            _int(self, name, lo=1)
+        _int(self, "min_steps", lo=0)
+        for name in ("temperature", "lr", "weight_decay"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+                                  or (v == 0 and name != "weight_decay")):  # fmt: skip
+                raise ConfigError(f"{option(name)}: expected a number > 0, got {v!r}.")
+        a = self.alpha
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1:
+            raise ConfigError(f"--alpha: the soft labels' weight, between 0 and 1; got {a!r}.")
 
 
 @dataclass(kw_only=True)
@@ -479,6 +525,7 @@ JOBS: dict[str, type[JobSpec]] = {
         GeneralizeSpec,
         MultitaskSpec,
         MetaTrainSpec,
+        DistillSpec,
         RankBackbonesSpec,
         RankSourcesSpec,
     )
