@@ -19,6 +19,7 @@ from typing import Any
 from lowshot.errors import ConfigError
 from lowshot.model.runner import logits_for, make_strategy, strategies_for, train_and_score
 from lowshot.pipeline.adapt import run_adapt, run_reweight
+from lowshot.pipeline.distill import run_distill
 from lowshot.pipeline.export import export_run
 from lowshot.pipeline.fit import run_fit
 from lowshot.pipeline.generalize import run_generalize
@@ -31,6 +32,7 @@ from lowshot.pipeline.selection_curves import run_selection_curves, simulate
 from lowshot.pipeline.serve import evaluate, predict
 from lowshot.pipeline.specs import (
     AdaptSpec,
+    DistillSpec,
     FitSpec,
     GeneralizeSpec,
     JobSpec,
@@ -45,7 +47,9 @@ from lowshot.pipeline.specs import (
 
 __all__ = [
     "generalize",
+    "distill",
     "AdaptSpec",
+    "DistillSpec",
     "FitSpec",
     "MetaTrainSpec",
     "MultitaskSpec",
@@ -108,6 +112,14 @@ def generalize(sources: GeneralizeSpec | list[str | Path], **options: Any) -> Ru
     return run_generalize(_build(GeneralizeSpec, {"sources": sources, **options}))
 
 
+def distill(teacher: DistillSpec | str | Path, **options: Any) -> RunResult:
+    """A smaller student trained on a finished image run's soft labels (``lowshot distill``):
+    ``student="lite0", image_size=128, unlabelled="photos/"``; an ordinary run folder."""
+    if isinstance(teacher, DistillSpec):
+        return run_distill(teacher)
+    return run_distill(_build(DistillSpec, {"teacher": teacher, **options}))
+
+
 def multitask(tasks: MultitaskSpec | list[str] | None = None, **options: Any) -> RunResult:
     """Several tasks on one shared network, each also trained alone (``lowshot multitask``).
     For tasks already loaded as data sets, use :func:`lowshot.multitask.multitask`."""
@@ -159,6 +171,7 @@ RUNNERS: dict[type[JobSpec], Callable[[Any], RunResult]] = {
     GeneralizeSpec: run_generalize,
     MultitaskSpec: run_multitask,
     MetaTrainSpec: run_meta_train,
+    DistillSpec: run_distill,
     RankBackbonesSpec: run_rank_backbones,
     RankSourcesSpec: run_rank_sources,
     SelectSpec: run_select,
