@@ -30,8 +30,6 @@ STUDENTS = {  # name: (distill options, with the unlabelled pool)
     "lite0 @ 128 px, labelled only": ({"student": "lite0", "image_size": 128}, False),
     "lite0 @ 128 px + unlabelled": ({"student": "lite0", "image_size": 128}, True),
     "lite0 @ 112 px + unlabelled": ({"student": "lite0", "image_size": 112}, True),
-    "mobilenetv3_small_100 @ 224 px, random init + unlabelled": (
-        {"student": "mobilenetv3_small_100", "init": "random"}, True),
 }  # fmt: skip
 
 

@@ -77,6 +77,8 @@ def run(a: argparse.Namespace) -> ResultStore:
                         queries=queries_for(train_ways), episodes_per_epoch=a.episodes_per_epoch,
                         epochs=a.epochs if train_ways == 5 else a.epochs_20way, params=PARAMS_20WAY.get(m, {}) if train_ways == 20 else {},
                         seed=0, out=run_dir, resume=True,
+                        # the settings this table was measured with (before today's defaults)
+                        augment=False, within_groups=False, invert=True,
                     )  # fmt: skip
                 learner, meta = load_learner(run_dir)
                 info = {

@@ -18,6 +18,7 @@ from lowshot.cli import app
 from lowshot.errors import ConfigError, DataError, RunError
 from lowshot.io import content_hash
 from lowshot.model.distill import distillation_loss
+from lowshot.pipeline.specs import spec_from_config
 
 runner = CliRunner()
 
@@ -83,6 +84,8 @@ def test_the_student_learns_the_teacher_and_is_an_ordinary_run(student, teacher,
     acc = np.mean([p["class"] == t for p, t in zip(preds, truth, strict=True)])
     assert acc == pytest.approx(m["accuracy"])  # predict serves what was measured
     assert (out / "plots" / "learning_curve.png").is_file() and (out / "per_class.md").is_file()
+    spec = spec_from_config(out)  # `lowshot rerun` replays it
+    assert spec.job == "distill" and spec.image_size == 96 and spec.unlabelled == str(pool)
 
 
 @pytest.mark.slow

@@ -89,7 +89,10 @@ class Backbone(nn.Module):
         self.model = model.to(memory_format=torch.channels_last)
         self.preprocessing = preprocessing
         self.weights_id = weights_id
-        self.num_features: int = int(model.num_features)  # type: ignore[arg-type]
+        # the pooled output's width: timm's head_hidden_size where a head conv follows the
+        # pooling (MobileNetV3: 576 channels pooled, 1,024 out), else num_features
+        width = getattr(model, "head_hidden_size", None) or model.num_features
+        self.num_features: int = int(width)  # type: ignore[arg-type]
         # The pretrained classifier (e.g. ImageNet's 1000 classes), kept for scores
         # that need source-class probabilities. Deliberately not a registered submodule:
         # it is not part of forward(), must not train, and is not saved with models.

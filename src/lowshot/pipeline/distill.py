@@ -206,7 +206,7 @@ def _config(spec: DistillSpec, student: Classifier, classes: list[str], labelled
             pool: list[Path], test: Any, init: str) -> dict[str, Any]:  # fmt: skip
     cfg = spec.to_dict()
     cfg.update({
-        "backbone_arch": student.backbone.arch, "student_init": init,
+        "backbone_arch": student.backbone.arch,
         "preprocessing": student.backbone.preprocessing.to_dict(), "classes": classes,
         "n_train": len(labelled.files) + len(pool), "n_test": 0 if test is None else len(test),
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
