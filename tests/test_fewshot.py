@@ -157,6 +157,7 @@ def test_fewshot_eval_cli(webcam10, cache_dir):
     assert rows[0]["episodes"] == 100 and 0.6 < rows[0]["accuracy"] <= 1
 
 
+@pytest.mark.slow  # meta-train/eval logic runs by default in test_meta.py
 def test_protonet_meta_train_and_eval_cli(data_root, tmp_path):
     """`lowshot meta-train` then `lowshot fewshot eval --run` on alphabets small1 lacks
     (small2 minus Greek and Latin): the CLI gives what the API gives."""

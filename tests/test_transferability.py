@@ -158,6 +158,7 @@ def test_oas_matches_scikit_learn_and_unsaturates_h_score():
     assert HScore()(informative, y) > HScore()(X, y) + 1.0
 
 
+@pytest.mark.slow  # each score and ranking is tested by default above
 def test_rank_commands_on_real_data(data_root, mini, cache_dir):
     from lowshot.transferability.rank import rank_backbones, rank_sources
 
