@@ -15,8 +15,6 @@ engine and are not timed). Threads: the machine's (2 here) for both engines.
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from _common import machine
 
 from lowshot.api import fit
 from lowshot.cache import default_cache_dir
+from lowshot.evaluation.speed import median_seconds
 from lowshot.io import write_json, write_text
 from lowshot.pipeline.export import OnnxClassifier, export_run, exportable, fit_split
 
@@ -51,15 +50,6 @@ def ensure_run(name: str, setup: dict) -> Path:
 
 def feeds(clf: OnnxClassifier, items: list[Any]) -> list[dict[str, np.ndarray]]:
     return list(clf.feeds(items, batch_size=32))
-
-
-def timed(fn: Any, repeats: int) -> float:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def measure(run: Path) -> list[dict]:
@@ -88,8 +78,8 @@ def measure(run: Path) -> list[dict]:
     for kind, run_fn in engines.items():
         for _ in range(3):
             run_fn(one)
-        latency = timed(lambda f=run_fn: f(one), 30)
-        per_pass = min(timed(lambda f=run_fn: [f(b) for b in full], 1) for _ in range(3))
+        latency = median_seconds(lambda f=run_fn: f(one), 30)
+        per_pass = min(median_seconds(lambda f=run_fn: [f(b) for b in full], 1) for _ in range(3))
         pred = np.concatenate([run_fn(b) for b in batches]).argmax(1)
         rows.append({"engine": kind, "mb": sizes[kind], "latency_ms": latency * 1000,
                      "throughput": 32 * len(full) / per_pass, "accuracy": float((pred == y).mean()),
