@@ -118,6 +118,7 @@ def test_existing_run_folder_is_not_clobbered(lp_run, mini):
         fit(mini["train"], out=lp_run, baseline=False, progress=False)
 
 
+@pytest.mark.slow  # the gain's arithmetic also runs by default in test_text.py
 def test_no_test_set_splits_the_rest_and_reports_gain(mini, tmp_path, cache_dir, monkeypatch):
     import lowshot.model.baselines as baselines
 

@@ -171,6 +171,7 @@ def test_linear_probe_is_deterministic(sets, lite0, cache_dir):
     assert torch.equal(a.model.head.weight, b.model.head.weight)
 
 
+@pytest.mark.slow  # the 5-minute budget of the default suite
 def test_early_stopping_keeps_the_best_epoch(sets, lite0, cache_dir):
     train, _ = sets
     strat = make_strategy("finetune", {"epochs": 4, "min_steps": 0})
