@@ -76,7 +76,8 @@ def fit_split(run_dir: Path, spec: Any = None) -> tuple[Any, Any]:
 def run_items(run_dir: Path, which: str) -> list[Any]:
     """The run's training (``which="train"``) or test items (image paths or texts), from
     its ``config.json``; for an adapt run, the target's images serve both; for a
-    generalize run, the sources train and the unseen domain's test images check."""
+    generalize run, the sources train and the unseen domain's test images check; for a
+    distill run, the teacher run's (or its ``--test``)."""
     from lowshot.data.images import ImageSet
     from lowshot.data.text import TextSet
     from lowshot.pipeline.specs import spec_from_config
@@ -95,6 +96,13 @@ def run_items(run_dir: Path, which: str) -> list[Any]:
 
         target = load_pool(getattr(spec, "target_test", None) or getattr(spec, "target"))  # noqa: B009
         return [Path(f) for f in target.items] if target.modality == "image" else []
+    if spec.job == "distill":  # the teacher's images (or --test): what the student learned on
+        d: Any = spec
+        if which == "test" and d.test:
+            from lowshot.data.load import load
+
+            return [Path(f) for f in load(d.test, arrays=False).files]  # type: ignore[union-attr]
+        return run_items(Path(d.teacher), which)
     if spec.job == "generalize":  # the sources calibrate; the unseen domain checks, if given
         from lowshot.data.pool import load_pool
 
