@@ -57,7 +57,7 @@ def run_distill(spec: DistillSpec) -> RunResult:
     student, init = _student(spec, len(classes))
     with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite) as rf:
         if rf is not None:
-            rf.write_config(_config(spec, student, classes, labelled, pool, test, init))
+            rf.write_config(_config(spec, student, classes, labelled, pool, test))
         cache = default_cache(spec.cache_dir)
         files = [Path(f) for f in labelled.files] + pool
         labels = np.concatenate([labelled.labels, np.full(len(pool), -1)]).astype(np.int64)
@@ -189,21 +189,17 @@ def _speed(teacher: Classifier, student: Classifier, test: Any, files: list[Path
 
     items = [Path(f) for f in (test.files if test is not None else files)][:128]
     out = {}
-    torch.set_grad_enabled(False)
-    try:
-        for name, model in (("teacher", teacher), ("student", student)):
-            pre = model.backbone.preprocessing
-            ds = ImageFiles(items, None, eval_transform(pre), min_side=pre.resize)
-            x = torch.stack([ds[i][0] for i in range(len(ds))])
-            net = torch.nn.Sequential(fold_batchnorm(model.backbone, reuse=False), model.head)
-            out[name] = torch_speed(net.eval(), x) | {"image_size": pre.input_size}
-    finally:
-        torch.set_grad_enabled(True)
+    for name, model in (("teacher", teacher), ("student", student)):
+        pre = model.backbone.preprocessing
+        ds = ImageFiles(items, None, eval_transform(pre), min_side=pre.resize)
+        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        net = torch.nn.Sequential(fold_batchnorm(model.backbone, reuse=False), model.head)
+        out[name] = torch_speed(net.eval(), x) | {"image_size": pre.input_size}
     return out
 
 
 def _config(spec: DistillSpec, student: Classifier, classes: list[str], labelled: ImageSet,
-            pool: list[Path], test: Any, init: str) -> dict[str, Any]:  # fmt: skip
+            pool: list[Path], test: Any) -> dict[str, Any]:  # fmt: skip
     cfg = spec.to_dict()
     cfg.update({
         "backbone_arch": student.backbone.arch,
