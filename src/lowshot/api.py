@@ -19,6 +19,7 @@ from typing import Any
 from lowshot.errors import ConfigError
 from lowshot.model.runner import logits_for, make_strategy, strategies_for, train_and_score
 from lowshot.pipeline.adapt import run_adapt, run_reweight
+from lowshot.pipeline.auto import run_auto
 from lowshot.pipeline.distill import run_distill
 from lowshot.pipeline.export import export_run
 from lowshot.pipeline.fit import run_fit
@@ -26,12 +27,15 @@ from lowshot.pipeline.generalize import run_generalize
 from lowshot.pipeline.meta import run_meta_train
 from lowshot.pipeline.multitask import run_multitask
 from lowshot.pipeline.rank import run_rank_backbones, run_rank_sources
+from lowshot.pipeline.report import run_report
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.select import run_select
+from lowshot.pipeline.select_specs import SelectionCurvesSpec, SelectSpec
 from lowshot.pipeline.selection_curves import run_selection_curves, simulate
 from lowshot.pipeline.serve import evaluate, predict
 from lowshot.pipeline.specs import (
     AdaptSpec,
+    AutoSpec,
     DistillSpec,
     FitSpec,
     GeneralizeSpec,
@@ -40,12 +44,12 @@ from lowshot.pipeline.specs import (
     MultitaskSpec,
     RankBackbonesSpec,
     RankSourcesSpec,
-    SelectionCurvesSpec,
-    SelectSpec,
     spec_from_config,
 )
 
 __all__ = [
+    "auto",
+    "AutoSpec",
     "generalize",
     "distill",
     "AdaptSpec",
@@ -92,6 +96,14 @@ def fit(train: FitSpec | str | Path, **options: Any) -> RunResult:
     """Train a strategy on a few labelled examples per class and evaluate (``lowshot fit``)."""
     spec = train if isinstance(train, FitSpec) else _build(FitSpec, {"train": train, **options})
     return run_fit(spec)
+
+
+def auto(train: AutoSpec | str | Path, **options: Any) -> RunResult:
+    """Choose backbone, strategy and hyper-parameters on the labelled training data alone
+    (``lowshot auto``), train the choice and test it; ``result["auto"]`` holds the search."""
+    if isinstance(train, AutoSpec):
+        return run_auto(train)
+    return run_auto(_build(AutoSpec, {"train": train, **options}))
 
 
 def adapt(sources: AdaptSpec | Any, target: str | Path | None = None, **options: Any) -> RunResult:
@@ -167,6 +179,7 @@ def selection_curves(pool: SelectionCurvesSpec | str | Path, **options: Any) -> 
 
 RUNNERS: dict[type[JobSpec], Callable[[Any], RunResult]] = {
     FitSpec: run_fit,
+    AutoSpec: run_auto,
     AdaptSpec: run_adapt,
     GeneralizeSpec: run_generalize,
     MultitaskSpec: run_multitask,
@@ -197,6 +210,12 @@ def rerun(run_dir: str | Path, **changes: Any) -> RunResult:
         changes.setdefault("overwrite", True)
     changes.setdefault("resume", False)
     return run(dataclasses.replace(spec, **changes))
+
+
+def report(*runs: str | Path, out: str | Path | None = None) -> Path:
+    """Rebuild ``report.html`` of one finished run folder, or write a page comparing
+    several (``out``, default ``compare.html``); returns the page's path."""
+    return run_report([Path(r) for r in runs], Path(out) if out is not None else None)
 
 
 def reweight(source: str | Path, target: str | Path, **options: Any) -> dict:

@@ -24,3 +24,24 @@ def progress_bar(total: int, label: str, enabled: bool = True) -> Iterator[Calla
     ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextmanager
+def status_line(label: str, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """Yield ``show(text, budget=None)``: one live line on an interactive terminal with the
+    current step, and the time left when given a budget (anything with ``left()``);
+    silent otherwise (the steps are in the log)."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda text, budget=None: None
+        return
+    from rich.console import Console
+    from rich.live import Live
+
+    with Live("", console=Console(stderr=True), transient=True, refresh_per_second=4) as live:
+
+        def show(text: str, budget: object = None) -> None:
+            left = getattr(budget, "left", None)
+            tail = f" · {max(left(), 0) / 60:.1f} min left" if callable(left) else ""
+            live.update(f"[bold]{label}[/bold] {text}{tail}")
+
+        yield show

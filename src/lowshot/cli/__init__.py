@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from lowshot.cli import (  # noqa: F401  (commands)
     adapt,
+    auto,
     deploy,
     fewshot,
     generalize,
     info,
     multitask,
     rank,
+    report,
     select,
     train,
 )
@@ -25,9 +27,11 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     import signal
+    import sys
 
     from lowshot._runtime import tune_malloc
     from lowshot.errors import Terminated
+    from lowshot.pipeline.runfolder import record_command
 
     def _terminate(signum: int, frame: object) -> None:
         Terminated.received = True
@@ -35,4 +39,5 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _terminate)  # finish atomic writes, exit 143
     tune_malloc()
+    record_command(["lowshot", *sys.argv[1:]])  # run folders note the line that made them
     app()

@@ -12,7 +12,7 @@ from rich.table import Table
 from lowshot.catalogue import names
 from lowshot.cli._app import app, comma_list, console, parse_params, setup_logging
 from lowshot.cli.options import Json, Params, Seed
-from lowshot.pipeline.specs import CURVE_STRATEGIES
+from lowshot.pipeline.select_specs import CURVE_STRATEGIES
 
 
 @app.command("select")
@@ -71,7 +71,7 @@ def select_cmd(
     """Choose the examples to label next from an unlabelled pool; writes a list and a CSV."""
     setup_logging(json_out)
     from lowshot import api  # loaded when a command runs, not for --help
-    from lowshot.pipeline.specs import SelectSpec
+    from lowshot.pipeline.select_specs import SelectSpec
 
     spec = SelectSpec(pool=pool, budget=budget, out=out, labelled=labelled, strategy=strategy,
                       backbone=backbone, params=parse_params(param), seed=seed,
@@ -124,7 +124,7 @@ def selection_curves_cmd(
     """Simulate active selection on labelled data: each strategy's accuracy per round beside random."""
     setup_logging(json_out)
     from lowshot import api  # loaded when a command runs, not for --help
-    from lowshot.pipeline.specs import SelectionCurvesSpec
+    from lowshot.pipeline.select_specs import SelectionCurvesSpec
 
     spec = SelectionCurvesSpec(
         pool=pool, test=test, strategies=comma_list(strategies, "--strategies"),

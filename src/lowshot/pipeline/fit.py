@@ -24,6 +24,8 @@ from lowshot.cache import FeatureCache, default_cache, pick_device
 from lowshot.data.load import overlap, split
 from lowshot.errors import ConfigError, RunError
 from lowshot.evaluation.metrics import classification_report
+from lowshot.evaluation.predictions import FILE as PREDICTIONS
+from lowshot.evaluation.predictions import items_of, softmax, write_predictions
 from lowshot.io import write_text
 from lowshot.model.base import Strategy
 from lowshot.model.baselines import probe_learning_curve, scratch_baseline
@@ -51,27 +53,36 @@ def run_fit(spec: FitSpec) -> RunResult:
     with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite) as rf:
         if rf is not None:
             rf.write_config(_config(spec, strat, train, test, bb))
-        log.info("%s: %d training / %d test %s, %d classes, backbone %s", spec.strategy,
-                 len(train), len(test), "texts" if train.modality == "text" else "images",
-                 len(train.classes), bb.name)  # fmt: skip
-        ctx = FitContext(cache=cache, run_dir=rf.path if rf else None, seed=spec.seed,
-                         device=spec.device, resume=spec.resume, progress=spec.progress,
-                         val_fraction=spec.val_fraction, patience=spec.patience)  # fmt: skip
-        result, logits, fit_s, total_s = train_and_score(strat, train, test, bb, ctx)
-        metrics = _metrics(spec, strat, train, test, bb, result, logits, fit_s, total_s)
-        if spec.baseline and strat.pretrained:
-            _add_baseline(metrics, spec, train, test, bb, cache)
+        out, result = fit_in(rf, spec, strat, train, test, bb, cache)
         if weight_info is not None:
-            metrics["instance_weights"] = weight_info
-        metrics["train_test_overlap"] = leak
-        metrics["history"] = _history(spec, result, train, test, bb, cache)
-        out = RunResult("fit", metrics, {"fit": fit_s, "fit_and_eval": total_s})
+            out.metrics["instance_weights"] = weight_info
+        out.metrics["train_test_overlap"] = leak
         if rf is not None:
-            _write_artefacts(rf, out, result, train, test, bb.name)
+            write_artefacts(rf, out, result, train, test, bb.name)
             out.run_dir = rf.finish(out.to_json())
+    return out
+
+
+def fit_in(rf: RunFolder | None, spec: FitSpec, strat: Strategy, train: Any, test: Any, bb: Any,
+           cache: FeatureCache) -> tuple[RunResult, FitResult]:  # fmt: skip
+    """Train, test, score (and the from-scratch baseline and learning curve): the part of a
+    fit that ``lowshot auto`` shares once it has chosen the strategy and backbone."""
+    log.info("%s: %d training / %d test %s, %d classes, backbone %s", spec.strategy,
+             len(train), len(test), "texts" if train.modality == "text" else "images",
+             len(train.classes), bb.name)  # fmt: skip
+    ctx = FitContext(cache=cache, run_dir=rf.path if rf else None, seed=spec.seed,
+                     device=spec.device, resume=spec.resume, progress=spec.progress,
+                     val_fraction=spec.val_fraction, patience=spec.patience)  # fmt: skip
+    result, logits, fit_s, total_s = train_and_score(strat, train, test, bb, ctx)
+    metrics = _metrics(spec, strat, train, test, bb, result, logits, fit_s, total_s)
+    if spec.baseline and strat.pretrained:
+        _add_baseline(metrics, spec, train, test, bb, cache)
+    metrics["history"] = _history(spec, result, train, test, bb, cache)
+    out = RunResult("fit", metrics, {"fit": fit_s, "fit_and_eval": total_s})
+    out.probabilities = softmax(logits)
     log.info("accuracy %.4f (balanced %.4f, macro-F1 %.4f) in %.1f s", metrics["accuracy"],
              metrics["balanced_accuracy"], metrics["macro_f1"], total_s)  # fmt: skip
-    return out
+    return out, result
 
 
 def _check_resume(spec: FitSpec, strat: Strategy) -> None:
@@ -133,6 +144,7 @@ def _config(spec: FitSpec, strat: Strategy, train: Any, test: Any, bb: Any) -> d
         "backbone_weights_id": bb.weights_id,
         "preprocessing": bb.preprocessing.to_dict() if bb.preprocessing else None,
         "classes": train.classes,
+        "modality": train.modality,
         "n_train": len(train),
         "n_test": len(test),
         "skipped_files": [[str(p), why] for p, why in getattr(train, "skipped", [])],
@@ -175,8 +187,8 @@ def _history(spec: FitSpec, result: FitResult, train: Any, test: Any, bb: Any, c
     return result.history
 
 
-def _write_artefacts(rf: RunFolder, out: RunResult, result: FitResult, train: Any, test: Any,
-                     bb_name: str) -> None:  # fmt: skip
+def write_artefacts(rf: RunFolder, out: RunResult, result: FitResult, train: Any, test: Any,
+                    bb_name: str) -> None:  # fmt: skip
     from lowshot.evaluation.plots import confusion_matrix_png, learning_curve_png
 
     t0 = time.perf_counter()
@@ -189,8 +201,10 @@ def _write_artefacts(rf: RunFolder, out: RunResult, result: FitResult, train: An
         m["history"], rf.file("plots/learning_curve.png"), f"{m['strategy']}, {bb_name}"
     )
     write_text(rf.file("per_class.md"), per_class_md(m))
+    write_predictions(rf.file(PREDICTIONS), items_of(test), test.labels, out.probabilities,
+                      train.classes)  # fmt: skip
     out.artefacts += ["model.safetensors", "model.json", "plots/confusion_matrix.png",
-                      "plots/learning_curve.png", "per_class.md", "log.txt"]  # fmt: skip
+                      "plots/learning_curve.png", "per_class.md", "log.txt", PREDICTIONS]  # fmt: skip
     if (rf.path / "checkpoints" / "last.ckpt").is_file():
         out.artefacts += ["checkpoints/last.ckpt", "logs/metrics.csv"]
     out.timings["write"] = time.perf_counter() - t0

@@ -26,6 +26,8 @@ class RunResult(Mapping[str, Any]):
     timings: dict[str, float] = field(default_factory=dict)
     artefacts: list[str] = field(default_factory=list)
     run_dir: Path | None = None
+    # test-set class probabilities (items x classes), for predictions.csv; not serialised
+    probabilities: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics.json`` content: the flat metrics, then timings and artefacts."""

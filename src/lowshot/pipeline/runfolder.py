@@ -28,6 +28,29 @@ from lowshot.errors import RunError
 from lowshot.io import write_json
 
 MARKER = ".lowshot-run"
+_COMMAND: list[str] = []  # the command line of this process, when the CLI started it
+
+
+def record_command(argv: list[str]) -> None:
+    """Remember the command line that started this process (the CLI calls it once); run
+    folders write it into ``config.json`` and the report shows it."""
+    _COMMAND[:] = argv
+
+
+def environment() -> dict[str, Any]:
+    """What the run ran on: Python, the main libraries' versions, the machine."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
+                           "cpus": os.cpu_count()}  # fmt: skip
+    for pkg in ("torch", "timm", "lightning", "numpy", "scikit-learn", "sentence-transformers",
+                "optuna", "onnxruntime"):  # fmt: skip
+        try:
+            env[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return env
 
 
 def is_run_folder(path: Path) -> bool:
@@ -91,12 +114,19 @@ class RunFolder:
         return self.path / name
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_json(self.path / "config.json", {"lowshot_version": __version__, **config})
+        import shlex
+
+        extra = {"command": shlex.join(_COMMAND)} if _COMMAND else {}
+        write_json(self.path / "config.json", {"lowshot_version": __version__, **config,
+                                               **extra, "environment": environment()})  # fmt: skip
 
     def finish(self, metrics: dict[str, Any]) -> Path:
         """Write ``metrics.json`` (last: it marks the run finished) and move the run into
         place when it replaces an older one. Returns the final folder."""
+        if isinstance(metrics.get("artefacts"), list):
+            metrics = {**metrics, "artefacts": sorted({*metrics["artefacts"], "report.html"})}
         write_json(self.path / "metrics.json", metrics)
+        self.write_report()
         if self.path != self.final:
             old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
             os.replace(self.final, old)
@@ -104,6 +134,17 @@ class RunFolder:
             shutil.rmtree(old, ignore_errors=True)
             self.path = self.final
         return self.final
+
+    def write_report(self) -> None:
+        """``report.html`` from the folder's files; a report that cannot be drawn is a
+        warning, never a lost run (``lowshot report RUN`` rebuilds it)."""
+        from lowshot.evaluation.report import write_report
+
+        try:
+            write_report(self.path)
+        except Exception as exc:  # noqa: BLE001  (the run itself is finished and kept)
+            log.warning("report.html not written (%s: %s); rebuild it with `lowshot report %s`.",
+                        type(exc).__name__, exc, self.final)  # fmt: skip
 
     def abandon(self) -> None:
         """Drop the staging folder of an ``--overwrite`` run that did not finish."""

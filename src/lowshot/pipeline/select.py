@@ -31,7 +31,7 @@ from lowshot.io import write_text
 from lowshot.model.linear_probe import fit_seen
 from lowshot.params import check_params
 from lowshot.pipeline.results import RunResult
-from lowshot.pipeline.specs import SelectSpec
+from lowshot.pipeline.select_specs import SelectSpec
 from lowshot.registry import get_method
 from lowshot.select import Picks, Selector
 

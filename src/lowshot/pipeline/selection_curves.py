@@ -23,7 +23,7 @@ from lowshot.data.splits import stratified_split
 from lowshot.errors import DataError
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.select import Probe, embed, make_selector
-from lowshot.pipeline.specs import SelectionCurvesSpec
+from lowshot.pipeline.select_specs import SelectionCurvesSpec
 from lowshot.progress import progress_bar
 
 

@@ -106,7 +106,8 @@ class JobSpec:
 # keys config.json adds after resolution (backbone hash, classes, machine...): ignored on replay
 _RESOLVED = {
     "lowshot_version", "resolved", "strategy_params", "backbone_arch", "backbone_weights_id",
-    "preprocessing", "classes", "n_train", "n_test", "skipped_files", "machine",
+    "preprocessing", "classes", "n_train", "n_test", "skipped_files", "machine", "command",
+    "environment", "modality",
 }  # fmt: skip
 
 
@@ -189,6 +190,67 @@ class FitSpec(JobSpec):
             )
         if self.weights is not None and not Path(self.weights).expanduser().is_file():
             raise ConfigError(f"--weights: {self.weights} is not a file.")
+
+
+_BUDGET = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def budget_seconds(text: str | float | int) -> float:
+    """``90``, ``90s``, ``10m``, ``1h30m`` -> seconds (a ConfigError naming --budget)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        secs = float(text)
+    else:
+        m = _BUDGET.match(str(text).strip().lower())
+        if not m or not any(m.groups()):
+            raise ConfigError(f"--budget: expected a time such as 90s, 10m or 1h30m, got {text!r}.")
+        h, mi, se = (float(g) if g else 0.0 for g in m.groups())
+        secs = 3600 * h + 60 * mi + se
+    if secs <= 0:
+        raise ConfigError(f"--budget: must be more than zero, got {text!r}.")
+    return secs
+
+
+@dataclass(kw_only=True)
+class AutoSpec(JobSpec):
+    """``lowshot auto``: choose backbone, strategy and hyper-parameters on the labelled
+    training data alone (cross-validation within ``budget``), then train and test."""
+
+    job: ClassVar[str] = "auto"
+    train: str
+    test: str | None = None
+    shots: int | None = None
+    backbones: list[str] | None = None  # None: every offline backbone for the data
+    strategies: list[str] | None = None  # None: linear-probe, and deep ones the budget allows
+    budget: str = "10m"
+    trials: int = 40  # linear-probe trials (backbone x C); each costs milliseconds
+    folds: int = 5
+    repeats: int = 2
+    shortlist: int = 2  # backbones kept after the LogME ranking
+    baseline: bool = False
+    strict: bool = False
+    test_fraction: float = 0.2
+
+    def validate(self) -> None:
+        super().validate()
+        budget_seconds(self.budget)
+        _int(self, "shots", lo=1)
+        _int(self, "trials", lo=1)
+        _int(self, "folds", lo=2)
+        _int(self, "repeats", lo=1)
+        _int(self, "shortlist", lo=1)
+        _fraction(self, "test_fraction", zero_ok=False)
+        from lowshot.catalogue import names
+
+        for opt, given, known in (("--backbone", self.backbones, None),
+                                  ("--strategy", self.strategies, names("model"))):  # fmt: skip
+            if given is not None and (not isinstance(given, list) or not given):
+                raise ConfigError(f"{opt}: give one or more names, got {given!r}.")
+            bad = [g for g in given or [] if known is not None and g not in known]
+            if bad:
+                raise ConfigError(f"{opt}: unknown {', '.join(bad)}; known: {', '.join(known or [])}.")
+        if self.strategies and "scratch" in self.strategies:
+            raise ConfigError("--strategy: scratch is the baseline, not a transfer candidate; "
+                              "ask for it with --baseline.")  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -443,84 +505,11 @@ class RankSourcesSpec(JobSpec):
             raise ConfigError("--sources: give at least one candidate source.")
 
 
-@dataclass(kw_only=True)
-class SelectSpec(JobSpec):
-    """``lowshot select``: the ``budget`` pool examples to label next, as a list and a CSV.
-
-    ``out`` is the list file here (the CSV goes beside it, ``.csv``), not a run folder.
-    """
-
-    job: ClassVar[str] = "select"
-    pool: str
-    budget: int
-    labelled: str | None = None
-    strategy: str = "typiclust"
-    backbone: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        out, self.out = self.out, None  # a file, not a run folder: checked below
-        try:
-            super().validate()
-        finally:
-            self.out = out
-        _int(self, "budget", lo=1)
-        _params(self)
-        if out is not None:
-            if out.is_dir():
-                raise ConfigError(
-                    f"--out: {out} is a folder; name the list file to write, e.g. {out / 'to-label.txt'}."
-                )
-            if out.suffix.lower() == ".csv":
-                raise ConfigError(
-                    f"--out: name the list file (e.g. {out.with_suffix('.txt')}); the CSV is written beside it."
-                )
-            for f in (out, out.with_suffix(".csv")):
-                if f.exists() and not self.overwrite:
-                    raise ConfigError(f"--out: {f} exists; choose another name or add --overwrite.")
-
-
-CURVE_STRATEGIES = ("random", "typiclust", "probcover", "kcenter", "hybrid", "margin")
-
-
-@dataclass(kw_only=True)
-class SelectionCurvesSpec(JobSpec):
-    """``lowshot selection-curves``: active selection simulated on a labelled pool, each
-    strategy's learning curve (probe accuracy against labels spent) beside random's."""
-
-    job: ClassVar[str] = "selection-curves"
-    pool: str
-    test: str | None = None
-    strategies: list[str] = field(default_factory=lambda: list(CURVE_STRATEGIES))
-    per_class: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    backbone: str | None = None
-    test_fraction: float = 0.2
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.strategies:
-            raise ConfigError("--strategies: give at least one strategy.")
-        if not self.seeds or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in self.seeds
-        ):
-            raise ConfigError(f"--seeds: expected whole numbers >= 0, got {self.seeds!r}.")
-        pc = self.per_class
-        if not pc or any(
-            isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in pc
-        ):
-            raise ConfigError(f"--per-class: expected numbers > 0, got {pc!r}.")
-        if list(pc) != sorted(set(pc)):
-            raise ConfigError(
-                f"--per-class: rounds spend more labels each time; give increasing values, got {pc!r}."
-            )
-        _fraction(self, "test_fraction", zero_ok=False)
-
-
 JOBS: dict[str, type[JobSpec]] = {
     s.job: s
     for s in (
         FitSpec,
+        AutoSpec,
         AdaptSpec,
         GeneralizeSpec,
         MultitaskSpec,

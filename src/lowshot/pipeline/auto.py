@@ -1,0 +1,331 @@
+"""The ``auto`` job: choose backbone, strategy and hyper-parameters on the labelled
+training data alone, then train the choice on all of it and test it like ``fit``.
+
+    validate -> load and split the data (the test part is set aside, unread by the
+    search) -> open the run folder -> embed the training examples with every candidate
+    backbone, rank them by LogME, shortlist -> folds -> linear-probe study (backbone x C)
+    -> deep strategies while the budget lasts -> choose -> fit_in (as ``lowshot fit``)
+    -> metrics.json with the search, report.html
+
+How each step decides is in :mod:`lowshot.pipeline.autosearch`. The run folder is an
+ordinary fit run (``model.safetensors``, ``predictions.csv``...) that ``predict``,
+``evaluate`` and ``export`` serve; its ``config.json`` holds the auto settings and
+``chosen``, the fit the search settled on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lowshot._log import log
+from lowshot.backbones import list_backbones
+from lowshot.backbones.select import backbone_for
+from lowshot.cache import FeatureCache, default_cache
+from lowshot.data.load import split
+from lowshot.errors import ConfigError
+from lowshot.io import write_json
+from lowshot.model.runner import make_strategy, strategies_for, train_and_score
+from lowshot.pipeline.autosearch import (
+    C_RANGE,
+    TRAIL,
+    Budget,
+    TrialRecord,
+    choose,
+    logme_scores,
+    plan_folds,
+    probe_fold_accuracy,
+    records,
+)
+from lowshot.pipeline.fit import fit_in, write_artefacts
+from lowshot.pipeline.results import RunResult
+from lowshot.pipeline.runfolder import maybe_run
+from lowshot.pipeline.specs import AutoSpec, FitSpec, budget_seconds
+from lowshot.progress import status_line
+from lowshot.training.context import FitContext
+
+# deep strategies in the order they are tried (the most often best first, on
+# docs/benchmarks/office31_fewshot.md and text_fewshot.md); scratch is never a candidate
+DEEP_ORDER = ("lp-ft", "setfit", "bitfit", "l2sp", "finetune", "lora", "partial")
+DEEP_FOLDS = 3
+MIN_DEEP_SECONDS = 20.0  # below this no deep candidate is started
+
+
+def candidates(spec: AutoSpec, modality: str) -> tuple[list[str], list[str]]:
+    """(backbones, strategies) the search may use for data of ``modality``."""
+    if modality not in ("image", "text"):
+        raise ConfigError("TRAIN: `lowshot auto` trains image and text models; for feature "
+                          "arrays use `lowshot adapt` or the Python API.")  # fmt: skip
+    usable = strategies_for(modality)
+    strats = list(spec.strategies or ["linear-probe", *[s for s in DEEP_ORDER if s in usable]])
+    wrong = [s for s in strats if s not in usable]
+    if wrong:
+        raise ConfigError(f"--strategy: {', '.join(wrong)} cannot train {modality} data; "
+                          f"use {', '.join(usable)}.")  # fmt: skip
+    default_bbs = ["minilm"] if modality == "text" else [b.name for b in list_backbones()]
+    return list(spec.backbones or default_bbs), strats
+
+
+def run_auto(spec: AutoSpec) -> RunResult:
+    """Search on the training data, train the winner, test it; see the module docstring."""
+    spec.validate()
+    budget = Budget(budget_seconds(spec.budget))
+    train, test = split(spec.train, spec.test, spec.shots, spec.seed, strict=spec.strict,
+                        test_fraction=spec.test_fraction)  # fmt: skip
+    bb_names, strats = candidates(spec, train.modality)
+    for name in bb_names:  # a wrong name fails here, before any embedding
+        _check_backbone(train, name)
+    cache = default_cache(spec.cache_dir)
+    with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite) as rf:
+        folder = rf.path / "auto" if rf is not None else None
+        if rf is not None:
+            rf.write_config({**spec.to_dict(), "classes": train.classes, "modality": train.modality,
+                             "n_train": len(train), "n_test": len(test)})  # fmt: skip
+            folder.mkdir(exist_ok=True)  # type: ignore[union-attr]
+            budget.before = _spent(folder)  # type: ignore[arg-type]
+        with status_line("auto", spec.progress) as show:
+            search = _search(spec, train, bb_names, strats, cache, budget, folder, show)
+        fit_spec = FitSpec(train=spec.train, test=spec.test, shots=spec.shots, seed=spec.seed,
+                           strategy=search["chosen"]["strategy"], backbone=search["chosen"]["backbone"],
+                           params=search["chosen"]["params"], baseline=spec.baseline, strict=spec.strict,
+                           test_fraction=spec.test_fraction, device=spec.device, progress=spec.progress)  # fmt: skip
+        strat = make_strategy(fit_spec.strategy, fit_spec.params)
+        bb = backbone_for(train, fit_spec.backbone)
+        out, result = fit_in(rf, fit_spec, strat, train, test, bb, cache)
+        out.job = "auto"
+        search["spent_seconds"] = round(budget.spent, 1)
+        out.metrics["auto"] = search
+        out.timings["search"] = search["search_seconds"]
+        if rf is not None:
+            write_json(rf.file("auto/search.json"), search)
+            write_artefacts(rf, out, result, train, test, bb.name)
+            out.artefacts += ["auto/search.json", "auto/study.journal"]
+            out.run_dir = rf.finish(out.to_json())
+    return out
+
+
+def _check_backbone(train: Any, name: str) -> None:
+    from lowshot.backbones import suggest
+    from lowshot.backbones.text import is_text_backbone
+
+    known = {b.name for b in list_backbones()} | {"minilm"}
+    if train.modality == "text" and not is_text_backbone(name):
+        raise ConfigError(f"--backbone: {name} is not a sentence encoder; the data are text.")
+    if train.modality == "image" and name not in known and not Path(name).exists():
+        hint = ", ".join(suggest(name)) or ", ".join(sorted(known))
+        raise ConfigError(f"--backbone: unknown backbone {name!r}; try {hint}.")
+
+
+def _spent(folder: Path) -> float:
+    p = folder / "state.json"
+    try:
+        return float(json.loads(p.read_text(encoding="utf-8"))["spent_seconds"]) if p.is_file() else 0.0
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def _search(spec: AutoSpec, train: Any, bb_names: list[str], strats: list[str], cache: FeatureCache,
+            budget: Budget, folder: Path | None, show: Any) -> dict[str, Any]:  # fmt: skip
+    """Backbones, folds, the two studies and the choice, as the ``auto`` entry of metrics."""
+    t0 = time.perf_counter()
+    y = np.asarray(train.labels)
+    feats, rows, notes = _embed(spec, train, bb_names, cache, budget, show)
+    folds = plan_folds(y, spec.folds, spec.repeats, spec.seed, train.classes)
+    notes += folds.notes
+    logme = {r["backbone"]: r["logme"] for r in rows}
+    ranked = sorted(feats, key=lambda n: -(logme[n] if logme[n] is not None else 0.0))
+    short = ranked[: spec.shortlist]
+    for r in rows:
+        r["shortlisted"] = r["backbone"] in short
+    trials: list[TrialRecord] = []
+    if folds.splits and budget.left() > 0:
+        storage = _storage(folder)
+        probes = _probe_study(spec, feats, short, y, folds, budget, storage, folder, show)
+        # without linear-probe among the candidates its trials only pace the deep ones
+        trials = probes if "linear-probe" in strats else []
+        deep = [s for s in strats if s != "linear-probe"]
+        if deep:
+            best = max((t for t in probes if t.state == "complete"), key=lambda t: t.score or 0, default=None)
+            trials += _deep_study(spec, train, deep, short[0], folds, best, budget, storage, cache,
+                                  folder, show, offset=len(trials), notes=notes)  # fmt: skip
+    cost = {t.strategy: t.seconds / max(t.folds_done, 1) for t in trials}
+    if any(t.state == "complete" for t in trials):
+        pick, why = choose(trials, cost | {"linear-probe": 0.0}, bb_names)
+        chosen = {"strategy": pick.strategy, "backbone": pick.backbone, "params": pick.params}
+        best_trial = pick.number
+    else:
+        fallback = ranked[0] if ranked else bb_names[0]
+        first = "linear-probe" if "linear-probe" in strats else strats[0]
+        reason = ("the budget ran out before any candidate could be cross-validated"
+                  if folds.splits else "nothing could be cross-validated")  # fmt: skip
+        why = (f"{reason}: fell back to {first} on {fallback} (the first by LogME, "
+               "when it could be computed) at its defaults. The test set was not used to choose.")  # fmt: skip
+        notes.append(why)
+        chosen, best_trial = {"strategy": first, "backbone": fallback, "params": {}}, None
+    log.info("auto chose %s on %s %s", chosen["strategy"], chosen["backbone"], chosen["params"] or "")
+    return {"chosen": chosen, "why": why, "notes": notes, "backbones": rows,
+            "trials": [t.to_dict() for t in trials], "best_trial": best_trial,
+            "folds": folds.n_splits, "repeats": folds.repeats, "budget_seconds": budget.total,
+            "search_seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+
+
+def _embed(spec: AutoSpec, train: Any, names: list[str], cache: FeatureCache, budget: Budget,
+           show: Any) -> tuple[dict[str, np.ndarray], list[dict], list[str]]:  # fmt: skip
+    """Every candidate backbone's features of the training examples, with LogME."""
+    feats: dict[str, np.ndarray] = {}
+    secs: dict[str, float] = {}
+    notes: list[str] = []
+    for i, name in enumerate(names):
+        if i > 0 and budget.left() <= 0:
+            notes.append(f"the budget ran out after embedding with {', '.join(feats)}; "
+                         f"{', '.join(names[i:])} not tried.")  # fmt: skip
+            break
+        show(f"embedding {len(train)} training examples with {name} ({i + 1}/{len(names)})", budget)
+        t0 = time.perf_counter()
+        bb = backbone_for(train, name)
+        feats[name] = cache.features(bb, train.files, device=spec.device, progress=False)
+        secs[name] = round(time.perf_counter() - t0, 2)
+    y = np.asarray(train.labels)
+    scores: dict[str, float | None] = dict.fromkeys(feats)
+    if len(y) > len(np.unique(y)):
+        scores = {n: round(v, 4) for n, v in logme_scores(feats, y).items()}
+    elif len(feats) > 1:  # LogME needs more examples than classes
+        notes.append("LogME needs more labelled examples than classes: the backbones "
+                     "keep the order they were given in.")  # fmt: skip
+    rows = [{"backbone": n, "logme": scores[n], "seconds": secs[n]} for n in feats]
+    return feats, rows, notes
+
+
+def _storage(folder: Path | None) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if folder is None:
+        return optuna.storages.InMemoryStorage()
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "study.journal")))
+
+
+def _study(storage: Any, name: str, seed: int, pruner: Any = None) -> Any:
+    """A study in the run's journal; a trial left running by an interrupted attempt is
+    marked failed (its strategy is tried again)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                direction="maximize", pruner=pruner,
+                                sampler=optuna.samplers.TPESampler(seed=seed))  # fmt: skip
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(t.number, state=TrialState.FAIL)
+    return study
+
+
+def _save_spent(folder: Path | None, budget: Budget) -> None:
+    if folder is not None:
+        write_json(folder / "state.json", {"spent_seconds": round(budget.spent, 2)})
+
+
+def _probe_study(spec: AutoSpec, feats: dict[str, np.ndarray], short: list[str], y: np.ndarray,
+                 folds: Any, budget: Budget, storage: Any, folder: Path | None,
+                 show: Any) -> list[TrialRecord]:  # fmt: skip
+    import optuna
+
+    study = _study(storage, "linear-probe", spec.seed,
+                   optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))  # fmt: skip
+    done = sum(r.state != "failed" for r in records(study, "linear-probe"))
+
+    def objective(trial: Any) -> float:
+        t0 = time.perf_counter()
+        trial.suggest_categorical("strategy", ["linear-probe"])
+        bb = trial.suggest_categorical("backbone", short)
+        C = trial.suggest_float("C", *C_RANGE, log=True)
+        scores: dict[str, float] = {}
+        try:
+            for f, (tr, va) in enumerate(folds.splits):
+                scores[str(f)] = probe_fold_accuracy(feats[bb], y, tr, va, C, spec.seed)
+                trial.report(float(np.mean(list(scores.values()))), f)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        finally:
+            trial.set_user_attr("fold_scores", scores)
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+        return float(np.mean(list(scores.values())))
+
+    def after(study: Any, trial: Any) -> None:
+        _save_spent(folder, budget)
+        try:
+            best = study.best_trial
+        except ValueError:  # no trial completed yet
+            best = None
+        show(f"linear-probe trial {trial.number + 1}/{spec.trials}"
+             + (f" · best {best.value:.3f} ({best.params['backbone']}, C={best.params['C']:.3g})" if best else ""), budget)  # fmt: skip
+
+    if spec.trials > done:
+        study.optimize(objective, n_trials=spec.trials - done, timeout=max(budget.left(), 0.01),
+                       callbacks=[after], catch=())  # fmt: skip
+    return records(study, "linear-probe")
+
+
+def _deep_study(spec: AutoSpec, train: Any, deep: list[str], bb_name: str, folds: Any,
+                probe: TrialRecord | None, budget: Budget, storage: Any, cache: FeatureCache,
+                folder: Path | None, show: Any, offset: int, notes: list[str]) -> list[TrialRecord]:  # fmt: skip
+    """Each deep strategy at its defaults on the first folds (module docstring, step 4)."""
+    study = _study(storage, "deep", spec.seed)
+    have = {r.strategy for r in records(study, "deep") if r.state != "failed"}
+    splits = folds.splits[: min(DEEP_FOLDS, folds.n_splits)]
+    bb = backbone_for(train, bb_name)
+    for name in deep:
+        if name in have:
+            continue
+        if budget.left() < MIN_DEEP_SECONDS:
+            left = [d for d in deep if d not in have and d != name] + [name]
+            notes.append(f"no time left for {', '.join(sorted(set(left)))} "
+                         f"({budget.left():.0f} s of the budget remained).")  # fmt: skip
+            break
+        _deep_trial(spec, train, name, bb_name, bb, splits, probe, budget, study, cache, show)
+        _save_spent(folder, budget)
+    out = records(study, "deep")
+    for r in out:
+        r.number += offset
+    return out
+
+
+def _deep_trial(spec: AutoSpec, train: Any, name: str, bb_name: str, bb: Any, splits: list,
+                probe: TrialRecord | None, budget: Budget, study: Any, cache: FeatureCache,
+                show: Any) -> None:  # fmt: skip
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
+
+    trial = study.ask({"strategy": CategoricalDistribution([name]),
+                       "backbone": CategoricalDistribution([bb_name])})  # fmt: skip
+    scores: dict[str, float] = {}
+    t0, state, note = time.perf_counter(), "complete", ""
+    for f, (tr, va) in enumerate(splits):
+        show(f"{name} on {bb_name}: fold {f + 1}/{len(splits)}", budget)
+        tf = time.perf_counter()
+        ctx = FitContext(cache=cache, seed=spec.seed, device=spec.device, progress=False)
+        _, logits, _, _ = train_and_score(make_strategy(name), train.subset(tr), train.subset(va), bb, ctx)
+        scores[str(f)] = float((logits.argmax(1) == np.asarray(train.labels)[va]).mean())
+        trial.set_user_attr("fold_scores", scores)
+        mean = float(np.mean(list(scores.values())))
+        per_fold = time.perf_counter() - tf
+        ahead = per_fold * (len(splits) - f - 1) + per_fold * len(train) / len(tr)
+        if probe is not None and mean < float(np.mean(probe.fold_scores[: f + 1])) - TRAIL:
+            state, note = "pruned", f"trailed the best linear probe by more than {TRAIL:.2f} on the same folds"
+        elif f + 1 < len(splits) and ahead > budget.left():
+            state, note = "over budget", f"the other folds and the final training (~{ahead:.0f} s) would overrun the budget"
+        if state != "complete":
+            break
+    trial.set_user_attr("seconds", time.perf_counter() - t0)
+    trial.set_user_attr("state", state)
+    trial.set_user_attr("note", note)
+    if state == "complete":
+        study.tell(trial, float(np.mean(list(scores.values()))))
+    else:
+        study.tell(trial, state=TrialState.PRUNED)
+    log.info("auto: %s %s (%s) %s", name, state, ", ".join(f"{v:.3f}" for v in scores.values()), note)

@@ -1,0 +1,187 @@
+"""The pieces ``lowshot auto`` chooses with, all on the labelled training data alone.
+
+1. **Folds.** Repeated stratified K-fold over the labelled examples. A class with a
+   single example cannot be validated: it stays in every training fold. When no class
+   has two examples there is nothing to cross-validate and the caller falls back.
+2. **Backbones.** Each candidate embeds the training examples once (the feature cache
+   keeps them) and is ranked by LogME (You et al., ICML 2021), a score that needs no
+   training; the best ``shortlist`` go on to the search.
+3. **Linear-probe search.** An Optuna study (TPE sampler, Bergstra et al., NeurIPS 2011)
+   over (backbone, C): each trial fits the probe on every fold's training part and
+   scores the held-out part; the running mean is reported after each fold, and Optuna's
+   median rule (Golovin et al., KDD 2017) stops a trial whose running mean falls below
+   the median of earlier trials at the same fold. A trial costs milliseconds.
+4. **Deep strategies.** Each costs minutes on a CPU, so each runs at its defaults on the
+   best backbone, on the first folds of the first repeat (the probe's trials saw the same
+   folds), one fold at a time. After its first fold the time of the remaining folds and
+   of the final training is projected from the first; a candidate that would not finish
+   within the budget is stopped and says so. One that trails the best probe on the same
+   folds by more than ``TRAIL`` after any fold is stopped too.
+5. **Choice.** The best mean cross-validated accuracy wins, except that a dearer
+   candidate must beat a cheaper one by more than the cheaper one's standard error
+   (the one-standard-error rule, Hastie, Tibshirani & Friedman, *Elements of Statistical
+   Learning*, 2nd ed., §7.10): on a handful of folds, a smaller mean difference is noise.
+
+Both studies live in ``RUN/auto/study.journal`` (Optuna's journal file storage), so an
+interrupted search resumes with the trials it has.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import RepeatedStratifiedKFold
+
+from lowshot.model.linear_probe import fit_seen
+
+TRAIL = 0.03  # a deep candidate this far behind the best probe on the same folds stops
+C_RANGE = (1e-3, 10.0)
+
+
+@dataclass
+class Folds:
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    n_splits: int
+    repeats: int
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_folds(labels: np.ndarray, folds: int, repeats: int, seed: int,
+               classes: list[str]) -> Folds:  # fmt: skip
+    """Repeated stratified folds; single-example classes stay in every training part."""
+    y = np.asarray(labels)
+    counts = np.bincount(y, minlength=len(classes))
+    multi = np.flatnonzero(counts[y] >= 2)
+    single = np.flatnonzero(counts[y] == 1)
+    notes = []
+    if len(single):
+        names = [classes[c] for c in np.flatnonzero(counts == 1)]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        notes.append(f"{len(names)} class(es) have one labelled example ({shown}): they stay "
+                     "in every training fold and are never validated.")  # fmt: skip
+    if len(multi) == 0 or len(np.unique(y[multi])) < 2:
+        notes.append("no two classes have two labelled examples each: cross-validation "
+                     "is impossible, so nothing can be compared on the labelled data.")  # fmt: skip
+        return Folds([], 0, 0, notes)
+    smallest = int(counts[counts >= 2].min())
+    k = min(folds, smallest)
+    if k < folds:
+        notes.append(f"{k} folds instead of {folds}: the smallest validated class has "
+                     f"{smallest} examples.")  # fmt: skip
+    cv = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
+    splits = [(np.sort(np.r_[multi[tr], single]), multi[va]) for tr, va in cv.split(multi, y[multi])]
+    return Folds(splits, k, repeats, notes)
+
+
+def logme_scores(feats: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
+    from lowshot.registry import get_method
+    from lowshot.transferability import scores as _scores  # noqa: F401  (registers logme)
+
+    score = get_method("logme", family="transferability").factory()
+    return {name: float(score(X.astype(np.float64), labels)) for name, X in feats.items()}
+
+
+def probe_fold_accuracy(X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, C: float,
+                        seed: int) -> float:  # fmt: skip
+    """Accuracy on ``va`` of the linear probe (as ``lowshot fit`` trains it) fit on ``tr``."""
+    W, b, _, seen = fit_seen(X[tr], y[tr], C, seed)
+    pred = seen[(X[va] @ W.T + b).argmax(1)]
+    return float((pred == y[va]).mean())
+
+
+@dataclass
+class TrialRecord:
+    """One candidate as the report and ``metrics.json`` show it."""
+
+    number: int
+    study: str
+    strategy: str
+    backbone: str
+    params: dict[str, Any]
+    state: str  # complete | pruned | over budget | failed
+    score: float | None = None
+    score_std: float | None = None
+    fold_scores: list[float] = field(default_factory=list)
+    folds_done: int = 0
+    seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def se(self) -> float:
+        n = len(self.fold_scores)
+        return float(np.std(self.fold_scores, ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def records(study: Any, name: str) -> list[TrialRecord]:
+    """The study's finished trials as records (a running one is left out)."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.RUNNING:
+            continue
+        folds = [float(v) for _, v in sorted(t.user_attrs.get("fold_scores", {}).items(), key=lambda kv: int(kv[0]))]
+        state = t.user_attrs.get("state") or {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(t.state, "failed")  # fmt: skip
+        params = {k: v for k, v in t.params.items() if k not in ("backbone", "strategy")}
+        out.append(TrialRecord(
+            number=t.number, study=name, strategy=t.params.get("strategy", t.user_attrs.get("strategy", "")),
+            backbone=t.params.get("backbone", ""), params=params, state=state,
+            score=float(np.mean(folds)) if folds else None,
+            score_std=float(np.std(folds, ddof=1)) if len(folds) > 1 else None,
+            fold_scores=folds, folds_done=len(folds),
+            seconds=round(float(t.user_attrs.get("seconds", 0.0)), 3), note=t.user_attrs.get("note", ""),
+        ))  # fmt: skip
+    return out
+
+
+def choose(cands: list[TrialRecord], cost: dict[str, float],
+           backbones: list[str]) -> tuple[TrialRecord, str]:  # fmt: skip
+    """The winner by the one-standard-error rule (module docstring), and why, in words.
+    Equal scores go to the cheaper strategy, then to the backbone listed first (the
+    candidates are listed smallest first)."""
+    full = [c for c in cands if c.state == "complete" and c.score is not None]
+    if not full:
+        raise ValueError("no complete candidate")
+    rank = {b: i for i, b in enumerate(backbones)}
+    best = max(full, key=lambda c: (c.score, -cost.get(c.strategy, 0.0), -rank.get(c.backbone, 0)))
+    pick = best
+    for c in sorted(full, key=lambda c: cost.get(c.strategy, 0.0)):
+        if cost.get(c.strategy, 0.0) < cost.get(best.strategy, 0.0) and c.score >= best.score - c.se:  # type: ignore[operator]
+            pick = c
+            break
+    runner = max((c for c in full if c.strategy != pick.strategy or c.backbone != pick.backbone),
+                 key=lambda c: c.score, default=None)  # type: ignore[arg-type, return-value]
+    why = (f"{describe(pick)}: cross-validated accuracy {pick.score:.3f} ± {pick.score_std or 0:.3f} "
+           f"over {pick.folds_done} folds of the labelled training data")  # fmt: skip
+    if pick is not best:
+        why += (f"; {describe(best)} scored {best.score:.3f}, within one standard error "
+                f"({pick.se:.3f}) of it at more cost, so the cheaper one was kept")  # fmt: skip
+    elif runner is not None:
+        why += f"; next best {describe(runner)} at {runner.score:.3f}"
+    return pick, why + ". The test set was not used to choose."
+
+
+def describe(c: TrialRecord) -> str:
+    ps = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.params.items())
+    return f"{c.strategy} on {c.backbone}" + (f" ({ps})" if ps else "")
+
+
+class Budget:
+    """Seconds left of ``total``, counting ``spent`` by earlier attempts of a resumed run."""
+
+    def __init__(self, total: float, spent: float = 0.0) -> None:
+        self.total, self.start, self.before = total, time.monotonic(), spent
+
+    @property
+    def spent(self) -> float:
+        return self.before + time.monotonic() - self.start
+
+    def left(self) -> float:
+        return self.total - self.spent

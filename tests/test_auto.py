@@ -1,0 +1,149 @@
+"""`lowshot auto`: it chooses on the training data alone, writes an ordinary run folder,
+resumes an interrupted search, and says what it could not do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import lowshot.pipeline.autosearch as autosearch
+from lowshot.api import auto, predict
+from lowshot.cli import app
+from lowshot.errors import ConfigError
+from lowshot.pipeline.autosearch import TrialRecord, choose, plan_folds
+
+runner = CliRunner()
+FAST = {"backbones": ["lite0"], "strategies": ["linear-probe"], "trials": 6, "repeats": 1,
+        "budget": "5m", "progress": False}  # fmt: skip
+
+
+def _trials(result) -> list[tuple]:
+    return [(t["number"], t["backbone"], t["params"], t["fold_scores"], t["state"])
+            for t in result["auto"]["trials"]]  # fmt: skip
+
+
+def _permuted_copy(test_dir, dest):
+    """The same test images under shifted class names: every test label is wrong."""
+    classes = sorted(p.name for p in test_dir.iterdir())
+    for i, c in enumerate(classes):
+        shutil.copytree(test_dir / c, dest / classes[(i + 1) % len(classes)], symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def auto_run(mini, cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("auto") / "run"
+    return auto(mini["train"], test=mini["test"], out=out, **FAST)
+
+
+def test_permuted_test_labels_change_nothing_that_auto_chooses(auto_run, mini, tmp_path):
+    wrong = _permuted_copy(mini["test"], tmp_path / "wrong")
+    other = auto(mini["train"], test=wrong, out=tmp_path / "run", **FAST)
+    assert other["auto"]["chosen"] == auto_run["auto"]["chosen"]
+    assert _trials(other) == _trials(auto_run)
+    a = (auto_run.run_dir / "model.safetensors").read_bytes()
+    assert (other.run_dir / "model.safetensors").read_bytes() == a
+    assert other["accuracy"] < auto_run["accuracy"]  # the permutation did reach the test
+
+
+def test_the_run_folder_is_an_ordinary_run_with_the_search_in_it(auto_run, mini):
+    cfg = json.loads((auto_run.run_dir / "config.json").read_text())
+    a = auto_run["auto"]
+    assert cfg["job"] == "auto" and a["chosen"]["strategy"] == "linear-probe"
+    assert a["chosen"]["params"]["C"] == next(
+        t["params"]["C"] for t in a["trials"] if t["number"] == a["best_trial"]
+    )
+    best = max(t["score"] for t in a["trials"] if t["state"] == "complete")
+    assert next(t for t in a["trials"] if t["number"] == a["best_trial"])["score"] == best
+    assert a["folds"] == 4 and "not used" in a["why"]  # 4 images a class: 4 folds
+    files = sorted(p for p in mini["test"].rglob("*.jpg"))[:3]
+    preds = predict(auto_run.run_dir, files, progress=False)
+    assert [p["class"] for p in preds] and all(p["class"] in cfg["classes"] for p in preds)
+    page = (auto_run.run_dir / "report.html").read_text()
+    assert 'id="search"' in page and "How auto chose" in page
+
+
+def test_an_interrupted_search_resumes_with_the_trials_it_had(mini, cache_dir, tmp_path, monkeypatch):
+    real, calls = autosearch.probe_fold_accuracy, {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4 * 3 + 2:  # inside the fourth trial
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    import lowshot.pipeline.auto as auto_mod
+
+    monkeypatch.setattr(auto_mod, "probe_fold_accuracy", flaky)
+    opts = FAST | {"trials": 5}
+    with pytest.raises(KeyboardInterrupt):
+        auto(mini["train"], test=mini["test"], out=tmp_path / "r", **opts)
+    assert not (tmp_path / "r" / "metrics.json").exists()
+    monkeypatch.setattr(auto_mod, "probe_fold_accuracy", real)
+    r = auto(mini["train"], test=mini["test"], out=tmp_path / "r", resume=True, **opts)
+    states = [t["state"] for t in r["auto"]["trials"]]
+    assert states.count("failed") == 1 and len(states) - states.count("failed") == 5
+    assert [t["number"] for t in r["auto"]["trials"]][:3] == [0, 1, 2]
+
+
+def test_too_small_a_budget_and_single_examples_fall_back_and_say_so(mini, cache_dir, tmp_path):
+    r = auto(mini["train"], test=mini["test"], out=tmp_path / "a", **(FAST | {"budget": "0.001s"}))
+    assert r["auto"]["chosen"]["strategy"] == "linear-probe" and r["auto"]["trials"] == []
+    assert any("budget ran out" in n for n in r["auto"]["notes"])
+    r = auto(mini["train"], test=mini["test"], shots=1, out=tmp_path / "b", **FAST)
+    notes = " ".join(r["auto"]["notes"])
+    assert "one labelled example" in notes and "cross-validation is impossible" in notes
+    assert r["accuracy"] is not None
+
+
+def test_folds_keep_single_example_classes_in_training():
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 2])
+    f = plan_folds(y, folds=5, repeats=2, seed=0, classes=["a", "b", "c"])
+    assert f.n_splits == 3 and len(f.splits) == 6 and any("3 folds instead of 5" in n for n in f.notes)
+    for tr, va in f.splits:
+        assert 7 in tr and 7 not in va and not set(tr) & set(va)
+        assert set(tr) | set(va) == set(range(8))
+
+
+def test_one_standard_error_rule_keeps_the_cheaper_candidate():
+    probe = TrialRecord(0, "p", "linear-probe", "lite0", {"C": 0.1}, "complete", 0.80, 0.02,
+                        [0.78, 0.80, 0.82])  # fmt: skip
+    deep = TrialRecord(1, "d", "lp-ft", "lite0", {}, "complete", 0.81, 0.02, [0.79, 0.81, 0.83])
+    pick, why = choose([probe, deep], {"linear-probe": 0.0, "lp-ft": 60.0}, ["lite0"])
+    assert pick is probe and "within one standard error" in why
+    deep.fold_scores, deep.score = [0.90, 0.91, 0.92], 0.91
+    assert choose([probe, deep], {"linear-probe": 0.0, "lp-ft": 60.0}, ["lite0"])[0] is deep
+
+
+def test_bad_options_are_named_before_any_work(mini, tmp_path):
+    cases = [({"budget": "ten minutes"}, "--budget"), ({"budget": "0s"}, "--budget"),
+             ({"strategies": ["linear-prob"]}, "--strategy"), ({"strategies": ["scratch"]}, "--baseline"),
+             ({"strategies": ["setfit"]}, "cannot train image"), ({"backbones": ["lite9"]}, "--backbone"),
+             ({"folds": 1}, "--folds")]  # fmt: skip
+    for opts, words in cases:
+        with pytest.raises(ConfigError, match=words):
+            auto(mini["train"], out=tmp_path / "x", **({"progress": False} | opts))
+        assert not (tmp_path / "x").exists()
+
+
+def test_auto_on_text(cr_small, cache_dir, tmp_path):
+    r = runner.invoke(app, ["auto", str(cr_small / "train.csv"), "--test", str(cr_small / "test.csv"),
+                            "-s", "linear-probe", "--trials", "4", "--repeats", "1", "--out",
+                            str(tmp_path / "t"), "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert m["auto"]["chosen"]["backbone"] == "minilm" and m["accuracy"] > 0.6
+    assert "“" in (tmp_path / "t" / "report.html").read_text()  # errors shown as sentences
+
+
+@pytest.mark.slow
+def test_a_deep_candidate_is_cross_validated_or_stopped_with_a_reason(mini, cache_dir, tmp_path):
+    r = auto(mini["train"], test=mini["test"], out=tmp_path / "d", backbones=["lite0"],
+             strategies=["linear-probe", "lp-ft"], trials=4, repeats=1, budget="20m", progress=False)  # fmt: skip
+    deep = [t for t in r["auto"]["trials"] if t["strategy"] == "lp-ft"]
+    assert len(deep) == 1 and deep[0]["folds_done"] >= 1
+    assert deep[0]["state"] == "complete" or deep[0]["note"]
