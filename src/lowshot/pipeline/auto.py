@@ -48,9 +48,11 @@ from lowshot.pipeline.specs import AutoSpec, FitSpec, budget_seconds
 from lowshot.progress import status_line
 from lowshot.training.context import FitContext
 
-# deep strategies in the order they are tried (the most often best first, on
-# docs/benchmarks/office31_fewshot.md and text_fewshot.md); scratch is never a candidate
-DEEP_ORDER = ("lp-ft", "setfit", "bitfit", "l2sp", "finetune", "lora", "partial")
+# deep strategies in the order they are tried: the most often best first, on the
+# training-split benchmarks docs/benchmarks/office31_fewshot.md (images) and
+# text_fewshot.md (text); scratch is never a candidate
+DEEP_ORDER = {"image": ("lp-ft", "bitfit", "l2sp", "finetune", "lora", "partial"),
+              "text": ("setfit", "l2sp", "lp-ft", "bitfit", "lora", "finetune")}  # fmt: skip
 DEEP_FOLDS = 3
 MIN_DEEP_SECONDS = 20.0  # below this no deep candidate is started
 
@@ -61,7 +63,7 @@ def candidates(spec: AutoSpec, modality: str) -> tuple[list[str], list[str]]:
         raise ConfigError("TRAIN: `lowshot auto` trains image and text models; for feature "
                           "arrays use `lowshot adapt` or the Python API.")  # fmt: skip
     usable = strategies_for(modality)
-    strats = list(spec.strategies or ["linear-probe", *[s for s in DEEP_ORDER if s in usable]])
+    strats = list(spec.strategies or ["linear-probe", *[s for s in DEEP_ORDER[modality] if s in usable]])
     wrong = [s for s in strats if s not in usable]
     if wrong:
         raise ConfigError(f"--strategy: {', '.join(wrong)} cannot train {modality} data; "
