@@ -84,6 +84,8 @@ def test_the_student_learns_the_teacher_and_is_an_ordinary_run(student, teacher,
     acc = np.mean([p["class"] == t for p, t in zip(preds, truth, strict=True)])
     assert acc == pytest.approx(m["accuracy"])  # predict serves what was measured
     assert (out / "plots" / "learning_curve.png").is_file() and (out / "per_class.md").is_file()
+    page = (out / "report.html").read_text()  # teacher and student side by side
+    assert 'id="deployment"' in page and f"{m['speedup']:.1f}x the teacher" in page
     spec = spec_from_config(out)  # `lowshot rerun` replays it
     assert spec.job == "distill" and spec.image_size == 96 and spec.unlabelled == str(pool)
 

@@ -35,6 +35,12 @@ def test_export_agrees_with_pytorch(exported):
     assert fp32["check"]["items"] == 24 and fp32["check"]["top1_agreement"] == 1.0
     assert fp32["check"]["max_logit_difference"] < 1e-3
     assert json.loads((run / "export.json").read_text())["fp32"]["file"] == fp32["file"]
+    m = json.loads((run / "metrics.json").read_text())
+    # checked on the run's 24 test items: the export's accuracy is the run's
+    assert fp32["check"]["accuracy_torch"] == pytest.approx(m["accuracy"])
+    assert fp32["check"]["accuracy_onnx"] == fp32["check"]["accuracy_torch"]
+    page = (run / "report.html").read_text()  # rebuilt with the exports beside PyTorch
+    assert 'id="deployment"' in page and "ONNX Runtime fp32" in page
 
 
 @pytest.mark.slow

@@ -268,6 +268,47 @@ def _calibration_text(rel: dict, preds: Predictions) -> str:
             "depend on it.</p>")  # fmt: skip
 
 
+def _deployment(run: Path, m: dict) -> str:
+    """Each artefact side by side: the distilled student beside its teacher (a distill
+    run), and the run's ONNX exports beside PyTorch (after ``lowshot export``)."""
+    body = ""
+    sp = m.get("speed")
+    if isinstance(sp, dict) and {"teacher", "student"} <= set(sp):
+        rows = [[who, sp[who].get("mb"), sp[who].get("image_size"), sp[who].get("latency_ms"),
+                 sp[who].get("throughput"), acc]
+                for who, acc in (("teacher", m.get("teacher_accuracy")), ("student", m.get("accuracy")))]  # fmt: skip
+        body += "<h3>Teacher and student (PyTorch, this machine)</h3>" + _table(
+            ["model", "MB", "input px", "batch-1 latency ms", "images/s at batch 32", "test accuracy"], rows)  # fmt: skip
+        if m.get("speedup"):
+            agree = m.get("agreement_with_teacher")
+            body += (f"<p>The student runs {m['speedup']:.1f}x the teacher's throughput"
+                     + (f" and agrees with it on {100 * agree:.1f}% of the test items" if agree is not None else "")
+                     + ".</p>")  # fmt: skip
+    ex = _read(run, "export.json")
+    if ex.get("fp32"):
+        model = run / "model.safetensors"
+        rows = []
+        first = ex["fp32"].get("check") or {}
+        if first:
+            rows.append(["PyTorch (the run's model)", model.stat().st_size / 2**20 if model.is_file() else "",
+                         first["items"] / max(first["seconds_torch"], 1e-9), 1.0, 0.0, first.get("accuracy_torch", "")])  # fmt: skip
+        for kind in ("fp32", "int8"):
+            r = ex.get(kind)
+            if not r:
+                continue
+            c = r.get("check") or {}
+            rows.append([f"ONNX Runtime {kind} ({Path(r['file']).name})", r["mb"],
+                         c["items"] / max(c["seconds_onnx"], 1e-9) if c else "", c.get("top1_agreement", ""),
+                         c.get("max_logit_difference", ""), c.get("accuracy_onnx", "")])  # fmt: skip
+        n = first.get("items", 0)
+        body += (f"<h3>Exports (lowshot export, opset {ex.get('opset')})</h3>"
+                 + _table(["artefact", "MB", "items/s", "top-1 agreement with PyTorch", "max logit difference",
+                           f"accuracy on {n} test items"], rows)
+                 + "<p>Items per second over the checked test items, preparation excluded; "
+                   "`python benchmarks/deployment.py` measures latency and throughput carefully.</p>")  # fmt: skip
+    return body
+
+
 def _params(p: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
 
@@ -327,6 +368,9 @@ def build_report(run: str | Path) -> str:
     if (run / "embedding.png").is_file():
         s.append(_section("domains", "Domains before and after adaptation",
                           _png((run / "embedding.png").read_bytes(), "t-SNE of the domains")))  # fmt: skip
+    deploy = _deployment(run, m)
+    if deploy:
+        s.append(_section("deployment", "Deployment: size, speed and accuracy of each artefact", deploy))
     if isinstance(m.get("tasks"), dict):
         rows = [[k] + [v.get(c) for c in ("accuracy", "balanced_accuracy", "rmse")] for k, v in m["tasks"].items()]
         s.append(_section("tasks", "Tasks", _table(["task", "accuracy", "balanced accuracy", "RMSE"], rows)))

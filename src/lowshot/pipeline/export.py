@@ -386,9 +386,11 @@ class OnnxClassifier:
         return self.outputs(items)[0]
 
 
-def _agreement(ex: Exportable, onnx_path: Path, items: list[Any]) -> dict[str, float]:
+def _agreement(ex: Exportable, onnx_path: Path, items: list[Any],
+               truth: dict[str, str] | None = None) -> dict[str, float]:  # fmt: skip
     """The ONNX model beside PyTorch on ``items``: top-1 agreement (over the classification
-    outputs) and the largest output difference."""
+    outputs) and the largest output difference; with ``truth`` (item -> true class, from
+    the run's predictions.csv) both models' accuracy on the items too."""
     import torch
 
     clf = OnnxClassifier.load(onnx_path)
@@ -409,9 +411,23 @@ def _agreement(ex: Exportable, onnx_path: Path, items: list[Any]) -> dict[str, f
     R, G = [np.concatenate(x) for x in ref], [np.concatenate(x) for x in got]
     agree = [(a.argmax(1) == b.argmax(1)).mean() for a, b, k in zip(R, G, kinds, strict=True)
              if k == "classification"]  # fmt: skip
-    return {"items": len(items), "top1_agreement": float(np.mean(agree)) if agree else 1.0,
-            "max_logit_difference": float(max(np.abs(a - b).max() for a, b in zip(R, G, strict=True))),
-            "seconds_torch": t_torch, "seconds_onnx": t_onnx}  # fmt: skip
+    out = {"items": len(items), "top1_agreement": float(np.mean(agree)) if agree else 1.0,
+           "max_logit_difference": float(max(np.abs(a - b).max() for a, b in zip(R, G, strict=True))),
+           "seconds_torch": t_torch, "seconds_onnx": t_onnx}  # fmt: skip
+    known = [i for i, it in enumerate(items) if truth and str(it) in truth]
+    if len(kinds) == 1 and kinds[0] == "classification" and known:
+        y = np.array([clf.classes.index(truth[str(items[i])]) for i in known])  # type: ignore[index]
+        out["accuracy_torch"] = float((R[0][known].argmax(1) == y).mean())
+        out["accuracy_onnx"] = float((G[0][known].argmax(1) == y).mean())
+    return out
+
+
+def _truth(run_dir: Path) -> dict[str, str]:
+    """Item -> true class from the run's ``predictions.csv`` (empty when it has none)."""
+    from lowshot.evaluation.predictions import FILE, read_predictions
+
+    p = read_predictions(run_dir / FILE)
+    return dict(zip(p.items, p.true, strict=True)) if p is not None else {}
 
 
 def export_run(run_dir: str | Path, *, out: str | Path | None = None, int8: bool = False,
@@ -438,7 +454,8 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, int8: bool
         items = []
     if items:
         log.info("checking it against PyTorch on %d of the run's test items", len(items))
-        report["fp32"]["check"] = _agreement(ex, fp32, items)
+        truth = _truth(run_dir)
+        report["fp32"]["check"] = _agreement(ex, fp32, items, truth)
     if int8:
         q = fp32.with_name(fp32.stem + ".int8.onnx")
         t0 = time.perf_counter()
@@ -455,6 +472,10 @@ def export_run(run_dir: str | Path, *, out: str | Path | None = None, int8: bool
         report["int8"] = {"file": str(q), "mb": q.stat().st_size / 2**20,
                           "seconds": time.perf_counter() - t0}  # fmt: skip
         if items:
-            report["int8"]["check"] = _agreement(ex, q, items)
+            report["int8"]["check"] = _agreement(ex, q, items, truth)
     write_json(run_dir / "export.json", report)
+    if (run_dir / "metrics.json").is_file():  # the report gains its deployment section
+        from lowshot.pipeline.runfolder import RunFolder
+
+        RunFolder(run_dir, run_dir, resumed=True).write_report()
     return report
