@@ -300,11 +300,11 @@ def _deep_study(spec: AutoSpec, train: Any, deep: list[str], bb_name: str, folds
 def _deep_trial(spec: AutoSpec, train: Any, name: str, bb_name: str, bb: Any, splits: list,
                 probe: TrialRecord | None, budget: Budget, study: Any, cache: FeatureCache,
                 show: Any) -> None:  # fmt: skip
-    from optuna.distributions import CategoricalDistribution
     from optuna.trial import TrialState
 
-    trial = study.ask({"strategy": CategoricalDistribution([name]),
-                       "backbone": CategoricalDistribution([bb_name])})  # fmt: skip
+    trial = study.ask()  # chosen here, not sampled: the strategy and backbone are attributes
+    trial.set_user_attr("strategy", name)
+    trial.set_user_attr("backbone", bb_name)
     scores: dict[str, float] = {}
     t0, state, note = time.perf_counter(), "complete", ""
     for f, (tr, va) in enumerate(splits):

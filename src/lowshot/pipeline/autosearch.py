@@ -132,7 +132,7 @@ def records(study: Any, name: str) -> list[TrialRecord]:
         params = {k: v for k, v in t.params.items() if k not in ("backbone", "strategy")}
         out.append(TrialRecord(
             number=t.number, study=name, strategy=t.params.get("strategy", t.user_attrs.get("strategy", "")),
-            backbone=t.params.get("backbone", ""), params=params, state=state,
+            backbone=t.params.get("backbone", t.user_attrs.get("backbone", "")), params=params, state=state,
             score=float(np.mean(folds)) if folds else None,
             score_std=float(np.std(folds, ddof=1)) if len(folds) > 1 else None,
             fold_scores=folds, folds_done=len(folds),
