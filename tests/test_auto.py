@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import lowshot.pipeline.autosearch as autosearch
 from lowshot.api import auto, predict
 from lowshot.cli import app
-from lowshot.errors import ConfigError
+from lowshot.errors import ConfigError, RunError
 from lowshot.pipeline.autosearch import TrialRecord, choose, plan_folds
 
 runner = CliRunner()
@@ -88,6 +88,8 @@ def test_an_interrupted_search_resumes_with_the_trials_it_had(mini, cache_dir, t
     states = [t["state"] for t in r["auto"]["trials"]]
     assert states.count("failed") == 1 and len(states) - states.count("failed") == 5
     assert [t["number"] for t in r["auto"]["trials"]][:3] == [0, 1, 2]
+    with pytest.raises(RunError, match="shots"):  # another search cannot continue this one
+        auto(mini["train"], test=mini["test"], out=tmp_path / "r", resume=True, **(opts | {"shots": 2}))
 
 
 def test_too_small_a_budget_and_single_examples_fall_back_and_say_so(mini, cache_dir, tmp_path):
@@ -147,3 +149,32 @@ def test_a_deep_candidate_is_cross_validated_or_stopped_with_a_reason(mini, cach
     deep = [t for t in r["auto"]["trials"] if t["strategy"] == "lp-ft"]
     assert len(deep) == 1 and deep[0]["folds_done"] >= 1
     assert deep[0]["state"] == "complete" or deep[0]["note"]
+
+
+def test_deep_candidates_are_tried_in_turn_and_a_trailing_one_is_stopped(mini, cache_dir, tmp_path,
+                                                                         monkeypatch):  # fmt: skip
+    """The deep stage's bookkeeping, with training replaced by a stand-in: lp-ft predicts
+    every validation item right, bitfit always the first class (so it trails the probe)."""
+    import lowshot.pipeline.auto as auto_mod
+
+    def fake(strat, train, val, bb, ctx):
+        logits = np.zeros((len(val), len(val.classes)))
+        if strat.name == "lp-ft":
+            logits[np.arange(len(val)), val.labels] = 1.0
+        else:
+            logits[:, 0] = 1.0
+        return None, logits, 0.0, 0.0
+
+    monkeypatch.setattr(auto_mod, "train_and_score", fake)
+    real = auto_mod.make_strategy  # the final training, if lp-ft wins: one step, not minutes
+    monkeypatch.setattr(auto_mod, "make_strategy", lambda name, params=None: real(
+        name, {"epochs": 1, "min_steps": 1} if name == "lp-ft" else params))
+    r = auto(mini["train"], test=mini["test"], out=tmp_path / "d", backbones=["lite0"],
+             strategies=["linear-probe", "lp-ft", "bitfit"], trials=3, repeats=1, progress=False)  # fmt: skip
+    deep = {t["strategy"]: t for t in r["auto"]["trials"] if t["strategy"] != "linear-probe"}
+    assert deep["lp-ft"]["state"] == "complete" and deep["lp-ft"]["score"] == 1.0
+    assert deep["lp-ft"]["folds_done"] == 3 and deep["lp-ft"]["backbone"] == "lite0"
+    assert deep["bitfit"]["state"] == "pruned" and deep["bitfit"]["folds_done"] == 1
+    assert "trailed" in deep["bitfit"]["note"]
+    probe_best = max(t["score"] for t in r["auto"]["trials"] if t["strategy"] == "linear-probe")
+    assert r["auto"]["chosen"]["strategy"] == ("lp-ft" if probe_best < 1.0 else "linear-probe")

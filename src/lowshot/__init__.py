@@ -15,6 +15,8 @@ from lowshot._version import __version__
 
 _PUBLIC = {
     "fit": "lowshot.api",
+    "auto": "lowshot.api",
+    "report": "lowshot.api",
     "evaluate": "lowshot.api",
     "predict": "lowshot.api",
     "rerun": "lowshot.api",

@@ -159,7 +159,7 @@ def rerun(
     from lowshot import api  # loaded when a command runs, not for --help
 
     result = api.rerun(run_dir, **changes)
-    if result.job == "fit":
+    if result.job in ("fit", "auto"):
         _print_summary(result, result.run_dir)
     else:
         console.print(f"target accuracy: {result.accuracy}\nrun folder: {result.run_dir}")

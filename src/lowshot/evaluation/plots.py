@@ -193,3 +193,18 @@ def search_history_figure(trials: list[dict], title: str = "") -> Figure:
     ax.set_title(title or "search history")
     fig.tight_layout()
     return fig
+
+
+def accuracy_ci_figure(names: list[str], acc: list[float], lo: list[float], hi: list[float],
+                       title: str = "") -> Figure:  # fmt: skip
+    """Runs' accuracies as points with their 95% intervals, one row a run."""
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.2))
+    y = np.arange(len(names))[::-1]
+    err = np.array([np.subtract(acc, lo), np.subtract(hi, acc)])
+    ax.errorbar(acc, y, xerr=err, fmt="o", color="tab:blue", capsize=4)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("test accuracy (95% interval)")
+    ax.set_title(title or "accuracy")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -397,6 +397,29 @@ def write_report(run: str | Path) -> Path:
     return run / FILE
 
 
+def _resolved_params(cfg: dict, m: dict) -> dict:
+    """The hyper-parameters a run trained with: auto's choice, else the strategy's, with
+    any left to the strategy (``None``, e.g. C by cross-validation) filled from ``info``."""
+    chosen = m.get("auto", {}).get("chosen", {}).get("params")
+    if chosen:
+        return dict(chosen)
+    got = dict(cfg.get("strategy_params") or cfg.get("params") or {})
+    info = m.get("info") or {}
+    return {k: info.get(k, v) if v is None else v for k, v in got.items()}
+
+
+def _ci_plot(names: list[str], heads: list[dict]) -> str:
+    from lowshot.evaluation.plots import accuracy_ci_figure
+
+    keep = [(n, h) for n, h in zip(names, heads, strict=True) if "ci95" in h and _first_acc(h)]
+    if not keep:
+        return ""
+    acc = [h[_first_acc(h)] for _, h in keep]  # type: ignore[index]
+    fig = accuracy_ci_figure([n for n, _ in keep], acc, [h["ci95"][0] for _, h in keep],
+                             [h["ci95"][1] for _, h in keep])  # fmt: skip
+    return _figure(fig, "accuracies with their 95% intervals")
+
+
 def compare_report(runs: Sequence[str | Path]) -> str:
     """One page comparing finished runs side by side: their headline numbers, per-class
     recall (when they share the classes) and, for runs scored on the same test items,
@@ -415,12 +438,8 @@ def compare_report(runs: Sequence[str | Path]) -> str:
         rows.append([HEADLINE.get(k, "ECE" if k == "ece" else k), *[h.get(k, "") for h in heads]])
     rows.append(["95% CI", *[f"{h['ci95'][0]:.3f}–{h['ci95'][1]:.3f}" if "ci95" in h else "" for h in heads]])
     rows.append(["fit seconds", *[m.get("fit_seconds", "") for _, m, _ in info]])
-    body = _section("headline", "Runs", _table(["", *names], rows))
-    pcs: list[list[dict]] = [m.get("per_class") or [] for _, m, _ in info]
-    if all(pcs) and len({tuple(r["class"] for r in pc) for pc in pcs}) == 1:
-        cls = [r["class"] for r in pcs[0]]
-        prow = [[c, *[pc[i]["recall"] for pc in pcs]] for i, c in enumerate(cls)]
-        body += _section("per-class", "Per-class recall", _table(["class", *names], prow))
+    rows.insert(3, ["parameters", *[_params(_resolved_params(c, m)) for c, m, _ in info]])
+    body = _section("headline", "Runs", _table(["", *names], rows) + _ci_plot(names, heads))
     pairs = []
     for i in range(len(info)):
         for j in range(i + 1, len(info)):
@@ -437,4 +456,9 @@ def compare_report(runs: Sequence[str | Path]) -> str:
                                  "McNemar exact p"], pairs))  # fmt: skip
     else:
         body += _section("paired", "Paired comparison", "<p>The runs were not scored on the same test items; only their numbers compare.</p>")
+    pcs: list[list[dict]] = [m.get("per_class") or [] for _, m, _ in info]
+    if all(pcs) and len({tuple(r["class"] for r in pc) for pc in pcs}) == 1:
+        cls = [r["class"] for r in pcs[0]]
+        prow = [[c, *[pc[i]["recall"] for pc in pcs]] for i, c in enumerate(cls)]
+        body += _section("per-class", "Per-class recall", _table(["class", *names], prow))
     return _page("lowshot: runs compared", " · ".join(names), body)

@@ -27,7 +27,7 @@ from lowshot.backbones import list_backbones
 from lowshot.backbones.select import backbone_for
 from lowshot.cache import FeatureCache, default_cache
 from lowshot.data.load import split
-from lowshot.errors import ConfigError
+from lowshot.errors import ConfigError, RunError
 from lowshot.io import write_json
 from lowshot.model.runner import make_strategy, strategies_for, train_and_score
 from lowshot.pipeline.autosearch import (
@@ -75,6 +75,7 @@ def candidates(spec: AutoSpec, modality: str) -> tuple[list[str], list[str]]:
 def run_auto(spec: AutoSpec) -> RunResult:
     """Search on the training data, train the winner, test it; see the module docstring."""
     spec.validate()
+    _check_resume(spec)
     budget = Budget(budget_seconds(spec.budget))
     train, test = split(spec.train, spec.test, spec.shots, spec.seed, strict=spec.strict,
                         test_fraction=spec.test_fraction)  # fmt: skip
@@ -108,6 +109,20 @@ def run_auto(spec: AutoSpec) -> RunResult:
             out.artefacts += ["auto/search.json", "auto/study.journal"]
             out.run_dir = rf.finish(out.to_json())
     return out
+
+
+def _check_resume(spec: AutoSpec) -> None:
+    """A resumed search must be the same search: its trials are only comparable then
+    (more ``--trials`` or another ``--budget`` just continue it)."""
+    cfg = spec.out / "config.json" if spec.out is not None else None
+    if not (spec.resume and cfg is not None and cfg.is_file()):
+        return
+    old, now = json.loads(cfg.read_text(encoding="utf-8")), spec.to_dict()
+    keys = ("train", "test", "shots", "seed", "backbones", "strategies", "folds", "repeats", "shortlist")
+    diff = sorted(k for k in keys if old.get(k) != now.get(k))
+    if diff:
+        raise RunError(f"--resume: {spec.out} holds a search with other settings ({', '.join(diff)}); "
+                       "give the same ones, or another --out.")  # fmt: skip
 
 
 def _check_backbone(train: Any, name: str) -> None:
@@ -308,7 +323,8 @@ def _deep_trial(spec: AutoSpec, train: Any, name: str, bb_name: str, bb: Any, sp
     scores: dict[str, float] = {}
     t0, state, note = time.perf_counter(), "complete", ""
     for f, (tr, va) in enumerate(splits):
-        show(f"{name} on {bb_name}: fold {f + 1}/{len(splits)}", budget)
+        best = f" · best probe {probe.score:.3f}" if probe is not None and probe.score is not None else ""
+        show(f"{name} on {bb_name}: fold {f + 1}/{len(splits)}{best}", budget)
         tf = time.perf_counter()
         ctx = FitContext(cache=cache, seed=spec.seed, device=spec.device, progress=False)
         _, logits, _, _ = train_and_score(make_strategy(name), train.subset(tr), train.subset(va), bb, ctx)
