@@ -42,6 +42,8 @@ def test_adapt_writes_target_accuracy(data_root, tmp_path):
     assert (
         json.loads((tmp_path / "run" / "config.json").read_text())["method"] == "subspace-alignment"
     )
+    page = (tmp_path / "run" / "report.html").read_text()  # adapt runs are reported too
+    assert "target accuracy" in page and f"{m['target_accuracy']:.3f}" in page
 
 
 def test_adapt_without_test_file_scores_on_target_labels_only(data_root, tmp_path):

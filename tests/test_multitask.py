@@ -191,6 +191,7 @@ def test_multitask_cli_writes_the_run_and_predicts(cr_small, review_table, cache
     assert r.exit_code == 0, r.output
     m = json.loads((run / "metrics.json").read_text())
     assert set(m["tasks"]) == {"sentiment", "long", "words"} and "rmse" in m["tasks"]["words"]
+    assert 'id="tasks"' in (run / "report.html").read_text()  # per-task scores in the report
     gains = []
     for t, sign, key in (
         ("sentiment", 1, "accuracy"),

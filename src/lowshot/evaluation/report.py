@@ -208,7 +208,8 @@ def _per_class(m: dict) -> str:
     return "<p>Worst F1 first.</p>" + _table(["class", "precision", "recall", "F1", "support"], rows)
 
 
-def _confused(m: dict, preds: Predictions | None, classes: list[str], text: bool) -> str:
+def _confused(m: dict, preds: Predictions | None, classes: list[str], text: bool,
+              arrays: bool = False) -> str:  # fmt: skip
     pairs = confused_pairs(m["confusion_matrix"], classes)
     if not pairs:
         return "<p>No test item was misclassified.</p>"
@@ -216,7 +217,7 @@ def _confused(m: dict, preds: Predictions | None, classes: list[str], text: bool
     for p in pairs:
         head = f"<b>{_esc(p['true'])}</b> taken for <b>{_esc(p['predicted'])}</b>: {p['count']} of {p['of']}"
         ex = ""
-        if preds is not None:
+        if preds is not None and not arrays:
             items = [it for it, t, q in zip(preds.items, preds.true, preds.predicted, strict=True)
                      if t == p["true"] and q == p["predicted"]][:4]  # fmt: skip
             if text:
@@ -358,7 +359,8 @@ def build_report(run: str | Path) -> str:
     if m.get("confusion_matrix") and classes:
         s.append(_section("confusion", "Confusion matrix", _plot(
             run, "confusion_matrix", lambda: confusion_matrix_figure(m["confusion_matrix"], classes), "confusion matrix")))  # fmt: skip
-        s.append(_section("confused", "Most confused classes", _confused(m, preds, classes, text)))
+        s.append(_section("confused", "Most confused classes",
+                          _confused(m, preds, classes, text, arrays=cfg.get("modality") == "arrays")))  # fmt: skip
     if m.get("per_class"):
         s.append(_section("per-class", "Per-class scores", _per_class(m)))
     if preds is not None and len(preds.items):

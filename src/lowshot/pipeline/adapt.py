@@ -26,6 +26,9 @@ from lowshot.data.domainsets import Domain, align_classes, check_width, input_ki
 from lowshot.data.splits import kshot_split
 from lowshot.domains import check_same_features, stack_domains
 from lowshot.errors import ConfigError, DataError
+from lowshot.evaluation.metrics import classification_report
+from lowshot.evaluation.predictions import FILE as PREDICTIONS
+from lowshot.evaluation.predictions import softmax, write_predictions
 from lowshot.feature.deep import check_method_params, deep_methods, embed
 from lowshot.feature.runner import (
     DeepSettings,
@@ -85,7 +88,7 @@ def run_adapt(spec: AdaptSpec) -> RunResult:
     metrics = _describe(spec, kind, deep, S, T, shot_idx)
     with maybe_run(spec.out, resume=False, overwrite=spec.overwrite) as rf:
         if rf is not None:
-            rf.write_config(spec.to_dict())
+            rf.write_config({**spec.to_dict(), "modality": "image" if kind == "images" else "arrays"})
         out = RunResult("adapt", metrics)
         if deep:
             _deep(spec, out, rf, S, T, E, Fs, Ft, Fe, y_t, y_e, shot_idx, rest, bb)
@@ -94,6 +97,12 @@ def run_adapt(spec: AdaptSpec) -> RunResult:
         metrics["wall_seconds"] = round(time.perf_counter() - t_start, 2)
         out.timings["wall"] = metrics["wall_seconds"]
         if rf is not None:
+            if out.probabilities is not None:
+                scored = E if E is not None else T
+                rows = np.arange(len(scored)) if E is not None else rest
+                items = [scored.files[i] for i in rows] if scored.files else [f"row {i}" for i in rows]
+                write_predictions(rf.file(PREDICTIONS), items, y_e, out.probabilities, S.classes)
+                out.artefacts.append(PREDICTIONS)
             out.run_dir = rf.finish(out.to_json())
     return out
 
@@ -166,7 +175,21 @@ def _shallow(spec: AdaptSpec, out: RunResult, S: Domain, Fs: Any, Ft: Any, Fe: A
     out.timings["fit"] = time.perf_counter() - t0
     out.metrics["fit_seconds"] = round(out.timings["fit"], 3)
     if Fe is not None and y_e is not None:
-        out.metrics["target_accuracy"] = float((est.predict(Fe) == y_e).mean())
+        if hasattr(est, "predict_proba"):
+            probs = np.asarray(est.predict_proba(Fe), dtype=np.float64)
+        else:  # a hard classifier: its prediction with probability one
+            probs = np.eye(len(S.classes))[np.asarray(est.predict(Fe), dtype=np.int64)]
+        _score_target(out, probs, y_e, S.classes)
+
+
+def _score_target(out: RunResult, probs: np.ndarray, y_e: np.ndarray, classes: list[str]) -> None:
+    """Target accuracy and the rest of the classification report on the scored target rows;
+    the probabilities go to predictions.csv."""
+    rep = classification_report(y_e, probs.argmax(1), classes)
+    out.metrics["target_accuracy"] = rep["accuracy"]
+    out.metrics.update({k: rep[k] for k in ("balanced_accuracy", "macro_f1", "per_class", "confusion_matrix")})
+    out.metrics["n_target_test"] = len(y_e)
+    out.probabilities = probs
 
 
 def _deep(spec: AdaptSpec, out: RunResult, rf: RunFolder | None, S: Domain, T: Domain,
@@ -189,7 +212,7 @@ def _deep(spec: AdaptSpec, out: RunResult, rf: RunFolder | None, S: Domain, T: D
             E or T, Fe if E is not None else Ft, bb, spec.mode, spec.blocks, idx, train=False
         )
         _, logits = embed(res.net, ds, torch.device("cpu"))
-        m["target_accuracy"] = float((logits.argmax(1) == y_e).mean())
+        _score_target(out, softmax(np.asarray(logits)), y_e, S.classes)
     if spec.measure:
         plot_dir = rf.path if (rf is not None and spec.plot) else None
         m.update(measure(res, inputs, Fs, Ft, S.labels, y_t, plot_dir, spec.seed))

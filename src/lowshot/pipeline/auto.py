@@ -183,7 +183,7 @@ def _search(spec: AutoSpec, train: Any, bb_names: list[str], strats: list[str], 
                "when it could be computed) at its defaults. The test set was not used to choose.")  # fmt: skip
         notes.append(why)
         chosen, best_trial = {"strategy": first, "backbone": fallback, "params": {}}, None
-    log.info("auto chose %s on %s %s", chosen["strategy"], chosen["backbone"], chosen["params"] or "")
+    log.info("auto chose %s", why.split(":")[0] if best_trial is not None else why)
     return {"chosen": chosen, "why": why, "notes": notes, "backbones": rows,
             "trials": [t.to_dict() for t in trials], "best_trial": best_trial,
             "folds": folds.n_splits, "repeats": folds.repeats, "budget_seconds": budget.total,
