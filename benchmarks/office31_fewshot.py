@@ -32,7 +32,7 @@ from lowshot.model.base import FitContext
 
 HERE = Path(__file__).parent
 # every image strategy in the registry; those that train on cached features run first
-STRATEGIES = names("model", modality="image")
+STRATEGIES = [s for s in names("model", modality="image") if s != "self-training"]
 CHEAP = [s for s in STRATEGIES if s in ("linear-probe", "partial")]
 DEEP = [s for s in STRATEGIES if s not in CHEAP]
 DOMAINS = ["amazon", "dslr", "webcam"]

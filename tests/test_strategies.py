@@ -43,6 +43,7 @@ def test_registry_covers_the_model_family():
         "scratch",
         "lora",
         "setfit",
+        "self-training",
     }
     assert all(m.summary for m in list_methods("model"))
     assert set(strategies_for("image")) | set(strategies_for("text")) == {
@@ -63,6 +64,8 @@ def test_strategy_contract(name, sets, lite0, cache_dir, tmp_path):
         strat.set_params(**FAST)
     before = {k: v.clone() for k, v in lite0.state_dict().items()}
     ctx = FitContext(cache=FeatureCache(cache_dir), seed=0, progress=False)
+    if getattr(strat, "uses_unlabelled", False):  # the transductive case: the test images
+        ctx.unlabelled = list(test.files)
     result, logits, _, _ = train_and_score(strat, train, test, lite0, ctx)
     # the caller's pretrained backbone is never modified
     after = lite0.state_dict()

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from lowshot.cli._app import app, console, setup_logging
 from lowshot.cli.options import Device, Out, Overwrite, Quiet, Resume, Seed
-from lowshot.cli.train import TrainArg
+from lowshot.cli.train import TrainArg, UnlabelledOpt
 
 
 def _names(values: list[str] | None) -> list[str] | None:
@@ -25,6 +25,7 @@ def auto(
     train: TrainArg = None,
     test: Annotated[str | None, typer.Option(help="Test data, same forms. Default: the training items not used for training; never read by the search.")] = None,
     shots: Annotated[int | None, typer.Option(help="Labelled examples per class to use (K-shot).")] = None,
+    unlabelled: UnlabelledOpt = None,
     budget: Annotated[str, typer.Option(help="Time for the search, e.g. 90s, 10m, 1h30m (the final training comes after it).")] = "10m",
     backbone: Annotated[list[str] | None, typer.Option("--backbone", "-b", help="Candidate backbones (repeatable or comma list). Default: every offline one for the data.")] = None,
     strategy: Annotated[list[str] | None, typer.Option("--strategy", "-s", help="Candidate strategies (repeatable or comma list). Default: linear-probe, then deep ones while the budget lasts.")] = None,
@@ -49,7 +50,7 @@ def auto(
 
     if train is None:
         raise ConfigError("TRAIN: give the labelled training data.")
-    spec = AutoSpec(train=train, test=test, shots=shots, budget=budget, backbones=_names(backbone),
+    spec = AutoSpec(train=train, test=test, shots=shots, unlabelled=unlabelled, budget=budget, backbones=_names(backbone),
                     strategies=_names(strategy), trials=trials, folds=folds, repeats=repeats,
                     shortlist=shortlist, baseline=baseline, strict=strict, seed=seed, out=out,
                     resume=resume, overwrite=overwrite, device=device, progress=not quiet)  # fmt: skip

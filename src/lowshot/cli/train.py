@@ -83,6 +83,12 @@ _InstanceWeightsOpt = Annotated[
         help="Importance-weighting method: " + ", ".join(names("instance", job="fit")) + "."
     ),
 ]
+UnlabelledOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Unlabelled examples of the same task (a folder, list or text file), for --strategy self-training; they may be the test items themselves (transductive, said in metrics.json)."
+    ),
+]
 _ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -109,6 +115,7 @@ def fit(
     patience: _PatienceOpt = 5,
     target: _TargetOpt = None,
     instance_weights: _InstanceWeightsOpt = None,
+    unlabelled: UnlabelledOpt = None,
     config: _ConfigOpt = None,
     resume: Resume = False,
     overwrite: Overwrite = False,

@@ -246,3 +246,39 @@ def _lines(path: Path, strict: bool) -> Pool:
         log.warning("%s: %d repeated images counted once.", path, len(numbered) - len(files))
     good, _, _ = _validate(list(files), [0] * len(files), strict, str(path))
     return Pool(good, "image", path.stem, [str(f) for f in good])
+
+
+def unlabelled_for(spec: str | Path, train: Any, test: Any) -> tuple[list[Any], dict[str, Any]]:
+    """The unlabelled examples to learn from beside ``train``: ``spec`` read as a pool,
+    of the training data's kind, with copies of training items (same file bytes, or the
+    same text) dropped, and whether it holds test items (the transductive setting, in
+    which the test items are learnt from without their labels). Returns the items and a
+    summary for ``metrics.json``."""
+    pool = load_pool(spec)
+    kind = getattr(train, "modality", "image")
+    if pool.modality != kind:
+        raise DataError(f"--unlabelled: {spec} holds {pool.modality} items, but the training "
+                        f"data are {kind}s; give unlabelled {kind}s of the same task.")  # fmt: skip
+    if not pool.items:
+        raise DataError(f"--unlabelled: {spec} is empty.")
+
+    def key(item: Any) -> Any:
+        return item if kind == "text" else content_hash(Path(item))
+
+    labelled = {key(f) for f in train.files}
+    items = [it for it in pool.items if key(it) not in labelled]
+    dropped = len(pool.items) - len(items)
+    if dropped:
+        log.warning("--unlabelled: %d of %d items are training items too (the same %s); they "
+                    "are left out of the unlabelled pool.", dropped, len(pool.items),
+                    "text" if kind == "text" else "image content")  # fmt: skip
+    if not items:
+        raise DataError(f"--unlabelled: every item of {spec} is a training item; give other examples.")
+    tested = {key(f) for f in test.files} if test is not None else set()
+    in_test = sum(key(it) in tested for it in items)
+    if in_test:
+        log.info("--unlabelled: %d of its %d items are test items: transductive (they are learnt "
+                 "from without their labels).", in_test, len(items))  # fmt: skip
+    return items, {"unlabelled": str(spec), "n_unlabelled": len(items),
+                   "dropped_as_training_items": dropped, "test_items_in_pool": in_test,
+                   "transductive": bool(in_test)}  # fmt: skip

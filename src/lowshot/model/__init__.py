@@ -7,6 +7,7 @@ from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.deep import L2SP, LPFT, BitFit, FineTune, Partial, Scratch
 from lowshot.model.linear_probe import LinearProbe
 from lowshot.model.lora import LoRA
+from lowshot.model.self_training import SelfTraining
 from lowshot.model.text import SetFitStyle
 from lowshot.registry import Family, MethodInfo, register_family
 
@@ -28,6 +29,7 @@ __all__ = [
     "BitFit",
     "Classifier",
     "FineTune",
+    "SelfTraining",
     "FitContext",
     "FitResult",
     "LinearProbe",

@@ -40,6 +40,7 @@ from lowshot.pipeline.autosearch import (
     plan_folds,
     probe_fold_accuracy,
     records,
+    self_train_fold_accuracy,
 )
 from lowshot.pipeline.fit import fit_in, write_artefacts
 from lowshot.pipeline.results import RunResult
@@ -63,7 +64,10 @@ def candidates(spec: AutoSpec, modality: str) -> tuple[list[str], list[str]]:
         raise ConfigError("TRAIN: `lowshot auto` trains image and text models; for feature "
                           "arrays use `lowshot adapt` or the Python API.")  # fmt: skip
     usable = strategies_for(modality)
-    strats = list(spec.strategies or ["linear-probe", *[s for s in DEEP_ORDER[modality] if s in usable]])
+    semi = ["self-training"] if spec.unlabelled is not None else []
+    strats = list(spec.strategies or ["linear-probe", *semi, *[s for s in DEEP_ORDER[modality] if s in usable]])
+    if "self-training" in strats and spec.unlabelled is None:
+        raise ConfigError("--strategy self-training learns from unlabelled examples: give --unlabelled DIR.")
     wrong = [s for s in strats if s not in usable]
     if wrong:
         raise ConfigError(f"--strategy: {', '.join(wrong)} cannot train {modality} data; "
@@ -82,6 +86,11 @@ def run_auto(spec: AutoSpec) -> RunResult:
     bb_names, strats = candidates(spec, train.modality)
     for name in bb_names:  # a wrong name fails here, before any embedding
         _check_backbone(train, name)
+    pool, pool_info = None, None
+    if spec.unlabelled is not None:
+        from lowshot.data.pool import unlabelled_for
+
+        pool, pool_info = unlabelled_for(spec.unlabelled, train, test)
     cache = default_cache(spec.cache_dir)
     with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite) as rf:
         folder = rf.path / "auto" if rf is not None else None
@@ -91,15 +100,18 @@ def run_auto(spec: AutoSpec) -> RunResult:
             folder.mkdir(exist_ok=True)  # type: ignore[union-attr]
             budget.before = _spent(folder)  # type: ignore[arg-type]
         with status_line("auto", spec.progress) as show:
-            search = _search(spec, train, bb_names, strats, cache, budget, folder, show)
+            search = _search(spec, train, bb_names, strats, cache, budget, folder, show, pool)
         fit_spec = FitSpec(train=spec.train, test=spec.test, shots=spec.shots, seed=spec.seed,
                            strategy=search["chosen"]["strategy"], backbone=search["chosen"]["backbone"],
                            params=search["chosen"]["params"], baseline=spec.baseline, strict=spec.strict,
                            test_fraction=spec.test_fraction, device=spec.device, progress=spec.progress)  # fmt: skip
         strat = make_strategy(fit_spec.strategy, fit_spec.params)
         bb = backbone_for(train, fit_spec.backbone)
-        out, result = fit_in(rf, fit_spec, strat, train, test, bb, cache)
+        uses_pool = getattr(strat, "uses_unlabelled", False)
+        out, result = fit_in(rf, fit_spec, strat, train, test, bb, cache, pool if uses_pool else None)
         out.job = "auto"
+        if pool_info is not None:
+            out.metrics["unlabelled"] = pool_info | {"used": uses_pool}
         search["spent_seconds"] = round(budget.spent, 1)
         out.metrics["auto"] = search
         out.timings["search"] = search["search_seconds"]
@@ -118,7 +130,8 @@ def _check_resume(spec: AutoSpec) -> None:
     if not (spec.resume and cfg is not None and cfg.is_file()):
         return
     old, now = json.loads(cfg.read_text(encoding="utf-8")), spec.to_dict()
-    keys = ("train", "test", "shots", "seed", "backbones", "strategies", "folds", "repeats", "shortlist")
+    keys = ("train", "test", "shots", "seed", "backbones", "strategies", "folds", "repeats", "shortlist",
+            "unlabelled")  # fmt: skip
     diff = sorted(k for k in keys if old.get(k) != now.get(k))
     if diff:
         raise RunError(f"--resume: {spec.out} holds a search with other settings ({', '.join(diff)}); "
@@ -146,8 +159,8 @@ def _spent(folder: Path) -> float:
 
 
 def _search(spec: AutoSpec, train: Any, bb_names: list[str], strats: list[str], cache: FeatureCache,
-            budget: Budget, folder: Path | None, show: Any) -> dict[str, Any]:  # fmt: skip
-    """Backbones, folds, the two studies and the choice, as the ``auto`` entry of metrics."""
+            budget: Budget, folder: Path | None, show: Any, pool: list | None = None) -> dict[str, Any]:  # fmt: skip
+    """Backbones, folds, the studies and the choice, as the ``auto`` entry of metrics."""
     t0 = time.perf_counter()
     y = np.asarray(train.labels)
     feats, rows, notes = _embed(spec, train, bb_names, cache, budget, show)
@@ -164,12 +177,16 @@ def _search(spec: AutoSpec, train: Any, bb_names: list[str], strats: list[str], 
         probes = _probe_study(spec, feats, short, y, folds, budget, storage, folder, show)
         # without linear-probe among the candidates its trials only pace the deep ones
         trials = probes if "linear-probe" in strats else []
-        deep = [s for s in strats if s != "linear-probe"]
+        if pool is not None and "self-training" in strats:
+            trials += _self_training(spec, train, pool, short, feats, y, folds, budget, storage,
+                                     cache, folder, show, offset=len(trials), notes=notes)  # fmt: skip
+        deep = [s for s in strats if s not in ("linear-probe", "self-training")]
         if deep:
             best = max((t for t in probes if t.state == "complete"), key=lambda t: t.score or 0, default=None)
             trials += _deep_study(spec, train, deep, short[0], folds, best, budget, storage, cache,
                                   folder, show, offset=len(trials), notes=notes)  # fmt: skip
     cost = {t.strategy: t.seconds / max(t.folds_done, 1) for t in trials}
+    cost["self-training"] = max(cost.get("self-training", 0.0), 1e-3)  # dearer than the probe
     if any(t.state == "complete" for t in trials):
         pick, why = choose(trials, cost | {"linear-probe": 0.0}, bb_names)
         chosen = {"strategy": pick.strategy, "backbone": pick.backbone, "params": pick.params}
@@ -188,6 +205,31 @@ def _search(spec: AutoSpec, train: Any, bb_names: list[str], strats: list[str], 
             "trials": [t.to_dict() for t in trials], "best_trial": best_trial,
             "folds": folds.n_splits, "repeats": folds.repeats, "budget_seconds": budget.total,
             "search_seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+
+
+def _self_training(spec: AutoSpec, train: Any, pool: list, short: list[str], feats: dict[str, np.ndarray],
+                   y: np.ndarray, folds: Any, budget: Budget, storage: Any, cache: FeatureCache,
+                   folder: Path | None, show: Any, offset: int, notes: list[str]) -> list[TrialRecord]:  # fmt: skip
+    """Embed the unlabelled pool with the shortlisted backbones, then the self-training
+    study (C and the pseudo-labelled fraction, backbone among the shortlist)."""
+    pool_feats: dict[str, np.ndarray] = {}
+    for name in short:
+        if budget.left() <= 0:
+            break
+        show(f"embedding {len(pool)} unlabelled examples with {name}", budget)
+        pool_feats[name] = np.asarray(cache.features(backbone_for(train, name), pool, device=spec.device,
+                                                     progress=False), np.float64)  # fmt: skip
+    if len(pool_feats) < len(short):
+        notes.append("the budget ran out while embedding the unlabelled examples: self-training "
+                     "was not tried." if not pool_feats else "self-training tried on "
+                     f"{', '.join(pool_feats)} only: the budget ran out while embedding the pool.")  # fmt: skip
+    if not pool_feats:
+        return []
+    out = _probe_study(spec, {k: np.asarray(feats[k], np.float64) for k in pool_feats}, list(pool_feats),
+                       y, folds, budget, storage, folder, show, pool=pool_feats)  # fmt: skip
+    for r in out:
+        r.number += offset
+    return out
 
 
 def _embed(spec: AutoSpec, train: Any, names: list[str], cache: FeatureCache, budget: Budget,
@@ -248,23 +290,29 @@ def _save_spent(folder: Path | None, budget: Budget) -> None:
 
 
 def _probe_study(spec: AutoSpec, feats: dict[str, np.ndarray], short: list[str], y: np.ndarray,
-                 folds: Any, budget: Budget, storage: Any, folder: Path | None,
-                 show: Any) -> list[TrialRecord]:  # fmt: skip
+                 folds: Any, budget: Budget, storage: Any, folder: Path | None, show: Any,
+                 pool: dict[str, np.ndarray] | None = None) -> list[TrialRecord]:  # fmt: skip
+    """The linear probe's study; with ``pool`` (unlabelled features per backbone) the
+    self-training study, which also searches the pseudo-labelled fraction."""
     import optuna
 
-    study = _study(storage, "linear-probe", spec.seed,
+    name = "linear-probe" if pool is None else "self-training"
+    n_trials = spec.trials if pool is None else max(spec.trials // 2, 1)
+    study = _study(storage, name, spec.seed,
                    optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))  # fmt: skip
-    done = sum(r.state != "failed" for r in records(study, "linear-probe"))
+    done = sum(r.state != "failed" for r in records(study, name))
 
     def objective(trial: Any) -> float:
         t0 = time.perf_counter()
-        trial.suggest_categorical("strategy", ["linear-probe"])
+        trial.suggest_categorical("strategy", [name])
         bb = trial.suggest_categorical("backbone", short)
         C = trial.suggest_float("C", *C_RANGE, log=True)
+        frac = trial.suggest_float("max_fraction", 0.1, 1.0) if pool is not None else 0.0
         scores: dict[str, float] = {}
         try:
             for f, (tr, va) in enumerate(folds.splits):
-                scores[str(f)] = probe_fold_accuracy(feats[bb], y, tr, va, C, spec.seed)
+                scores[str(f)] = (probe_fold_accuracy(feats[bb], y, tr, va, C, spec.seed) if pool is None
+                                  else self_train_fold_accuracy(feats[bb], y, tr, va, pool[bb], C, frac, spec.seed))  # fmt: skip
                 trial.report(float(np.mean(list(scores.values()))), f)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
@@ -279,13 +327,13 @@ def _probe_study(spec: AutoSpec, feats: dict[str, np.ndarray], short: list[str],
             best = study.best_trial
         except ValueError:  # no trial completed yet
             best = None
-        show(f"linear-probe trial {trial.number + 1}/{spec.trials}"
+        show(f"{name} trial {trial.number + 1}/{n_trials}"
              + (f" · best {best.value:.3f} ({best.params['backbone']}, C={best.params['C']:.3g})" if best else ""), budget)  # fmt: skip
 
-    if spec.trials > done:
-        study.optimize(objective, n_trials=spec.trials - done, timeout=max(budget.left(), 0.01),
+    if n_trials > done and budget.left() > 0:
+        study.optimize(objective, n_trials=n_trials - done, timeout=max(budget.left(), 0.01),
                        callbacks=[after], catch=())  # fmt: skip
-    return records(study, "linear-probe")
+    return records(study, name)
 
 
 def _deep_study(spec: AutoSpec, train: Any, deep: list[str], bb_name: str, folds: Any,

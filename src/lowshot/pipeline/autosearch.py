@@ -93,6 +93,17 @@ def probe_fold_accuracy(X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.nda
     return float((pred == y[va]).mean())
 
 
+def self_train_fold_accuracy(X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray,
+                             X_u: np.ndarray, C: float, max_fraction: float, seed: int) -> float:  # fmt: skip
+    """Accuracy on ``va`` of the self-trained probe (``lowshot.model.self_training``) fit on
+    ``tr`` and the unlabelled rows ``X_u`` (which never hold ``va``'s items)."""
+    from lowshot.model.self_training import self_train
+
+    W, b, _, seen, _ = self_train(X[tr], y[tr], X_u, C=C, seed=seed, max_fraction=max_fraction)
+    pred = seen[(X[va] @ W.T + b).argmax(1)]
+    return float((pred == y[va]).mean())
+
+
 @dataclass
 class TrialRecord:
     """One candidate as the report and ``metrics.json`` show it."""

@@ -47,13 +47,16 @@ def run_fit(spec: FitSpec) -> RunResult:
                         strict=spec.strict, test_fraction=spec.test_fraction)  # fmt: skip
     _check_modality(train, strat)
     leak = _leakage(spec, train, test)
+    pool, pool_info = _unlabelled(spec, strat, train, test)
     bb = backbone_for(train, spec.backbone, weights=spec.weights, seed=spec.seed)
     cache = default_cache(spec.cache_dir)
     weight_info = _importance_weights(spec, train, bb, cache)
     with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite) as rf:
         if rf is not None:
             rf.write_config(_config(spec, strat, train, test, bb))
-        out, result = fit_in(rf, spec, strat, train, test, bb, cache)
+        out, result = fit_in(rf, spec, strat, train, test, bb, cache, pool)
+        if pool_info is not None:
+            out.metrics["unlabelled"] = pool_info
         if weight_info is not None:
             out.metrics["instance_weights"] = weight_info
         out.metrics["train_test_overlap"] = leak
@@ -64,7 +67,7 @@ def run_fit(spec: FitSpec) -> RunResult:
 
 
 def fit_in(rf: RunFolder | None, spec: FitSpec, strat: Strategy, train: Any, test: Any, bb: Any,
-           cache: FeatureCache) -> tuple[RunResult, FitResult]:  # fmt: skip
+           cache: FeatureCache, unlabelled: list | None = None) -> tuple[RunResult, FitResult]:  # fmt: skip
     """Train, test, score (and the from-scratch baseline and learning curve): the part of a
     fit that ``lowshot auto`` shares once it has chosen the strategy and backbone."""
     log.info("%s: %d training / %d test %s, %d classes, backbone %s", spec.strategy,
@@ -72,7 +75,8 @@ def fit_in(rf: RunFolder | None, spec: FitSpec, strat: Strategy, train: Any, tes
              len(train.classes), bb.name)  # fmt: skip
     ctx = FitContext(cache=cache, run_dir=rf.path if rf else None, seed=spec.seed,
                      device=spec.device, resume=spec.resume, progress=spec.progress,
-                     val_fraction=spec.val_fraction, patience=spec.patience)  # fmt: skip
+                     val_fraction=spec.val_fraction, patience=spec.patience,
+                     unlabelled=unlabelled)  # fmt: skip
     result, logits, fit_s, total_s = train_and_score(strat, train, test, bb, ctx)
     metrics = _metrics(spec, strat, train, test, bb, result, logits, fit_s, total_s)
     if spec.baseline and strat.pretrained:
@@ -112,6 +116,22 @@ def _leakage(spec: FitSpec, train: Any, test: Any) -> dict[str, int]:
             leak["same_content"], len(test), leak["same_file"],
         )  # fmt: skip
     return leak
+
+
+def _unlabelled(spec: FitSpec, strat: Strategy, train: Any, test: Any) -> tuple[list | None, dict | None]:
+    """The ``--unlabelled`` pool for a strategy that learns from one; given to any other,
+    or missing for one that needs it, it is an error before any feature is computed."""
+    needs = getattr(strat, "uses_unlabelled", False)
+    if needs and spec.unlabelled is None:
+        raise ConfigError(f"--strategy {strat.name} learns from unlabelled examples: give --unlabelled DIR.")
+    if spec.unlabelled is None:
+        return None, None
+    if not needs:
+        raise ConfigError(f"--unlabelled: {strat.name} does not use unlabelled examples; "
+                          "use --strategy self-training (or leave --unlabelled out).")  # fmt: skip
+    from lowshot.data.pool import unlabelled_for
+
+    return unlabelled_for(spec.unlabelled, train, test)
 
 
 def _check_modality(train: Any, strat: Strategy) -> None:

@@ -175,6 +175,7 @@ class FitSpec(JobSpec):
     patience: int = 5
     target: str | None = None
     instance_weights: str | None = None
+    unlabelled: str | None = None  # unlabelled examples of the task (self-training)
 
     def validate(self) -> None:
         super().validate()
@@ -229,6 +230,7 @@ class AutoSpec(JobSpec):
     baseline: bool = False
     strict: bool = False
     test_fraction: float = 0.2
+    unlabelled: str | None = None  # unlabelled examples: self-training becomes a candidate
 
     def validate(self) -> None:
         super().validate()

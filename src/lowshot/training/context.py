@@ -28,6 +28,9 @@ class FitContext:
     # Off by default: with a few images per class every one is worth training on.
     val_fraction: float = 0.0
     patience: int = 5
+    # Unlabelled examples of the same task (image paths or texts), for the strategies
+    # that learn from them (``uses_unlabelled``); ``--unlabelled`` fills it.
+    unlabelled: list | None = None
 
 
 @dataclass
