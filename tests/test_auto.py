@@ -132,6 +132,7 @@ def test_bad_options_are_named_before_any_work(mini, tmp_path):
         assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # text through auto; fit's text path and the report's sentences run by default
 def test_auto_on_text(cr_small, cache_dir, tmp_path):
     r = runner.invoke(app, ["auto", str(cr_small / "train.csv"), "--test", str(cr_small / "test.csv"),
                             "-s", "linear-probe", "--trials", "4", "--repeats", "1", "--out",

@@ -81,6 +81,7 @@ def test_cdan_randomises_the_multilinear_map_for_many_classes():
     assert torch.isfinite(cd(b)) and "domain_acc" in cd.stats
 
 
+@pytest.mark.slow  # DANN's behaviour end to end; the reversal itself is tested by default above
 def test_adversarial_direction_confuses_the_discriminator_and_keeps_source_accuracy(
     digits, monkeypatch
 ):
@@ -308,6 +309,7 @@ def test_adapted_image_model_serves_predict_and_evaluate(office_pair, cache_dir,
     assert len(preds) == 30 and {p["class"] for p in preds} <= set(m["classes"])
 
 
+@pytest.mark.slow  # the command's plumbing; the resumable store is tested in test_benchmark_store
 def test_benchmark_command_writes_json_and_table_beside_published(tmp_path, data_root):
     out = tmp_path / "amz.json"
     args = ["benchmark", "amazon-reviews", "--methods", "erm,dann", "--seeds", "0"]

@@ -57,6 +57,15 @@ def test_self_training_run_names_its_pool_and_the_transductive_setting(mini, cac
     assert r["unlabelled"]["dropped_as_training_items"] == 24
 
 
+def test_self_training_on_text(cr_small, cache_dir, tmp_path):
+    r = fit(str(cr_small / "train.csv"), test=str(cr_small / "test.csv"), shots=8,
+            strategy="self-training", unlabelled=str(cr_small / "test.csv"), out=tmp_path / "t",
+            baseline=False, progress=False)  # fmt: skip
+    assert r["backbone"] == "minilm" and r["unlabelled"]["transductive"]
+    assert r["info"]["pseudo_labelled"] > 0 and r["accuracy"] > 0.6
+    assert "“" in (tmp_path / "t" / "report.html").read_text()  # errors shown as sentences
+
+
 def test_bad_unlabelled_input_is_one_line_before_any_work(mini, cr_small, tmp_path):
     def run(*args):
         return runner.invoke(app, ["fit", str(mini["train"]), "--no-baseline", "-q", *map(str, args)])

@@ -21,7 +21,9 @@ from lowshot.model.text import ContrastivePairs
 from lowshot.pipeline.model_io import load_model, save_model
 
 runner = CliRunner()
-TEXT = [s for s in strategies_for("text") if s != "linear-probe"]  # the probe: test_text.py
+# the strategies that train the encoder; the feature-level ones (linear-probe,
+# self-training) are in test_text.py and test_self_training.py
+TEXT = [s for s in strategies_for("text") if s not in ("linear-probe", "self-training")]
 # A few passes keep the suite fast; enough for every strategy to beat chance clearly.
 FAST = {"setfit": {"iterations": 2}}
 NO_FLOOR = {"min_steps": 0}  # the default epochs, without the floor on optimizer steps
@@ -57,11 +59,9 @@ SLOW = {"l2sp", "lp-ft", "bitfit", "finetune", "lora"}
 )
 def test_text_strategy_contract(name, cr, minilm, cache_dir, tmp_path):
     train, test = cr
-    strat = make_strategy(name, FAST.get(name, NO_FLOOR if name != "self-training" else {}))
+    strat = make_strategy(name, FAST.get(name, NO_FLOOR))
     before = {k: v.clone() for k, v in minilm.state_dict().items()}
     ctx = FitContext(cache=FeatureCache(cache_dir), seed=0, progress=False)
-    if getattr(strat, "uses_unlabelled", False):  # the transductive case: the test texts
-        ctx.unlabelled = list(test.texts)
     result, logits, _, _ = train_and_score(strat, train, test, minilm, ctx)
     # the caller's pretrained encoder is never modified; the run's own encoder moved
     assert all(torch.equal(before[k], v) for k, v in minilm.state_dict().items())

@@ -13,6 +13,7 @@ the end, so a failed or interrupted rerun leaves the old run whole.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ def record_command(argv: list[str]) -> None:
     _COMMAND[:] = argv
 
 
+@functools.lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
     """What the run ran on: Python, the main libraries' versions, the machine."""
     import platform
@@ -118,7 +120,7 @@ class RunFolder:
 
         extra = {"command": shlex.join(_COMMAND)} if _COMMAND else {}
         write_json(self.path / "config.json", {"lowshot_version": __version__, **config,
-                                               **extra, "environment": environment()})  # fmt: skip
+                                               **extra, "environment": dict(environment())})  # fmt: skip
 
     def finish(self, metrics: dict[str, Any]) -> Path:
         """Write ``metrics.json`` (last: it marks the run finished) and move the run into
