@@ -121,7 +121,11 @@ CANNOT_APPLY: dict[str, dict[str, str]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# KLIEP's likelihood cross-validation makes sklearn's checks take 5 s; its density ratio
+# is checked by default in test_instance.py, the sklearn contract with the slow tests
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "KLIEP" else n for n in sorted(CASES)]
+)
 def test_sklearn_estimator_checks(name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

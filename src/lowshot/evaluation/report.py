@@ -114,7 +114,7 @@ def _section(sid: str, title: str, body: str) -> str:
 def _figure(fig: Any, alt: str) -> str:
     from lowshot.evaluation.plots import save_png
 
-    return _png(save_png(fig), alt)
+    return _png(save_png(fig, dpi=90), alt)
 
 
 def _plot(run: Path, name: str, draw: Any, alt: str) -> str:
