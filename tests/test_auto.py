@@ -65,6 +65,10 @@ def test_the_run_folder_is_an_ordinary_run_with_the_search_in_it(auto_run, mini)
     assert [p["class"] for p in preds] and all(p["class"] in cfg["classes"] for p in preds)
     page = (auto_run.run_dir / "report.html").read_text()
     assert 'id="search"' in page and "How auto chose" in page
+    from lowshot.pipeline.specs import AutoSpec, spec_from_config
+
+    spec = spec_from_config(auto_run.run_dir)  # `lowshot rerun` replays the whole search
+    assert isinstance(spec, AutoSpec) and spec.trials == FAST["trials"] and spec.backbones == ["lite0"]
 
 
 def test_an_interrupted_search_resumes_with_the_trials_it_had(mini, cache_dir, tmp_path, monkeypatch):
@@ -111,14 +115,20 @@ def test_folds_keep_single_example_classes_in_training():
         assert set(tr) | set(va) == set(range(8))
 
 
-def test_one_standard_error_rule_keeps_the_cheaper_candidate():
+def test_one_standard_error_rule_on_paired_folds_keeps_the_cheaper_candidate():
+    cost = {"linear-probe": 0.0, "lp-ft": 60.0}
     probe = TrialRecord(0, "p", "linear-probe", "lite0", {"C": 0.1}, "complete", 0.80, 0.02,
-                        [0.78, 0.80, 0.82])  # fmt: skip
-    deep = TrialRecord(1, "d", "lp-ft", "lite0", {}, "complete", 0.81, 0.02, [0.79, 0.81, 0.83])
-    pick, why = choose([probe, deep], {"linear-probe": 0.0, "lp-ft": 60.0}, ["lite0"])
-    assert pick is probe and "within one standard error" in why
-    deep.fold_scores, deep.score = [0.90, 0.91, 0.92], 0.91
-    assert choose([probe, deep], {"linear-probe": 0.0, "lp-ft": 60.0}, ["lite0"])[0] is deep
+                        [0.78, 0.80, 0.82, 0.70, 0.90])  # fmt: skip
+    # ahead on the three folds both saw by +0.01 on average, with a paired SE of 0.03
+    deep = TrialRecord(1, "d", "lp-ft", "lite0", {}, "complete", 0.81, 0.04, [0.85, 0.78, 0.80])
+    pick, why = choose([probe, deep], cost, ["lite0"])
+    assert pick is probe and "within the paired standard error" in why and "3 folds" in why
+    deep.fold_scores = [0.80, 0.82, 0.84]  # +0.02 on every shared fold: clearly ahead
+    assert choose([probe, deep], cost, ["lite0"])[0] is deep
+    # ties inside a strategy go to the backbone listed first
+    other = TrialRecord(2, "p", "linear-probe", "lite2", {"C": 0.1}, "complete", 0.80, 0.02,
+                        [0.78, 0.80, 0.82, 0.70, 0.90])  # fmt: skip
+    assert choose([other, probe], {"linear-probe": 0.0}, ["lite0", "lite2"])[0] is probe
 
 
 def test_bad_options_are_named_before_any_work(mini, tmp_path):
@@ -174,8 +184,8 @@ def test_deep_candidates_are_tried_in_turn_and_a_trailing_one_is_stopped(mini, c
              strategies=["linear-probe", "lp-ft", "bitfit"], trials=3, repeats=1, progress=False)  # fmt: skip
     deep = {t["strategy"]: t for t in r["auto"]["trials"] if t["strategy"] != "linear-probe"}
     assert deep["lp-ft"]["state"] == "complete" and deep["lp-ft"]["score"] == 1.0
-    assert deep["lp-ft"]["folds_done"] == 3 and deep["lp-ft"]["backbone"] == "lite0"
-    assert deep["bitfit"]["state"] == "pruned" and deep["bitfit"]["folds_done"] == 1
-    assert "trailed" in deep["bitfit"]["note"]
+    # 6 images held out a fold: deep candidates are judged on 4 folds (24 examples)
+    assert deep["lp-ft"]["folds_done"] == 4 and deep["lp-ft"]["backbone"] == "lite0"
+    assert deep["bitfit"]["state"] == "pruned" and "trailed" in deep["bitfit"]["note"]
     probe_best = max(t["score"] for t in r["auto"]["trials"] if t["strategy"] == "linear-probe")
     assert r["auto"]["chosen"]["strategy"] == ("lp-ft" if probe_best < 1.0 else "linear-probe")

@@ -16,6 +16,7 @@ ordinary fit run (``model.safetensors``, ``predictions.csv``...) that ``predict`
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from lowshot.io import write_json
 from lowshot.model.runner import make_strategy, strategies_for, train_and_score
 from lowshot.pipeline.autosearch import (
     C_RANGE,
+    MIN_ITEMS,
     TRAIL,
     Budget,
     TrialRecord,
@@ -342,7 +344,8 @@ def _deep_study(spec: AutoSpec, train: Any, deep: list[str], bb_name: str, folds
     """Each deep strategy at its defaults on the first folds (module docstring, step 4)."""
     study = _study(storage, "deep", spec.seed)
     have = {r.strategy for r in records(study, "deep") if r.state != "failed"}
-    splits = folds.splits[: min(DEEP_FOLDS, folds.n_splits)]
+    per_fold = np.mean([len(va) for _, va in folds.splits[: folds.n_splits]])
+    splits = folds.splits[: min(folds.n_splits, max(DEEP_FOLDS, math.ceil(MIN_ITEMS / per_fold)))]
     bb = backbone_for(train, bb_name)
     for name in deep:
         if name in have:
@@ -381,7 +384,8 @@ def _deep_trial(spec: AutoSpec, train: Any, name: str, bb_name: str, bb: Any, sp
         mean = float(np.mean(list(scores.values())))
         per_fold = time.perf_counter() - tf
         ahead = per_fold * (len(splits) - f - 1) + per_fold * len(train) / len(tr)
-        if probe is not None and mean < float(np.mean(probe.fold_scores[: f + 1])) - TRAIL:
+        seen = sum(len(va) for _, va in splits[: f + 1])
+        if probe is not None and seen >= MIN_ITEMS and mean < float(np.mean(probe.fold_scores[: f + 1])) - TRAIL:
             state, note = "pruned", f"trailed the best linear probe by more than {TRAIL:.2f} on the same folds"
         elif f + 1 < len(splits) and ahead > budget.left():
             state, note = "over budget", f"the other folds and the final training (~{ahead:.0f} s) would overrun the budget"

@@ -13,14 +13,16 @@
    the median of earlier trials at the same fold. A trial costs milliseconds.
 4. **Deep strategies.** Each costs minutes on a CPU, so each runs at its defaults on the
    best backbone, on the first folds of the first repeat (the probe's trials saw the same
-   folds), one fold at a time. After its first fold the time of the remaining folds and
-   of the final training is projected from the first; a candidate that would not finish
-   within the budget is stopped and says so. One that trails the best probe on the same
-   folds by more than ``TRAIL`` after any fold is stopped too.
-5. **Choice.** The best mean cross-validated accuracy wins, except that a dearer
-   candidate must beat a cheaper one by more than the cheaper one's standard error
-   (the one-standard-error rule, Hastie, Tibshirani & Friedman, *Elements of Statistical
-   Learning*, 2nd ed., §7.10): on a handful of folds, a smaller mean difference is noise.
+   folds): three, or more until ``MIN_ITEMS`` labelled examples are held out in all,
+   one fold at a time. After its first fold the time of the remaining folds and of the
+   final training is projected from the first; a candidate that would not finish within
+   the budget is stopped and says so. One that trails the best probe on the same folds by
+   more than ``TRAIL``, once at least ``MIN_ITEMS`` examples were held out, stops too.
+5. **Choice.** Each strategy's best candidate, then across strategies the best on the
+   folds they share, paired; a dearer strategy must beat a cheaper one by more than the
+   standard error of their paired fold differences (the one-standard-error rule, Hastie,
+   Tibshirani & Friedman, *Elements of Statistical Learning*, 2nd ed., §7.10): on a
+   handful of folds a smaller difference is noise.
 
 Both studies live in ``RUN/auto/study.journal`` (Optuna's journal file storage), so an
 interrupted search resumes with the trials it has.
@@ -39,6 +41,7 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from lowshot.model.linear_probe import fit_seen
 
 TRAIL = 0.03  # a deep candidate this far behind the best probe on the same folds stops
+MIN_ITEMS = 24  # held-out examples a deep candidate is judged on, at the least
 C_RANGE = (1e-3, 10.0)
 
 
@@ -152,30 +155,58 @@ def records(study: Any, name: str) -> list[TrialRecord]:
     return out
 
 
+def paired(a: TrialRecord, b: TrialRecord) -> tuple[float, float, int]:
+    """Mean and standard error of ``a - b`` over the folds both were scored on (the same
+    splits, in the same order), and how many folds that is."""
+    n = min(len(a.fold_scores), len(b.fold_scores))
+    d = np.subtract(a.fold_scores[:n], b.fold_scores[:n])
+    se = float(np.std(d, ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    return float(d.mean()) if n else 0.0, se, n
+
+
 def choose(cands: list[TrialRecord], cost: dict[str, float],
            backbones: list[str]) -> tuple[TrialRecord, str]:  # fmt: skip
-    """The winner by the one-standard-error rule (module docstring), and why, in words.
-    Equal scores go to the cheaper strategy, then to the backbone listed first (the
-    candidates are listed smallest first)."""
+    """The winner (module docstring, step 6), and why, in words.
+
+    Within a strategy the best mean over its folds wins (equal means: the backbone listed
+    first, the smaller). Across strategies, which may have been scored on different
+    numbers of folds, candidates are compared on the folds they share, paired: the best
+    there wins, unless a cheaper one trails it by no more than the paired standard error
+    (the one-standard-error rule on the paired difference)."""
     full = [c for c in cands if c.state == "complete" and c.score is not None]
     if not full:
         raise ValueError("no complete candidate")
     rank = {b: i for i, b in enumerate(backbones)}
-    best = max(full, key=lambda c: (c.score, -cost.get(c.strategy, 0.0), -rank.get(c.backbone, 0)))
+    tops: dict[str, TrialRecord] = {}
+    for c in full:
+        t = tops.get(c.strategy)
+        if t is None or (c.score, -rank.get(c.backbone, 0)) > (t.score, -rank.get(t.backbone, 0)):  # type: ignore[operator]
+            tops[c.strategy] = c
+    by_cost = sorted(tops.values(), key=lambda c: cost.get(c.strategy, 0.0))
+    best = by_cost[0]
+    for c in by_cost[1:]:
+        if paired(c, best)[0] > 0:
+            best = c
     pick = best
-    for c in sorted(full, key=lambda c: cost.get(c.strategy, 0.0)):
-        if cost.get(c.strategy, 0.0) < cost.get(best.strategy, 0.0) and c.score >= best.score - c.se:  # type: ignore[operator]
+    for c in by_cost:
+        if cost.get(c.strategy, 0.0) >= cost.get(best.strategy, 0.0):
+            break
+        gain, se, _ = paired(best, c)
+        if gain <= se:
             pick = c
             break
-    runner = max((c for c in full if c.strategy != pick.strategy or c.backbone != pick.backbone),
-                 key=lambda c: c.score, default=None)  # type: ignore[arg-type, return-value]
     why = (f"{describe(pick)}: cross-validated accuracy {pick.score:.3f} ± {pick.score_std or 0:.3f} "
            f"over {pick.folds_done} folds of the labelled training data")  # fmt: skip
     if pick is not best:
-        why += (f"; {describe(best)} scored {best.score:.3f}, within one standard error "
-                f"({pick.se:.3f}) of it at more cost, so the cheaper one was kept")  # fmt: skip
-    elif runner is not None:
-        why += f"; next best {describe(runner)} at {runner.score:.3f}"
+        gain, se, n = paired(best, pick)
+        why += (f"; {describe(best)} was {gain:+.3f} on the {n} folds both saw, within the paired "
+                f"standard error ({se:.3f}) at more cost, so the cheaper one was kept")  # fmt: skip
+    else:
+        others = [c for c in by_cost if c is not pick]
+        if others:
+            gain, se, n = paired(pick, max(others, key=lambda c: paired(c, pick)[0]))
+            runner = max(others, key=lambda c: paired(c, pick)[0])
+            why += f"; {gain:+.3f} ± {se:.3f} over the next strategy, {describe(runner)}, on the {n} folds both saw"
     return pick, why + ". The test set was not used to choose."
 
 
