@@ -85,6 +85,8 @@ def run(a: argparse.Namespace) -> ResultStore:
                             "accuracy": r["accuracy"], "chosen": s["chosen"],
                             "cv_accuracy": next((t["score"] for t in s["trials"] if t["number"] == s["best_trial"]), None),
                             "candidates": sorted({t["strategy"] for t in s["trials"]}),
+                            "deep": [{k: t[k] for k in ("strategy", "state", "score", "folds_done", "seconds", "note")}
+                                     for t in s["trials"] if t["strategy"] not in ("linear-probe", "self-training")],
                             "notes": s["notes"], "search_seconds": s["search_seconds"],
                             "seconds": round(time.perf_counter() - t0, 1), "budget": a.budget})  # fmt: skip
         print(f"{key}: {100 * r['accuracy']:.1f} {s['chosen']['strategy']}/{s['chosen']['backbone']} "
