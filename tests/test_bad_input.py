@@ -512,6 +512,26 @@ CASES = [
         lambda t: ["predict", str(run_folder(t)), str(t / "run"), "--engine", "onnx"],
         "create it with `lowshot export RUN`",
     ),  # fmt: skip
+    # --- auto, unlabelled pools, reports -------------------------------------------------
+    Case("auto-budget-in-words",
+         lambda t: ["auto", str(good_train(t)), "--budget", "soon", "--out", str(t / "out")], "--budget"),
+    Case("auto-scratch-as-candidate",
+         lambda t: ["auto", str(good_train(t)), "-s", "scratch", "--out", str(t / "out")], "--baseline"),
+    Case("auto-text-strategy-on-images",
+         lambda t: ["auto", str(good_train(t)), "-s", "setfit", "--out", str(t / "out")], "cannot train image"),
+    Case("auto-self-training-without-pool",
+         lambda t: ["auto", str(good_train(t)), "-s", "self-training", "--out", str(t / "out")], "--unlabelled"),
+    Case("fit-pool-for-a-strategy-without-one",
+         lambda t: fit(str(good_train(t)), "--unlabelled", str(classes(t / "pool")), "--out", str(t / "out")),
+         "does not use unlabelled"),
+    Case("fit-text-pool-for-images",
+         lambda t: fit(str(good_train(t)), "-s", "self-training", "--unlabelled",
+                       str(write(t / "pool.txt", "one review\nanother review\n")), "--out", str(t / "out")),
+         "text items"),
+    Case("report-of-a-plain-folder", lambda t: ["report", str(good_train(t))], "no metrics.json"),
+    Case("report-of-an-unfinished-run",
+         lambda t: (write(t / "r/config.json", '{"job": "fit", "lowshot_version": "0.1.0"}'),
+                    ["report", str(t / "r")])[-1], "unfinished run"),
 ]
 
 
