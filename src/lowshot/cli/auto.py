@@ -10,7 +10,15 @@ from rich.table import Table
 
 from lowshot.cli._app import app, console, setup_logging
 from lowshot.cli.options import Device, Out, Overwrite, Quiet, Resume, Seed
-from lowshot.cli.train import TrainArg, UnlabelledOpt
+
+_TrainArg = Annotated[
+    str | None,
+    typer.Argument(help="Labelled training data: a folder of class folders, a '<path> <label>' list, a text file (label lines, CSV/TSV/JSONL) or a named set such as office31:webcam.", show_default=False),
+]
+_UnlabelledOpt = Annotated[
+    str | None,
+    typer.Option(help="Unlabelled examples of the same task (folder, list or text file): self-training on them becomes a candidate. They may be the test items themselves (transductive, said in metrics.json)."),
+]
 
 
 def _names(values: list[str] | None) -> list[str] | None:
@@ -22,10 +30,10 @@ def _names(values: list[str] | None) -> list[str] | None:
 
 @app.command()
 def auto(
-    train: TrainArg = None,
+    train: _TrainArg = None,
     test: Annotated[str | None, typer.Option(help="Test data, same forms. Default: the training items not used for training; never read by the search.")] = None,
     shots: Annotated[int | None, typer.Option(help="Labelled examples per class to use (K-shot).")] = None,
-    unlabelled: UnlabelledOpt = None,
+    unlabelled: _UnlabelledOpt = None,
     budget: Annotated[str, typer.Option(help="Time for the search, e.g. 90s, 10m, 1h30m (the final training comes after it).")] = "10m",
     backbone: Annotated[list[str] | None, typer.Option("--backbone", "-b", help="Candidate backbones (repeatable or comma list). Default: every offline one for the data.")] = None,
     strategy: Annotated[list[str] | None, typer.Option("--strategy", "-s", help="Candidate strategies (repeatable or comma list). Default: linear-probe, then deep ones while the budget lasts.")] = None,
