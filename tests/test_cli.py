@@ -136,6 +136,7 @@ def test_no_test_set_splits_the_rest_and_reports_gain(mini, tmp_path, cache_dir,
     assert m["negative_transfer"] is (m["transfer_gain"] <= 0)
 
 
+@pytest.mark.slow  # deep --resume also runs by default in test_reliability (SIGINT, then resume)
 def test_resume_continues_an_interrupted_deep_run(mini, tmp_path, cache_dir, monkeypatch):
     out = tmp_path / "ft"
     orig = deep.TransferModule.on_train_epoch_start

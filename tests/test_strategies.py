@@ -162,6 +162,7 @@ def test_lp_ft_starts_from_the_probe(sets, lite0, cache_dir):
     assert res.info["probe_C"] > 0 and res.history[0]["train_acc"] > 0.8
 
 
+@pytest.mark.slow  # epochs_for's arithmetic runs in every deep contract by default
 def test_a_few_images_still_get_min_steps_optimizer_steps(sets, lite0, cache_dir):
     # 24 training images in batches of 16: one step an epoch (a partial last batch is dropped)
     res = _trained("bitfit", sets, lite0, cache_dir, epochs=2, min_steps=5)
@@ -197,6 +198,7 @@ def test_early_stopping_keeps_the_best_epoch(sets, lite0, cache_dir):
     assert res.info["best_epoch"] == 1 + losses.index(min(losses))
 
 
+@pytest.mark.slow  # three trainings; the weights themselves are tested by default in test_instance
 def test_instance_weights_toward_a_target_reach_every_kind_of_strategy(mini, tmp_path, cache_dir):
     """Training images weighted toward unlabelled dslr photos: the weights are computed on
     cached features, favour the training classes the target holds, and weight the loss."""
