@@ -123,6 +123,7 @@ def test_same_seed_same_result(digits):
     assert a["target_accuracy"] == b["target_accuracy"]
 
 
+@pytest.mark.slow  # the scores are checked against their definitions by default below
 def test_label_free_selection_chooses_trade_off_and_epoch(digits):
     m = adapt(
         [digits[0]],
