@@ -33,6 +33,7 @@ import torch
 from lowshot.backbones import Backbone
 from lowshot.data.images import ImageSet
 from lowshot.errors import ConfigError
+from lowshot.evaluation.predictions import softmax
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.linear_probe import fit_seen, set_head
 from lowshot.registry import register_method
@@ -58,11 +59,7 @@ def self_train(X_l: np.ndarray, y_l: np.ndarray, X_u: np.ndarray, *, C: float | 
     W, b, C, seen = fit_seen(X_l, y_l, C, seed, max_iter)
     history = [{"round": 0, "pseudo_labelled": 0}]
     for r in range(1, rounds + 1):
-        z = X_u @ W.T + b
-        z -= z.max(1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(1, keepdims=True)
-        idx, pseudo = select_pseudo(p, max_fraction * r / rounds)
+        idx, pseudo = select_pseudo(softmax(X_u @ W.T + b), max_fraction * r / rounds)
         X = np.vstack([X_l, X_u[idx]])
         y = np.r_[y_l, seen[pseudo]]
         w = np.r_[np.ones(len(y_l)), np.full(len(idx), weight)]
