@@ -98,9 +98,11 @@ def fit(train: FitSpec | str | Path, **options: Any) -> RunResult:
     return run_fit(spec)
 
 
-def auto(train: AutoSpec | str | Path, **options: Any) -> RunResult:
+def auto(train: AutoSpec | str | Path | None = None, **options: Any) -> RunResult:
     """Choose backbone, strategy and hyper-parameters on the labelled training data alone
-    (``lowshot auto``), train the choice and test it; ``result["auto"]`` holds the search."""
+    (``lowshot auto``), train the choice and test it; ``result["auto"]`` holds the search.
+    With ``sources=[...]`` and the target as ``unlabelled=``, choose a domain adaptation
+    without target labels instead (``train`` stays None)."""
     if isinstance(train, AutoSpec):
         return run_auto(train)
     return run_auto(_build(AutoSpec, {"train": train, **options}))

@@ -43,6 +43,10 @@ def auto(
     shortlist: Annotated[int, typer.Option(help="Backbones kept after the LogME ranking.")] = 2,
     baseline: Annotated[bool, typer.Option(help="Also train from scratch on the same split to report transfer gain (minutes on a CPU).")] = False,
     strict: Annotated[bool, typer.Option(help="Fail on unreadable items or classes with too few examples instead of warning.")] = False,
+    source: Annotated[list[str] | None, typer.Option("--source", help="Labelled source domain (repeatable): auto then chooses a domain adaptation for the target given as --unlabelled, without its labels.")] = None,
+    method: Annotated[list[str] | None, typer.Option("--method", "-m", help="With --source: candidate adaptation methods (repeatable or comma list). Default: every deep one.")] = None,
+    preprocess: Annotated[str, typer.Option(help="With --source and array files: none, l2 or log1p-l2 (word counts).")] = "none",
+    epochs: Annotated[int | None, typer.Option(help="With --source: training epochs of each candidate (default 10).")] = None,
     seed: Seed = 0,
     out: Out = Path("runs/auto"),
     resume: Resume = False,
@@ -56,11 +60,13 @@ def auto(
     from lowshot.errors import ConfigError
     from lowshot.pipeline.specs import AutoSpec
 
-    if train is None:
-        raise ConfigError("TRAIN: give the labelled training data.")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {epochs}.")
     spec = AutoSpec(train=train, test=test, shots=shots, unlabelled=unlabelled, budget=budget, backbones=_names(backbone),
                     strategies=_names(strategy), trials=trials, folds=folds, repeats=repeats,
-                    shortlist=shortlist, baseline=baseline, strict=strict, seed=seed, out=out,
+                    shortlist=shortlist, baseline=baseline, strict=strict, sources=source or None,
+                    methods=_names(method), preprocess=preprocess,
+                    training={"epochs": epochs} if epochs is not None else {}, seed=seed, out=out,
                     resume=resume, overwrite=overwrite, device=device, progress=not quiet)  # fmt: skip
     from lowshot import api  # loaded when a command runs, not for --help
 
@@ -70,8 +76,11 @@ def auto(
     for note in a["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
     t = Table(show_header=False, box=None)
-    t.add_row("test accuracy", f"{r['accuracy']:.4f}")
-    t.add_row("balanced accuracy", f"{r['balanced_accuracy']:.4f}")
+    acc = r.metrics.get("accuracy", r.metrics.get("target_accuracy"))
+    if acc is not None:
+        t.add_row("test accuracy", f"{acc:.4f}")
+    if r.metrics.get("balanced_accuracy") is not None:
+        t.add_row("balanced accuracy", f"{r['balanced_accuracy']:.4f}")
     if "transfer_gain" in r.metrics:
         t.add_row("transfer gain", f"{r['transfer_gain']:+.4f}")
     t.add_row("search", f"{a['search_seconds']:.0f} s of a {a['budget_seconds']:.0f} s budget")

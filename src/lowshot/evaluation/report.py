@@ -240,6 +240,16 @@ def _auto(m: dict) -> str:
                 for b in a["backbones"]]  # fmt: skip
         body += "<h3>Backbones (LogME on the labelled training data)</h3>"
         body += _table(["backbone", "LogME", "seconds", "shortlisted"], rows)
+    if a.get("candidates"):  # auto --source: adaptation methods chosen by EnsV
+        cols = ["method", "backbone", "EnsV (agreement with the ensemble)", "mean entropy", "SND",
+                "seconds", "test accuracy (after the choice)"]  # fmt: skip
+        rows = [[c["method"], c.get("backbone") or "arrays", c["ensv"], c.get("entropy"), c.get("snd"),
+                 c.get("seconds"), c.get("test_accuracy", "")] for c in a["candidates"]]  # fmt: skip
+        best = next((i for i, c in enumerate(a["candidates"]) if c.get("chosen")), None)
+        body += "<h3>Candidates (chosen one shaded)</h3>" + _table(cols, rows, best=best)
+        if a.get("ensemble_test_accuracy") is not None:
+            body += (f"<p>The ensemble of all candidates scores {a['ensemble_test_accuracy']:.4f} on the "
+                     "test items; the test accuracies above were read after the choice, never by it.</p>")  # fmt: skip
     trials = a.get("trials", [])
     if trials:
         body += _figure(search_history_figure(trials), "search history")

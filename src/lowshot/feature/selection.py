@@ -17,6 +17,16 @@ source validation rows and unlabelled target rows; each returns a number where
   consistent predictions score high.
 - ``entropy``: minus the mean prediction entropy on the target.
 - ``source-val``: source validation accuracy (ignores the shift; the usual baseline).
+
+Across *candidates* (methods, backbones, trade-offs) rather than epochs of one run:
+
+- ``ensv``: Ensemble Validation (Hu, Luo, Liang and Foo, NeurIPS 2024 Datasets and
+  Benchmarks). The candidates' target predictions are averaged,
+  ``p_bar = (1/M) sum_m p_m``; its argmax ``y_hat`` serves as pseudo-labels and candidate
+  ``m`` scores ``mean_i [argmax p_m(x_i) = y_hat_i]``. The ensemble is never worse than
+  the worst candidate in expected loss (Jensen), so the candidate closest to it avoids
+  the worst pick that the other criteria fall into; it needs no source rows, and costs
+  one pass over the stored predictions.
 """
 
 from __future__ import annotations
@@ -64,6 +74,16 @@ def snd(p_tgt: np.ndarray, temperature: float = 0.05, max_rows: int = 2000, seed
     e = np.exp(s)
     q = e / e.sum(1, keepdims=True)
     return float(_entropy(q).mean())
+
+
+def ensv(probs: list[np.ndarray]) -> np.ndarray:
+    """EnsV score of each candidate (higher is better): its agreement with the argmax of
+    the mean of all candidates' class probabilities on the same unlabelled target rows."""
+    if not probs:
+        raise ValueError("ensv needs at least one candidate's predictions.")
+    P = np.stack([np.asarray(p, dtype=np.float64) for p in probs])  # (M, n, classes)
+    pseudo = P.mean(0).argmax(1)
+    return (P.argmax(2) == pseudo[None]).mean(1)
 
 
 def selection_scores(

@@ -179,10 +179,10 @@ def _shallow(spec: AdaptSpec, out: RunResult, S: Domain, Fs: Any, Ft: Any, Fe: A
             probs = np.asarray(est.predict_proba(Fe), dtype=np.float64)
         else:  # a hard classifier: its prediction with probability one
             probs = np.eye(len(S.classes))[np.asarray(est.predict(Fe), dtype=np.int64)]
-        _score_target(out, probs, y_e, S.classes)
+        score_target(out, probs, y_e, S.classes)
 
 
-def _score_target(out: RunResult, probs: np.ndarray, y_e: np.ndarray, classes: list[str]) -> None:
+def score_target(out: RunResult, probs: np.ndarray, y_e: np.ndarray, classes: list[str]) -> None:
     """Target accuracy and the rest of the classification report on the scored target rows;
     the probabilities go to predictions.csv."""
     rep = classification_report(y_e, probs.argmax(1), classes)
@@ -212,7 +212,7 @@ def _deep(spec: AdaptSpec, out: RunResult, rf: RunFolder | None, S: Domain, T: D
             E or T, Fe if E is not None else Ft, bb, spec.mode, spec.blocks, idx, train=False
         )
         _, logits = embed(res.net, ds, torch.device("cpu"))
-        _score_target(out, softmax(np.asarray(logits)), y_e, S.classes)
+        score_target(out, softmax(np.asarray(logits)), y_e, S.classes)
     if spec.measure:
         plot_dir = rf.path if (rf is not None and spec.plot) else None
         m.update(measure(res, inputs, Fs, Ft, S.labels, y_t, plot_dir, spec.seed))

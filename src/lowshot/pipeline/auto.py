@@ -79,10 +79,16 @@ def candidates(spec: AutoSpec, modality: str) -> tuple[list[str], list[str]]:
 
 
 def run_auto(spec: AutoSpec) -> RunResult:
-    """Search on the training data, train the winner, test it; see the module docstring."""
+    """Search on the training data, train the winner, test it; see the module docstring.
+    With ``spec.sources``, choose a domain adaptation instead (:mod:`.auto_adapt`)."""
     spec.validate()
+    if spec.sources is not None:
+        from lowshot.pipeline.auto_adapt import run_auto_adapt
+
+        return run_auto_adapt(spec)
     _check_resume(spec)
     budget = Budget(budget_seconds(spec.budget))
+    assert spec.train is not None  # validate() made sure
     train, test = split(spec.train, spec.test, spec.shots, spec.seed, strict=spec.strict,
                         test_fraction=spec.test_fraction)  # fmt: skip
     bb_names, strats = candidates(spec, train.modality)

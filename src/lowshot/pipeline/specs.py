@@ -217,7 +217,7 @@ class AutoSpec(JobSpec):
     training data alone (cross-validation within ``budget``), then train and test."""
 
     job: ClassVar[str] = "auto"
-    train: str
+    train: str | None = None  # labelled target data; with ``sources`` there is none
     test: str | None = None
     shots: int | None = None
     backbones: list[str] | None = None  # None: every offline backbone for the data
@@ -231,9 +231,24 @@ class AutoSpec(JobSpec):
     strict: bool = False
     test_fraction: float = 0.2
     unlabelled: str | None = None  # unlabelled examples: self-training becomes a candidate
+    # unsupervised domain adaptation (pipeline/auto_adapt.py): labelled source domains, the
+    # unlabelled target as ``unlabelled``; candidates are adaptation methods (None: every
+    # deep one), chosen without target labels
+    sources: list[str] | None = None
+    methods: list[str] | None = None
+    preprocess: str = "none"  # array inputs, as `lowshot adapt --preprocess`
+    training: dict[str, Any] = field(default_factory=dict)  # NetTraining overrides (epochs=5...)
 
     def validate(self) -> None:
         super().validate()
+        if self.sources is not None:
+            self._validate_adapt()
+        elif self.train is None:
+            raise ConfigError("TRAIN: give the labelled training data (or --source with the "
+                              "target as --unlabelled to choose a domain adaptation).")  # fmt: skip
+        elif self.methods is not None:
+            raise ConfigError("--method names adaptation methods; give --source too, or use "
+                              "--strategy to choose among training strategies.")  # fmt: skip
         budget_seconds(self.budget)
         _int(self, "shots", lo=1)
         _int(self, "trials", lo=1)
@@ -253,6 +268,35 @@ class AutoSpec(JobSpec):
         if self.strategies and "scratch" in self.strategies:
             raise ConfigError("--strategy: scratch is the baseline, not a transfer candidate; "
                               "ask for it with --baseline.")  # fmt: skip
+
+    def _validate_adapt(self) -> None:
+        if not isinstance(self.sources, list) or not self.sources:
+            raise ConfigError(f"--source: give one or more labelled source domains, got {self.sources!r}.")
+        if self.train is not None:
+            raise ConfigError(
+                "TRAIN with --source: auto chooses an unsupervised adaptation (no target labels); "
+                "give the target as --unlabelled. To train on labelled target examples too, use "
+                "`lowshot adapt --target-shots K`.")  # fmt: skip
+        if self.unlabelled is None:
+            raise ConfigError("--source needs the target domain: give it as --unlabelled (its labels, "
+                              "if it has class folders, are never read).")  # fmt: skip
+        for opt in ("shots", "strategies", "baseline"):
+            if getattr(self, opt):
+                raise ConfigError(f"{option(opt)} belongs to auto on labelled training data; "
+                                  "with --source the candidates are adaptation methods (--method).")  # fmt: skip
+        if self.methods is not None:
+            from lowshot.feature import deep_names  # the registry, without the trainer
+
+            bad = [m for m in self.methods if m not in deep_names()] if isinstance(self.methods, list) else []
+            if not isinstance(self.methods, list) or not self.methods or bad:
+                raise ConfigError(f"--method: {', '.join(bad) or repr(self.methods)} is not a deep adaptation "
+                                  f"method auto can choose; known: {', '.join(deep_names())}.")  # fmt: skip
+        _choice(self, "preprocess", AdaptSpec.PREPROCESS)
+        fields = {f.name for f in dataclasses.fields(NetTraining)} - {"mode", "blocks", "params"}
+        bad = sorted(set(self.training) - fields)
+        if bad:
+            raise ConfigError(f"training setting(s) {', '.join(bad)}: auto --source trains frozen-feature "
+                              f"networks; settable: {', '.join(sorted(fields))}.")  # fmt: skip
 
 
 @dataclass(kw_only=True)
