@@ -550,6 +550,8 @@ CASES = [
     Case("auto-source-mixes-arrays-and-images",
          lambda t: ["auto", "--source", str(arrays(t)[0]), "--unlabelled", str(classes(t / "tgt")),
                     "--out", str(t / "out")], "mix array files and image folders"),
+    Case("fit-baseline-of-another-kind",
+         lambda t: ["fit", str(good_train(t)), "--baseline", "pixels", "--out", str(t / "out")], "--baseline"),
     Case("report-of-a-plain-folder", lambda t: ["report", str(good_train(t))], "no metrics.json"),
     Case("report-of-an-unfinished-run",
          lambda t: (write(t / "r/config.json", '{"job": "fit", "lowshot_version": "0.1.0"}'),

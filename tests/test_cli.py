@@ -128,9 +128,9 @@ def test_no_test_set_splits_the_rest_and_reports_gain(mini, tmp_path, cache_dir,
         return real(name, {"min_steps": 0, **(params or {})} if name == "scratch" else params)
 
     monkeypatch.setattr(baselines, "make_strategy", no_floor)
-    m = fit(mini["train"], shots=2, out=tmp_path / "g", progress=False, params=None)
-    assert m["n_train"] == 12 and m["n_test"] == 12
-    assert "scratch_accuracy" in m and m["transfer_gain"] == pytest.approx(
+    m = fit(mini["train"], shots=2, out=tmp_path / "g", progress=False, params=None, baseline="scratch")
+    assert m["n_train"] == 12 and m["n_test"] == 12 and m["baseline"] == "scratch"
+    assert m["scratch_accuracy"] == m["baseline_accuracy"] and m["transfer_gain"] == pytest.approx(
         m["accuracy"] - m["scratch_accuracy"]
     )
     assert m["negative_transfer"] is (m["transfer_gain"] <= 0)

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -61,7 +62,54 @@ def test_fit_config_on_the_command_line_with_an_override(mini, cache_dir, tmp_pa
                               "--out", str(tmp_path / "c"), "--seed", "3", "-q"])  # fmt: skip
     assert res.exit_code == 0, res.output
     cfg = json.loads((tmp_path / "c" / "config.json").read_text())
-    assert cfg["seed"] == 3 and cfg["train"] == str(mini["train"]) and cfg["baseline"] is False
+    assert cfg["seed"] == 3 and cfg["train"] == str(mini["train"]) and cfg["baseline"] == "none"
+
+
+def test_the_default_baseline_is_the_classic_one_and_trains_no_network(mini, cache_dir, tmp_path, monkeypatch):
+    import lowshot.pipeline.fit as fit_module
+
+    def no_network(*a, **k):
+        raise AssertionError("the default baseline trained the from-scratch network")
+
+    monkeypatch.setattr(fit_module, "scratch_baseline", no_network)
+    m = fit(mini["train"], test=mini["test"], progress=False, out=tmp_path / "r")
+    assert m["baseline"] == "classic" and "32x32 RGB pixels" in m["baseline_model"]
+    assert 0 <= m["baseline_accuracy"] < m["accuracy"]  # pixels vs ImageNet features, 6 classes
+    assert m["transfer_gain"] == pytest.approx(m["accuracy"] - m["baseline_accuracy"])
+    assert "scratch_accuracy" not in m
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "no-transfer baseline" in page
+    # a bool (earlier config.json files) keeps its old meaning; another word names the option
+    assert FitSpec(train="x", baseline=True).baseline == "scratch"
+    assert FitSpec(train="x", baseline=False).baseline == "none"
+    with pytest.raises(ConfigError, match="--baseline"):
+        FitSpec(train="x", baseline="pixels").validate()
+
+
+def test_classic_baseline_reads_pixels_the_same_way_whatever_the_file(tmp_path):
+    """Two colours, a grey-level PNG among them: the pixel model separates them, and a
+    16-bit or palette image is read as RGB like any other."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from lowshot.model.baselines import classic_baseline
+
+    rng = np.random.default_rng(0)
+    files, labels = [], []
+    for i in range(16):
+        y = i % 2
+        rgb = (np.array([200, 40, 40]) if y else np.array([40, 40, 200])) + rng.integers(-30, 30, 3)
+        im = Image.fromarray(np.full((50 + i, 60, 3), rgb, dtype=np.uint8))
+        im = im.convert("P") if i == 5 else im
+        files.append(tmp_path / f"{i}.png")
+        im.save(files[-1])
+        labels.append(y)
+    train = SimpleNamespace(files=files[:8], labels=np.array(labels[:8]), modality="image")
+    test = SimpleNamespace(files=files[8:], labels=np.array(labels[8:]), modality="image")
+    assert classic_baseline(train, test, seed=0) == 1.0
+    test.labels = 1 - test.labels
+    assert classic_baseline(train, test, seed=0) == 0.0
 
 
 def test_overwrite_never_replaces_a_folder_lowshot_did_not_write(mini, tmp_path):

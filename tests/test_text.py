@@ -59,9 +59,8 @@ def test_fit_predict_evaluate_on_text(cr_small, cache_dir, tmp_path, monkeypatch
     assert r.exit_code == 0, r.output
     m = json.loads((run / "metrics.json").read_text())
     assert m["backbone"] == "minilm" and m["n_train"] == 32 and m["accuracy"] > 0.6
-    assert "scratch_accuracy" in m and m["transfer_gain"] == pytest.approx(
-        m["accuracy"] - m["scratch_accuracy"]
-    )
+    assert m["baseline"] == "classic" and "TF-IDF" in m["baseline_model"]
+    assert m["transfer_gain"] == pytest.approx(m["accuracy"] - m["baseline_accuracy"])
     # embeddings come from the cache now: encoding again would be a bug
     from lowshot.backbones.text import TextEncoder
 

@@ -59,7 +59,7 @@ def run_demo(out: Path, data_root: Path | None, console: Console) -> Mapping[str
         shots=shots,
         seed=0,
         out=out / "linear-probe",
-        baseline=True,
+        baseline="scratch",
         overwrite=True,
     )
     elapsed = time.perf_counter() - t0

@@ -41,7 +41,8 @@ def auto(
     folds: Annotated[int, typer.Option(help="Cross-validation folds (fewer when a class is smaller).")] = 5,
     repeats: Annotated[int, typer.Option(help="Repeats of the cross-validation, reshuffled.")] = 2,
     shortlist: Annotated[int, typer.Option(help="Backbones kept after the LogME ranking.")] = 2,
-    baseline: Annotated[bool, typer.Option(help="Also train from scratch on the same split to report transfer gain (minutes on a CPU).")] = False,
+    baseline: Annotated[str, typer.Option(help="The no-transfer baseline behind transfer gain: classic (seconds), scratch (the network from random weights; minutes on a CPU) or none.")] = "classic",
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="The same as --baseline none.", hidden=True)] = False,
     strict: Annotated[bool, typer.Option(help="Fail on unreadable items or classes with too few examples instead of warning.")] = False,
     source: Annotated[list[str] | None, typer.Option("--source", help="Labelled source domain (repeatable): auto then chooses a domain adaptation for the target given as --unlabelled, without its labels.")] = None,
     method: Annotated[list[str] | None, typer.Option("--method", "-m", help="With --source: candidate adaptation methods (repeatable or comma list). Default: every deep one.")] = None,
@@ -64,7 +65,7 @@ def auto(
         raise ConfigError(f"--epochs must be at least 1, got {epochs}.")
     spec = AutoSpec(train=train, test=test, shots=shots, unlabelled=unlabelled, budget=budget, backbones=_names(backbone),
                     strategies=_names(strategy), trials=trials, folds=folds, repeats=repeats,
-                    shortlist=shortlist, baseline=baseline, strict=strict, sources=source or None,
+                    shortlist=shortlist, baseline="none" if no_baseline else baseline, strict=strict, sources=source or None,
                     methods=_names(method), preprocess=preprocess,
                     training={"epochs": epochs} if epochs is not None else {}, seed=seed, out=out,
                     resume=resume, overwrite=overwrite, device=device, progress=not quiet)  # fmt: skip

@@ -38,7 +38,7 @@ FILE = "report.html"
 HEADLINE = {
     "accuracy": "accuracy", "target_accuracy": "target accuracy",
     "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
-    "scratch_accuracy": "from scratch", "transfer_gain": "transfer gain",
+    "baseline_accuracy": "no-transfer baseline", "transfer_gain": "transfer gain",
     "student_accuracy": "student accuracy", "teacher_accuracy": "teacher accuracy",
     "episode_accuracy": "episode accuracy", "delta_mtl": "Δ multi-task (%)",
 }  # fmt: skip

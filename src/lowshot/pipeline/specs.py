@@ -20,17 +20,23 @@ from lowshot.backbones import DEFAULT_BACKBONE
 from lowshot.errors import ConfigError
 from lowshot.feature.settings import DeepTraining
 from lowshot.multitask.run import MultitaskSettings
+from lowshot.pipeline.spec_checks import (
+    BASELINES,
+    _baseline,
+    _choice,
+    _fraction,
+    _int,
+    _net_training,
+    _params,
+    budget_seconds,
+    option,
+)
 from lowshot.training.settings import NetTraining
 
 SPEC_VERSION = 1
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # fields that shape how a run is executed but never its result; not part of a replay check
 _EXECUTION = {"out", "overwrite", "resume", "device", "cache_dir", "progress"}
-
-
-def option(name: str) -> str:
-    """The CLI spelling of a spec field (``val_fraction`` -> ``--val-fraction``)."""
-    return "--" + name.replace("_", "-")
 
 
 @dataclass(kw_only=True)
@@ -111,51 +117,6 @@ _RESOLVED = {
 }  # fmt: skip
 
 
-def _int(spec: Any, name: str, lo: int | None = None, hi: int | None = None) -> None:
-    v = getattr(spec, name)
-    if v is None:
-        return
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{option(name)}: expected a whole number, got {v!r}.")
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        rng = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
-        raise ConfigError(f"{option(name)}: must be {rng}, got {v}.")
-
-
-def _fraction(spec: Any, name: str, *, zero_ok: bool) -> None:
-    v = getattr(spec, name)
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{option(name)}: expected a number, got {v!r}.")
-    if not ((v >= 0 if zero_ok else v > 0) and v < 1):
-        low = "0 <=" if zero_ok else "0 <"
-        raise ConfigError(f"{option(name)}: must satisfy {low} value < 1, got {v}.")
-
-
-def _choice(spec: Any, name: str, choices: tuple[str, ...] | list[str]) -> None:
-    v = getattr(spec, name)
-    if v is not None and v not in choices:
-        raise ConfigError(f"{option(name)}: must be one of {', '.join(choices)}, got {v!r}.")
-
-
-def _params(spec: Any) -> None:
-    if not isinstance(spec.params, dict) or not all(isinstance(k, str) for k in spec.params):
-        raise ConfigError(f"-p/--param: expected NAME=VALUE settings, got {spec.params!r}.")
-
-
-def _net_training(spec: Any) -> None:
-    """The :class:`NetTraining` settings adapt and generalize share."""
-    _choice(spec, "mode", NetTraining.MODES)
-    for name in ("epochs", "iters_per_epoch", "batch_size", "bottleneck", "blocks"):
-        _int(spec, name, lo=1)
-    _fraction(spec, "val_fraction", zero_ok=False)
-    _fraction(spec, "dropout", zero_ok=True)
-    for name in ("lr", "weight_decay"):
-        v = getattr(spec, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ConfigError(f"{option(name)}: expected a number >= 0, got {v!r}.")
-    _params(spec)
-
-
 @dataclass(kw_only=True)
 class FitSpec(JobSpec):
     """``lowshot fit``: train a strategy on K shots per class of ``train``, test, report."""
@@ -168,7 +129,7 @@ class FitSpec(JobSpec):
     weights: str | None = None
     shots: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    baseline: bool = True
+    baseline: str = "classic"  # classic (seconds) | scratch (minutes) | none; see model/baselines.py
     strict: bool = False
     test_fraction: float = 0.2
     val_fraction: float = 0.0
@@ -177,8 +138,13 @@ class FitSpec(JobSpec):
     instance_weights: str | None = None
     unlabelled: str | None = None  # unlabelled examples of the task (self-training)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.baseline = _baseline(self.baseline)
+
     def validate(self) -> None:
         super().validate()
+        _choice(self, "baseline", BASELINES)
         _int(self, "shots", lo=1)
         _int(self, "patience", lo=1)
         _fraction(self, "test_fraction", zero_ok=False)
@@ -191,24 +157,6 @@ class FitSpec(JobSpec):
             )
         if self.weights is not None and not Path(self.weights).expanduser().is_file():
             raise ConfigError(f"--weights: {self.weights} is not a file.")
-
-
-_BUDGET = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
-
-
-def budget_seconds(text: str | float | int) -> float:
-    """``90``, ``90s``, ``10m``, ``1h30m`` -> seconds (a ConfigError naming --budget)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        secs = float(text)
-    else:
-        m = _BUDGET.match(str(text).strip().lower())
-        if not m or not any(m.groups()):
-            raise ConfigError(f"--budget: expected a time such as 90s, 10m or 1h30m, got {text!r}.")
-        h, mi, se = (float(g) if g else 0.0 for g in m.groups())
-        secs = 3600 * h + 60 * mi + se
-    if secs <= 0:
-        raise ConfigError(f"--budget: must be more than zero, got {text!r}.")
-    return secs
 
 
 @dataclass(kw_only=True)
@@ -227,7 +175,7 @@ class AutoSpec(JobSpec):
     folds: int = 5
     repeats: int = 2
     shortlist: int = 2  # backbones kept after the LogME ranking
-    baseline: bool = False
+    baseline: str = "classic"
     strict: bool = False
     test_fraction: float = 0.2
     unlabelled: str | None = None  # unlabelled examples: self-training becomes a candidate
@@ -239,8 +187,13 @@ class AutoSpec(JobSpec):
     preprocess: str = "none"  # array inputs, as `lowshot adapt --preprocess`
     training: dict[str, Any] = field(default_factory=dict)  # NetTraining overrides (epochs=5...)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.baseline = _baseline(self.baseline)
+
     def validate(self) -> None:
         super().validate()
+        _choice(self, "baseline", BASELINES)
         if self.sources is not None:
             self._validate_adapt()
         elif self.train is None:
@@ -280,7 +233,7 @@ class AutoSpec(JobSpec):
         if self.unlabelled is None:
             raise ConfigError("--source needs the target domain: give it as --unlabelled (its labels, "
                               "if it has class folders, are never read).")  # fmt: skip
-        for opt in ("shots", "strategies", "baseline"):
+        for opt in ("shots", "strategies"):
             if getattr(self, opt):
                 raise ConfigError(f"{option(opt)} belongs to auto on labelled training data; "
                                   "with --source the candidates are adaptation methods (--method).")  # fmt: skip
