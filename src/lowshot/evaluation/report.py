@@ -165,19 +165,23 @@ def headline(m: dict, preds: Predictions | None) -> dict[str, Any]:
             out[key] = float(v)
     if preds is not None and len(preds.items):
         out["ece"] = reliability(preds.confidence, preds.correct)["ece"]
+    if "baseline_accuracy" in out and m.get("baseline_model"):
+        out["baseline_model"] = m["baseline_model"]  # which no-transfer model, under its card
     return out
 
 
 def _cards(h: dict[str, Any]) -> str:
     cards = []
     for key, v in h.items():
-        if key in ("ci95", "n"):
+        if key in ("ci95", "n", "baseline_model"):
             continue
         label = HEADLINE.get(key, "calibration error (ECE)" if key == "ece" else key)
         sub = ""
         if key == _first_acc(h) and "ci95" in h:
             lo, hi = h["ci95"]
             sub = f"95% CI {lo:.3f}–{hi:.3f} (n = {h['n']})"
+        if key == "baseline_accuracy":
+            sub = h.get("baseline_model", "")
         val = f"{v:+.3f}" if key == "transfer_gain" else f"{v:.3f}"
         cards.append(f'<div class="card"><b>{val}</b><span>{_esc(label)}<br>{_esc(sub)}</span></div>')
     return f'<div class="cards">{"".join(cards)}</div>'

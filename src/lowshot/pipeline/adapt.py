@@ -107,16 +107,23 @@ def run_adapt(spec: AdaptSpec) -> RunResult:
     return out
 
 
-def _domains(spec: AdaptSpec, kind: str) -> tuple:
-    S = load_domain(spec.sources, kind, "source")
-    T = load_domain([spec.target], kind, "target")
+def load_source_target(sources: list[str], target: str, kind: str) -> tuple[Domain, Domain, np.ndarray]:
+    """The source(s) and the target, checked (a target that is empty or of another width,
+    a source of one class) and the target's labels in the source's class order (-1 where
+    unknown): what ``adapt`` and ``auto --source`` both start from."""
+    S = load_domain(sources, kind, "source")
+    T = load_domain([target], kind, "target")
     if len(T) == 0:
-        raise DataError(f"{spec.target}: the target is empty.")
+        raise DataError(f"{target}: the target is empty.")
     if len(S.classes) < 2:
-        raise DataError(f"{', '.join(spec.sources)}: the source holds a single class.")
+        raise DataError(f"{', '.join(sources)}: the source holds a single class.")
     if kind == "arrays":
-        check_width(S, T, spec.sources[0], spec.target)
-    y_t = align_classes(T, S.classes, spec.target)
+        check_width(S, T, sources[0], target)
+    return S, T, align_classes(T, S.classes, target)
+
+
+def _domains(spec: AdaptSpec, kind: str) -> tuple:
+    S, T, y_t = load_source_target(spec.sources, spec.target, kind)
     if T.labelled:
         but = f" except {spec.target_shots} per class (--target-shots)" if spec.target_shots else (
             " and used only to measure accuracy")  # fmt: skip

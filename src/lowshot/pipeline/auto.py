@@ -38,10 +38,12 @@ from lowshot.pipeline.autosearch import (
     Budget,
     TrialRecord,
     choose,
+    load_spent,
     logme_scores,
     plan_folds,
     probe_fold_accuracy,
     records,
+    save_spent,
     self_train_fold_accuracy,
 )
 from lowshot.pipeline.fit import fit_in, write_artefacts
@@ -106,7 +108,7 @@ def run_auto(spec: AutoSpec) -> RunResult:
             rf.write_config({**spec.to_dict(), "classes": train.classes, "modality": train.modality,
                              "n_train": len(train), "n_test": len(test)})  # fmt: skip
             folder.mkdir(exist_ok=True)  # type: ignore[union-attr]
-            budget.before = _spent(folder)  # type: ignore[arg-type]
+            budget.before = load_spent(folder)  # type: ignore[arg-type]
         with status_line("auto", spec.progress) as show:
             search = _search(spec, train, bb_names, strats, cache, budget, folder, show, pool)
         fit_spec = FitSpec(train=spec.train, test=spec.test, shots=spec.shots, seed=spec.seed,
@@ -156,14 +158,6 @@ def _check_backbone(train: Any, name: str) -> None:
     if train.modality == "image" and name not in known and not Path(name).exists():
         hint = ", ".join(suggest(name)) or ", ".join(sorted(known))
         raise ConfigError(f"--backbone: unknown backbone {name!r}; try {hint}.")
-
-
-def _spent(folder: Path) -> float:
-    p = folder / "state.json"
-    try:
-        return float(json.loads(p.read_text(encoding="utf-8"))["spent_seconds"]) if p.is_file() else 0.0
-    except (OSError, ValueError, KeyError):
-        return 0.0
 
 
 def _search(spec: AutoSpec, train: Any, bb_names: list[str], strats: list[str], cache: FeatureCache,
@@ -292,11 +286,6 @@ def _study(storage: Any, name: str, seed: int, pruner: Any = None) -> Any:
     return study
 
 
-def _save_spent(folder: Path | None, budget: Budget) -> None:
-    if folder is not None:
-        write_json(folder / "state.json", {"spent_seconds": round(budget.spent, 2)})
-
-
 def _probe_study(spec: AutoSpec, feats: dict[str, np.ndarray], short: list[str], y: np.ndarray,
                  folds: Any, budget: Budget, storage: Any, folder: Path | None, show: Any,
                  pool: dict[str, np.ndarray] | None = None) -> list[TrialRecord]:  # fmt: skip
@@ -330,7 +319,7 @@ def _probe_study(spec: AutoSpec, feats: dict[str, np.ndarray], short: list[str],
         return float(np.mean(list(scores.values())))
 
     def after(study: Any, trial: Any) -> None:
-        _save_spent(folder, budget)
+        save_spent(folder, budget)
         try:
             best = study.best_trial
         except ValueError:  # no trial completed yet
@@ -362,7 +351,7 @@ def _deep_study(spec: AutoSpec, train: Any, deep: list[str], bb_name: str, folds
                          f"({budget.left():.0f} s of the budget remained).")  # fmt: skip
             break
         _deep_trial(spec, train, name, bb_name, bb, splits, probe, budget, study, cache, show)
-        _save_spent(folder, budget)
+        save_spent(folder, budget)
     out = records(study, "deep")
     for r in out:
         r.number += offset

@@ -39,8 +39,8 @@ from lowshot.evaluation.predictions import FILE as PREDICTIONS
 from lowshot.evaluation.predictions import softmax, write_predictions
 from lowshot.feature.selection import _entropy, ensv, snd
 from lowshot.io import write_json
-from lowshot.pipeline.adapt import domain_features, save_adapted, score_target
-from lowshot.pipeline.autosearch import Budget
+from lowshot.pipeline.adapt import domain_features, load_source_target, save_adapted, score_target
+from lowshot.pipeline.autosearch import Budget, load_spent, save_spent
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.runfolder import maybe_run
 from lowshot.pipeline.specs import AutoSpec, budget_seconds
@@ -95,7 +95,7 @@ def run_auto_adapt(spec: AutoSpec) -> RunResult:
             rf.write_config({**spec.to_dict(), "classes": S.classes, "n_source": len(S),
                              "n_target": len(T), "modality": "image" if kind == "images" else "arrays"})  # fmt: skip
             folder.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-            budget.before = _spent(folder)  # type: ignore[arg-type]
+            budget.before = load_spent(folder)  # type: ignore[arg-type]
         t0 = time.perf_counter()
         with status_line("auto", spec.progress) as show:
             cands, feats = _train_all(spec, methods, bbs, S, T, E, folder, budget, notes, show)
@@ -180,15 +180,7 @@ def _write(rf: Any, out: RunResult, pick: Candidate, net: Any, bbs: dict, S: Dom
 def _domains(spec: AutoSpec, kind: str) -> tuple:
     """Source, target, test domain, the labels scored on, and what they are."""
     assert spec.sources is not None and spec.unlabelled is not None
-    S = load_domain(spec.sources, kind, "source")
-    T = load_domain([spec.unlabelled], kind, "target")
-    if len(T) == 0:
-        raise DataError(f"{spec.unlabelled}: the target is empty.")
-    if len(S.classes) < 2:
-        raise DataError(f"{', '.join(spec.sources or [])}: the source holds a single class.")
-    if kind == "arrays":
-        check_width(S, T, spec.sources[0], spec.unlabelled)  # type: ignore[index]
-    y_t = align_classes(T, S.classes, spec.unlabelled)
+    S, T, y_t = load_source_target(spec.sources, spec.unlabelled, kind)
     if spec.test is None:
         on = f"{spec.unlabelled} (its labels used only here)" if T.labelled else None
         return S, T, None, (y_t if T.labelled else None), on
@@ -256,14 +248,6 @@ def _rows(cands: list[Candidate], scores: np.ndarray, best: int, y_e: np.ndarray
     return rows
 
 
-def _spent(folder: Path) -> float:
-    p = folder / "state.json"
-    try:
-        return float(json.loads(p.read_text(encoding="utf-8"))["spent_seconds"]) if p.is_file() else 0.0
-    except (OSError, ValueError, KeyError):
-        return 0.0
-
-
 def _store(folder: Path | None, c: Candidate, budget: Budget) -> None:
     """Keep a finished candidate (weights, predictions, seconds) for a resumed search."""
     if folder is None:
@@ -278,7 +262,7 @@ def _store(folder: Path | None, c: Candidate, budget: Budget) -> None:
     arrays = {"pool": c.pool.astype(np.float32), "test": c.test.astype(np.float32)}
     with atomic_path(folder / f"{c.key}.predictions.safetensors") as tmp:
         save_arrays(arrays, str(tmp), metadata={"seconds": str(c.seconds)})
-    write_json(folder / "state.json", {"spent_seconds": round(budget.spent, 2)})
+    save_spent(folder, budget)
 
 
 def _load(folder: Path | None, method: str, backbone: str | None) -> Candidate | None:

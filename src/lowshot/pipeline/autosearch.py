@@ -30,14 +30,17 @@ interrupted search resumes with the trials it has.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold
 
+from lowshot.io import write_json
 from lowshot.model.linear_probe import fit_seen
 
 TRAIL = 0.03  # a deep candidate this far behind the best probe on the same folds stops
@@ -227,3 +230,17 @@ class Budget:
 
     def left(self) -> float:
         return self.total - self.spent
+
+
+def load_spent(folder: Path) -> float:
+    """Seconds of budget earlier attempts of a resumed search spent (``state.json``)."""
+    p = folder / "state.json"
+    try:
+        return float(json.loads(p.read_text(encoding="utf-8"))["spent_seconds"]) if p.is_file() else 0.0
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def save_spent(folder: Path | None, budget: Budget) -> None:
+    if folder is not None:
+        write_json(folder / "state.json", {"spent_seconds": round(budget.spent, 2)})
