@@ -87,7 +87,9 @@ def table(store: ResultStore) -> str:
         "features, 10 epochs x 100 iterations, bottleneck 256; Amazon: log1p-l2 word counts, 5 x 100, "
         "bottleneck 100). Each row is one rule choosing among the same 8 trained candidates of "
         "each task: a fixed method, auto's EnsV, minimum entropy, maximum SND (label-free); the "
-        "per-task oracle and the ensemble of all 8 need or are not a single chosen model.",
+        "per-task oracle and the ensemble of all 8 need or are not a single chosen model. The "
+        "seconds per task are wall time while, at times, tests shared the 2 cores; the per-method "
+        "times of the fixed-method tables were measured alone.",
         "",
     ]
     for bench in BENCHES:

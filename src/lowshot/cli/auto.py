@@ -56,7 +56,9 @@ def auto(
     quiet: Quiet = False,
 ) -> None:
     """Choose backbone, strategy and hyper-parameters on the labelled training data alone,
-    train the choice, test it, and write a run folder with report.html."""
+    train the choice, test it, and write a run folder with report.html. With --source S
+    and the target as --unlabelled (no TRAIN), choose a domain adaptation method without
+    target labels instead."""
     setup_logging(quiet)
     from lowshot.errors import ConfigError
     from lowshot.pipeline.specs import AutoSpec
