@@ -205,7 +205,7 @@ def _train(spec: AutoSpec, method: str, backbone: str | None, S: Domain, blind: 
     cpu = torch.device("cpu")
     res.net.to(cpu)
     pool = softmax(embed(res.net, tensors(Ft), cpu)[1])
-    test = softmax(embed(res.net, tensors(Fe), cpu)[1])
+    test = pool if Fe is Ft else softmax(embed(res.net, tensors(Fe), cpu)[1])  # no --test: the target
     seconds = round(time.perf_counter() - t0, 2)
     log.info("auto: %s on %s trained in %.1f s", method, backbone or "arrays", seconds)
     state = {k: v.detach().cpu().contiguous() for k, v in res.net.state_dict().items()}
