@@ -60,11 +60,8 @@ def auto(
     and the target as --unlabelled (no TRAIN), choose a domain adaptation method without
     target labels instead."""
     setup_logging(quiet)
-    from lowshot.errors import ConfigError
     from lowshot.pipeline.specs import AutoSpec
 
-    if epochs is not None and epochs < 1:
-        raise ConfigError(f"--epochs must be at least 1, got {epochs}.")
     spec = AutoSpec(train=train, test=test, shots=shots, unlabelled=unlabelled, budget=budget, backbones=_names(backbone),
                     strategies=_names(strategy), trials=trials, folds=folds, repeats=repeats,
                     shortlist=shortlist, baseline="none" if no_baseline else baseline, strict=strict, sources=source or None,

@@ -15,7 +15,6 @@ ordinary fit run (``model.safetensors``, ``predictions.csv``...) that ``predict`
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from lowshot.backbones import list_backbones
 from lowshot.backbones.select import backbone_for
 from lowshot.cache import FeatureCache, default_cache
 from lowshot.data.load import split
-from lowshot.errors import ConfigError, RunError
+from lowshot.errors import ConfigError
 from lowshot.io import write_json
 from lowshot.model.runner import make_strategy, strategies_for, train_and_score
 from lowshot.pipeline.autosearch import (
@@ -37,6 +36,7 @@ from lowshot.pipeline.autosearch import (
     TRAIL,
     Budget,
     TrialRecord,
+    check_same_search,
     choose,
     load_spent,
     logme_scores,
@@ -59,6 +59,10 @@ from lowshot.training.context import FitContext
 DEEP_ORDER = {"image": ("lp-ft", "bitfit", "l2sp", "finetune", "lora", "partial"),
               "text": ("setfit", "l2sp", "lp-ft", "bitfit", "lora", "finetune")}  # fmt: skip
 DEEP_FOLDS = 3
+# what a resumed search must share with the one it continues (more --trials or another
+# --budget just continue it)
+RESUME_KEYS = ("train", "test", "shots", "seed", "backbones", "strategies", "folds", "repeats",
+               "shortlist", "unlabelled")  # fmt: skip
 MIN_DEEP_SECONDS = 20.0  # below this no deep candidate is started
 
 
@@ -88,7 +92,7 @@ def run_auto(spec: AutoSpec) -> RunResult:
         from lowshot.pipeline.auto_adapt import run_auto_adapt
 
         return run_auto_adapt(spec)
-    _check_resume(spec)
+    check_same_search(spec, RESUME_KEYS)
     budget = Budget(budget_seconds(spec.budget))
     assert spec.train is not None  # validate() made sure
     train, test = split(spec.train, spec.test, spec.shots, spec.seed, strict=spec.strict,
@@ -131,21 +135,6 @@ def run_auto(spec: AutoSpec) -> RunResult:
             out.artefacts += ["auto/search.json", "auto/study.journal"]
             out.run_dir = rf.finish(out.to_json())
     return out
-
-
-def _check_resume(spec: AutoSpec) -> None:
-    """A resumed search must be the same search: its trials are only comparable then
-    (more ``--trials`` or another ``--budget`` just continue it)."""
-    cfg = spec.out / "config.json" if spec.out is not None else None
-    if not (spec.resume and cfg is not None and cfg.is_file()):
-        return
-    old, now = json.loads(cfg.read_text(encoding="utf-8")), spec.to_dict()
-    keys = ("train", "test", "shots", "seed", "backbones", "strategies", "folds", "repeats", "shortlist",
-            "unlabelled")  # fmt: skip
-    diff = sorted(k for k in keys if old.get(k) != now.get(k))
-    if diff:
-        raise RunError(f"--resume: {spec.out} holds a search with other settings ({', '.join(diff)}); "
-                       "give the same ones, or another --out.")  # fmt: skip
 
 
 def _check_backbone(train: Any, name: str) -> None:

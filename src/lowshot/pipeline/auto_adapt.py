@@ -23,7 +23,6 @@ predictions), so an interrupted search resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,13 +33,13 @@ import numpy as np
 from lowshot._log import log
 from lowshot.backbones import DEFAULT_BACKBONE, create_backbone
 from lowshot.data.domainsets import Domain, align_classes, check_width, input_kind, load_domain
-from lowshot.errors import DataError, RunError
+from lowshot.errors import DataError
 from lowshot.evaluation.predictions import FILE as PREDICTIONS
 from lowshot.evaluation.predictions import softmax, write_predictions
 from lowshot.feature.selection import _entropy, ensv, snd
 from lowshot.io import write_json
 from lowshot.pipeline.adapt import domain_features, load_source_target, save_adapted, score_target
-from lowshot.pipeline.autosearch import Budget, load_spent, save_spent
+from lowshot.pipeline.autosearch import Budget, check_same_search, load_spent, save_spent
 from lowshot.pipeline.results import RunResult
 from lowshot.pipeline.runfolder import maybe_run
 from lowshot.pipeline.specs import AutoSpec, budget_seconds
@@ -74,7 +73,7 @@ def run_auto_adapt(spec: AutoSpec) -> RunResult:
     from lowshot.feature import deep_names
 
     spec.validate()
-    _check_resume(spec)
+    check_same_search(spec, KEYS)
     budget = Budget(budget_seconds(spec.budget))
     methods = spec.methods or [m for m in ORDER if m in deep_names()] + [
         m for m in deep_names() if m not in ORDER]  # fmt: skip
@@ -282,15 +281,3 @@ def _load(folder: Path | None, method: str, backbone: str | None) -> Candidate |
     log.info("auto: %s on %s kept from the interrupted search", method, backbone or "arrays")
     return Candidate(method, backbone, seconds, arrays["pool"].astype(np.float64),
                      arrays["test"].astype(np.float64), load_file(str(net)))  # fmt: skip
-
-
-def _check_resume(spec: AutoSpec) -> None:
-    """A resumed search must be the same search; its candidates are only comparable then."""
-    cfg = spec.out / "config.json" if spec.out is not None else None
-    if not (spec.resume and cfg is not None and cfg.is_file()):
-        return
-    old, now = json.loads(cfg.read_text(encoding="utf-8")), spec.to_dict()
-    diff = sorted(k for k in KEYS if old.get(k) != now.get(k))
-    if diff:
-        raise RunError(f"--resume: {spec.out} holds a search with other settings ({', '.join(diff)}); "
-                       "give the same ones, or another --out.")  # fmt: skip

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import RepeatedStratifiedKFold
 
+from lowshot.errors import RunError
 from lowshot.io import write_json
 from lowshot.model.linear_probe import fit_seen
 
@@ -244,3 +245,16 @@ def load_spent(folder: Path) -> float:
 def save_spent(folder: Path | None, budget: Budget) -> None:
     if folder is not None:
         write_json(folder / "state.json", {"spent_seconds": round(budget.spent, 2)})
+
+
+def check_same_search(spec: Any, keys: tuple[str, ...]) -> None:
+    """A resumed search must be the same search (the ``keys`` of its spec): its trials or
+    candidates are only comparable then."""
+    cfg = spec.out / "config.json" if spec.out is not None else None
+    if not (spec.resume and cfg is not None and cfg.is_file()):
+        return
+    old, now = json.loads(cfg.read_text(encoding="utf-8")), spec.to_dict()
+    diff = sorted(k for k in keys if old.get(k) != now.get(k))
+    if diff:
+        raise RunError(f"--resume: {spec.out} holds a search with other settings ({', '.join(diff)}); "
+                       "give the same ones, or another --out.")  # fmt: skip

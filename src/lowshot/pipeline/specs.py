@@ -250,6 +250,7 @@ class AutoSpec(JobSpec):
         if bad:
             raise ConfigError(f"training setting(s) {', '.join(bad)}: auto --source trains frozen-feature "
                               f"networks; settable: {', '.join(sorted(fields))}.")  # fmt: skip
+        _net_training(NetTraining(**self.training))  # the values, as adapt checks its own
 
 
 @dataclass(kw_only=True)
