@@ -46,6 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "lowshot.params",
             "lowshot.progress",
             "lowshot._runtime",
+            "lowshot._dist",
             "lowshot.registry",
             "lowshot.kernels",
         ),

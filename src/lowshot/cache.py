@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lowshot._dist import is_writer
 from lowshot._log import log
 from lowshot.backbones import Backbone, fold_batchnorm
 from lowshot.data.torchdata import DECODE_VERSION, ImageFiles, eval_transform, prefetch
@@ -87,14 +88,14 @@ class FeatureCache:
                 with contextlib.suppress(OSError):
                     os.replace(c, aside)
         self._stores[key] = store
-        if len(chunks) > self.MAX_CHUNKS and store:
+        if len(chunks) > self.MAX_CHUNKS and store and is_writer():
             self._write(key, list(store), np.stack(list(store.values())))
             for c in chunks:
                 c.unlink(missing_ok=True)
         return store
 
     def _write(self, key: str, keys: list[str], values: np.ndarray) -> None:
-        if not self.enabled:
+        if not self.enabled or not is_writer():  # in a distributed run rank 0 stores them
             return
         d = self._dir(key)
         d.mkdir(parents=True, exist_ok=True)

@@ -6,16 +6,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lowshot._dist import is_writer
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` on success.
+
+    In a distributed run only rank 0 writes: the other processes get a path in a private
+    temporary folder whose contents are dropped (:mod:`lowshot._dist`)."""
     path = Path(path)
+    if not is_writer():
+        with tempfile.TemporaryDirectory(prefix="lowshot-rank-") as scratch:
+            yield Path(scratch) / path.name
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -26,9 +26,11 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
+    import os
     import signal
     import sys
 
+    from lowshot._dist import is_writer
     from lowshot._runtime import tune_malloc
     from lowshot.errors import Terminated
     from lowshot.pipeline.runfolder import record_command
@@ -37,6 +39,8 @@ def main() -> None:
         Terminated.received = True
         raise Terminated()
 
+    if not is_writer():  # another process of a distributed run: rank 0 prints the result
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
     signal.signal(signal.SIGTERM, _terminate)  # finish atomic writes, exit 143
     tune_malloc()
     record_command(["lowshot", *sys.argv[1:]])  # run folders note the line that made them

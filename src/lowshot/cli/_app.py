@@ -128,7 +128,10 @@ def _global(
 
 def setup_logging(quiet: bool) -> None:
     log.handlers.clear()
-    log.addHandler(RichHandler(console=err, show_time=False, show_path=False, markup=False))
+    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+    # on the handler too: a run folder's log.txt lowers the logger's level to INFO
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.addHandler(handler)
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     log.propagate = False
 

@@ -9,7 +9,18 @@ import typer
 
 from lowshot.catalogue import names
 from lowshot.cli._app import app, console, parse_params, setup_logging
-from lowshot.cli.options import Backbone, Device, Out, Overwrite, Params, Seed
+from lowshot.cli.options import (
+    Backbone,
+    Device,
+    Devices,
+    NumNodes,
+    Out,
+    Overwrite,
+    Parallel,
+    Params,
+    Precision,
+    Seed,
+)
 from lowshot.errors import ConfigError
 from lowshot.feature import deep_names
 from lowshot.pipeline.specs import AdaptSpec
@@ -95,6 +106,10 @@ def adapt(
     preprocess: _PreprocessOpt = "none",
     param: Params = None,
     seed: Seed = 0,
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    precision: Precision = "auto",
+    parallel: Parallel = "auto",
     device: Device = "auto",
     overwrite: Overwrite = False,
     plot: Annotated[bool, typer.Option(help="Write embedding.png (t-SNE).")] = True,
@@ -107,6 +122,7 @@ def adapt(
         trade_off=_trade_off(trade_off), epochs=epochs, iters_per_epoch=iters,
         batch_size=batch_size, lr=lr, bottleneck=bottleneck, classifier=classifier,
         preprocess=preprocess, params=parse_params(param), seed=seed, device=device,
+        devices=devices, num_nodes=num_nodes, precision=precision, parallel=parallel,
         overwrite=overwrite, plot=plot, progress=True,
     )  # fmt: skip
     from lowshot import api  # loaded when a command runs, not for --help

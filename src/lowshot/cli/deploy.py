@@ -11,7 +11,18 @@ import typer
 from rich.table import Table
 
 from lowshot.cli._app import app, console, setup_logging
-from lowshot.cli.options import Device, Json, Out, Overwrite, Resume, Seed
+from lowshot.cli.options import (
+    Device,
+    Devices,
+    Json,
+    NumNodes,
+    Out,
+    Overwrite,
+    Parallel,
+    Precision,
+    Resume,
+    Seed,
+)
 from lowshot.pipeline.specs import DistillSpec
 
 
@@ -99,6 +110,10 @@ def distill_cmd(
         typer.Option(help="Learning rate (default 1e-2 from ImageNet, 2e-3 from random)."),
     ] = None,
     seed: Seed = 0,
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    precision: Precision = "auto",
+    parallel: Parallel = "auto",
     device: Device = "auto",
     resume: Resume = False,
     overwrite: Overwrite = False,
@@ -110,6 +125,7 @@ def distill_cmd(
         teacher=str(teacher), out=out, student=student, init=init, image_size=image_size,
         unlabelled=unlabelled, test=test, temperature=temperature, alpha=alpha, epochs=epochs,
         min_steps=min_steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
+        devices=devices, num_nodes=num_nodes, precision=precision, parallel=parallel,
         resume=resume, overwrite=overwrite,
     )  # fmt: skip
     from lowshot import api  # loaded when a command runs, not for --help

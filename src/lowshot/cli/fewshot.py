@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from lowshot.cli._app import app, comma_list, console, fewshot_app, parse_params, setup_logging
-from lowshot.cli.options import Device, Json, Overwrite, Seed
+from lowshot.cli.options import (
+    Device,
+    Devices,
+    Json,
+    NumNodes,
+    Overwrite,
+    Parallel,
+    Precision,
+    Seed,
+)
 from lowshot.pipeline.specs import MetaTrainSpec
 
 
@@ -179,6 +188,10 @@ def meta_train_cmd(
         ),
     ] = "auto",
     seed: Seed = 0,
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    precision: Precision = "auto",
+    parallel: Parallel = "auto",
     device: Device = "auto",
     resume: _ResumeOpt = False,
     overwrite: Overwrite = False,
@@ -193,7 +206,8 @@ def meta_train_cmd(
         queries=queries, episodes_per_epoch=episodes, epochs=epochs, meta_batch=meta_batch, lr=lr,
         params=parse_params(param), image_size=image_size, channels=channels,
         rotations=rotations, invert=invert, augment=augment,
-        within_groups={"yes": True, "no": False}.get(within_groups, within_groups), seed=seed, device=device, out=out, resume=resume,
+        within_groups={"yes": True, "no": False}.get(within_groups, within_groups), seed=seed, device=device,
+        devices=devices, num_nodes=num_nodes, precision=precision, parallel=parallel, out=out, resume=resume,
         overwrite=overwrite,
     )  # fmt: skip
     info = api.meta_train(spec)

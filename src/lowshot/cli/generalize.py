@@ -10,7 +10,18 @@ import typer
 from lowshot.catalogue import names
 from lowshot.cli._app import app, console, parse_params, setup_logging
 from lowshot.cli.adapt import Sources
-from lowshot.cli.options import Backbone, Device, Out, Overwrite, Params, Seed
+from lowshot.cli.options import (
+    Backbone,
+    Device,
+    Devices,
+    NumNodes,
+    Out,
+    Overwrite,
+    Parallel,
+    Params,
+    Precision,
+    Seed,
+)
 from lowshot.pipeline.specs import GeneralizeSpec
 
 _MethodOpt = Annotated[
@@ -68,6 +79,10 @@ def generalize(
     ] = 1,
     param: Params = None,
     seed: Seed = 0,
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    precision: Precision = "auto",
+    parallel: Parallel = "auto",
     device: Device = "auto",
     overwrite: Overwrite = False,
 ) -> None:
@@ -79,6 +94,7 @@ def generalize(
         mode=mode, backbone=backbone, blocks=blocks, epochs=epochs, iters_per_epoch=iters,
         batch_size=batch_size, lr=lr, bottleneck=bottleneck, val_fraction=val_fraction,
         preprocess=preprocess, ensemble=ensemble, params=parse_params(param), seed=seed, device=device,
+        devices=devices, num_nodes=num_nodes, precision=precision, parallel=parallel,
         overwrite=overwrite, progress=True,
     )  # fmt: skip
     from lowshot import api  # loaded when a command runs, not for --help

@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 from lowshot.cli._app import app, console, setup_logging
-from lowshot.cli.options import OptionalOut, Overwrite, Quiet, Seed
+from lowshot.cli.options import (
+    Devices,
+    NumNodes,
+    OptionalOut,
+    Overwrite,
+    Parallel,
+    Precision,
+    Quiet,
+    Seed,
+)
 from lowshot.pipeline.specs import MultitaskSpec
 
 _TaskOpt = Annotated[
@@ -83,6 +92,10 @@ def multitask(
     no_single_task: _NoSingleTaskOpt = False,
     train_body: _TrainBodyOpt = False,
     body_lr: _BodyLrOpt = None,
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    precision: Precision = "auto",
+    parallel: Parallel = "auto",
     out: OptionalOut = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
@@ -97,6 +110,7 @@ def multitask(
         backbone=backbone, weighting=weighting, sharing=sharing, shots=shots, seed=seed,
         epochs=epochs, trunk=trunk, mask_fraction=mask_labels, single_task=not no_single_task,
         train_body=train_body, body_lr=body_lr, out=out, overwrite=overwrite, progress=not quiet,
+        devices=devices, num_nodes=num_nodes, precision=precision, parallel=parallel,
     )  # fmt: skip
     m = api.multitask(spec)
     t = Table("task", "metric", "multi-task", "single-task", "n_train", "n_test")

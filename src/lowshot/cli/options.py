@@ -31,3 +31,31 @@ Resume = Annotated[
 ]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")]
 OptionalOut = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to write.")]
+Devices = Annotated[
+    int,
+    typer.Option(
+        help="Training processes per node: GPUs on a GPU machine, CPU processes (gloo) on a CPU one. Above 1, training is data-parallel (DDP); see docs/scale.md.",
+        rich_help_panel="Scale",
+    ),
+]
+NumNodes = Annotated[
+    int,
+    typer.Option(
+        help="Machines the training spans (start the same command on each, with NODE_RANK, MASTER_ADDR and MASTER_PORT set, or under torchrun/srun).",
+        rich_help_panel="Scale",
+    ),
+]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="auto (bf16-mixed on a GPU, 32-true on a CPU), 32-true, 16-mixed, bf16-mixed, bf16-true.",
+        rich_help_panel="Scale",
+    ),
+]
+Parallel = Annotated[
+    str,
+    typer.Option(
+        help="Lightning strategy: auto (ddp above one process), ddp, ddp_spawn, fsdp.",
+        rich_help_panel="Scale",
+    ),
+]

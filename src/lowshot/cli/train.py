@@ -16,11 +16,15 @@ from lowshot.cli._app import app, console, parse_params, setup_logging
 from lowshot.cli.options import (
     Backbone,
     Device,
+    Devices,
     Json,
+    NumNodes,
     OptionalOut,
     Out,
     Overwrite,
+    Parallel,
     Params,
+    Precision,
     Quiet,
     Resume,
     Seed,
@@ -54,9 +58,13 @@ _ShotsOpt = Annotated[
 ]
 _BaselineOpt = Annotated[
     str,
-    typer.Option(help="The no-transfer baseline behind transfer gain: classic (logistic regression on 32x32 pixels, or TF-IDF for text; seconds), scratch (the same network from random weights; minutes on a CPU) or none."),
+    typer.Option(
+        help="The no-transfer baseline behind transfer gain: classic (logistic regression on 32x32 pixels, or TF-IDF for text; seconds), scratch (the same network from random weights; minutes on a CPU) or none."
+    ),
 ]
-_NoBaselineOpt = Annotated[bool, typer.Option("--no-baseline", help="The same as --baseline none.", hidden=True)]
+_NoBaselineOpt = Annotated[
+    bool, typer.Option("--no-baseline", help="The same as --baseline none.", hidden=True)
+]
 _StrictOpt = Annotated[
     bool,
     typer.Option(
@@ -121,12 +129,20 @@ def fit(
     config: _ConfigOpt = None,
     resume: Resume = False,
     overwrite: Overwrite = False,
+    devices: Devices = 1,
+    num_nodes: NumNodes = 1,
+    precision: Precision = "auto",
+    parallel: Parallel = "auto",
     device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:
     """Train on a few labelled examples and evaluate; writes OUT/metrics.json, the model, plots and a log."""
     setup_logging(quiet)
-    given = {k: v for k, v in locals().items() if k not in ("ctx", "config", "quiet", "param", "no_baseline")}
+    given = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("ctx", "config", "quiet", "param", "no_baseline")
+    }
     given["params"], given["progress"] = parse_params(param), not quiet
     if no_baseline:
         given["baseline"] = "none"

@@ -25,6 +25,7 @@ from lowshot.errors import ConfigError
 from lowshot.multitask.data import Task
 from lowshot.multitask.weighting import Weighting
 from lowshot.nets import freeze_batchnorm
+from lowshot.training.sampling import average_gradients, process_share
 
 
 class LowRankResidual(nn.Module):
@@ -129,7 +130,12 @@ class TaskBalancedBatches(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.steps
 
+    # every process draws the same batches and keeps its share (Lightning's sampler
+    # injection cannot split a batch sampler): the global batch is the one-process batch
+    shards_itself = True
+
     def __iter__(self):  # type: ignore[no-untyped-def]
+        rank, world = process_share()
         orders = [self.rng.permutation(p) for p in self.pools]
         for s in range(self.steps):
             batch: set[int] = set()
@@ -137,7 +143,8 @@ class TaskBalancedBatches(Sampler[list[int]]):
                 b = min(self.per_task, len(o))
                 start = (s * b) % len(o)
                 batch.update(np.take(o, np.arange(start, start + b), mode="wrap").tolist())
-            yield sorted(batch)
+            rows = sorted(batch)  # in a distributed run, this process's share of the batch
+            yield rows[rank::world] or rows[:1]
 
 
 class _WithBody(nn.Module):
@@ -223,6 +230,7 @@ def _module(
             opt: Any = self.optimizers()
             opt.zero_grad()
             w = self.weighting.backward(losses, self.net.shared_parameters())
+            average_gradients(self)  # weightings may take gradients DDP does not see
             opt.step()
             self._sums += losses.detach().cpu().numpy()
             self._steps += 1
@@ -230,6 +238,9 @@ def _module(
 
         def on_train_epoch_end(self) -> None:
             mean = self._sums / max(1, self._steps)
+            if self.trainer.world_size > 1:  # every process weighs the tasks alike
+                t = torch.as_tensor(mean, dtype=torch.float64, device=self.device)
+                mean = self.trainer.strategy.reduce(t, reduce_op="mean").cpu().numpy()
             self.weighting.epoch_end(mean)
             self.history.append(
                 {

@@ -86,7 +86,8 @@ def run_adapt(spec: AdaptSpec) -> RunResult:
     Fs, Ft = domain_features(S, bb, spec), domain_features(T, bb, spec)
     Fe = domain_features(E, bb, spec) if E is not None else (Ft[rest] if T.labelled else None)
     metrics = _describe(spec, kind, deep, S, T, shot_idx)
-    with maybe_run(spec.out, resume=False, overwrite=spec.overwrite) as rf:
+    with maybe_run(spec.out, resume=False, overwrite=spec.overwrite,
+                   scale=spec.scale()) as rf:
         if rf is not None:
             rf.write_config({**spec.to_dict(), "modality": "image" if kind == "images" else "arrays"})
         out = RunResult("adapt", metrics)

@@ -55,7 +55,8 @@ def run_distill(spec: DistillSpec) -> RunResult:
             "--unlabelled DIR, the images the student learns the teacher's answers on."
         )
     student, init = _student(spec, len(classes))
-    with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite) as rf:
+    with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite,
+                   scale=spec.scale()) as rf:
         if rf is not None:
             rf.write_config(_config(spec, student, classes, labelled, pool, test))
         cache = default_cache(spec.cache_dir)

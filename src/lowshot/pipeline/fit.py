@@ -51,7 +51,8 @@ def run_fit(spec: FitSpec) -> RunResult:
     bb = backbone_for(train, spec.backbone, weights=spec.weights, seed=spec.seed)
     cache = default_cache(spec.cache_dir)
     weight_info = _importance_weights(spec, train, bb, cache)
-    with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite) as rf:
+    with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite,
+                   scale=spec.scale()) as rf:
         if rf is not None:
             rf.write_config(_config(spec, strat, train, test, bb))
         out, result = fit_in(rf, spec, strat, train, test, bb, cache, pool)

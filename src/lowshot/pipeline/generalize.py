@@ -103,7 +103,8 @@ def run_generalize(spec: GeneralizeSpec) -> RunResult:
     if spec.target_test:
         _check_target_classes(spec, kind, src.classes)
     metrics = _describe(spec, src, cands)
-    with maybe_run(spec.out, resume=False, overwrite=spec.overwrite) as rf:
+    with maybe_run(spec.out, resume=False, overwrite=spec.overwrite,
+                   scale=spec.scale()) as rf:
         if rf is not None:
             rf.write_config(spec.to_dict())
         out = RunResult("generalize", metrics)

@@ -16,7 +16,8 @@ from lowshot.pipeline.specs import MetaTrainSpec
 def run_meta_train(spec: MetaTrainSpec) -> RunResult:
     spec.validate()
     data = load_episode_data(spec.data)
-    with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite) as rf:
+    with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite,
+                   scale=spec.scale()) as rf:
         if rf is not None:
             rf.write_config(spec.to_dict())
         info = meta_train(

@@ -28,7 +28,8 @@ def run_multitask(spec: MultitaskSpec) -> RunResult:
     bb = backbone_for(train, spec.backbone, seed=spec.seed)
     names = {f.name for f in dataclasses.fields(MultitaskSettings)}
     st = MultitaskSettings(**{k: v for k, v in spec.to_dict().items() if k in names})
-    with maybe_run(spec.out, resume=False, overwrite=spec.overwrite) as rf:
+    with maybe_run(spec.out, resume=False, overwrite=spec.overwrite,
+                   scale=spec.scale()) as rf:
         if rf is not None:
             rf.write_config({**spec.to_dict(), "backbone_weights_id": bb.weights_id})
         outcome = train_multitask(

@@ -18,15 +18,18 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lowshot._dist import is_writer
 from lowshot._log import log
 from lowshot._version import __version__
 from lowshot.errors import RunError
 from lowshot.io import write_json
+from lowshot.training.scale import Scale, scaled
 
 MARKER = ".lowshot-run"
 _COMMAND: list[str] = []  # the command line of this process, when the CLI started it
@@ -72,12 +75,28 @@ class RunFolder:
     """A run's folder. ``path`` is where this run writes (a staging folder beside the
     final one while an ``--overwrite`` run is under way); ``final`` where it ends up."""
 
-    def __init__(self, final: Path, path: Path, resumed: bool) -> None:
+    def __init__(self, final: Path, path: Path, resumed: bool, writer: bool = True) -> None:
         self.final, self.path, self.resumed = final, path, resumed
+        self.writer = writer  # False in the other processes of a distributed run
+        self.scratch = False  # a follower's private folder, removed when its session ends
+
+    @classmethod
+    def _follower(cls, final: Path, resume: bool) -> RunFolder:
+        """The folder as a process other than rank 0 sees it: the real one when resuming
+        (it reads the same checkpoints), else a private scratch folder; it writes nothing
+        (:func:`lowshot.io.atomic_path` drops its writes) and moves nothing."""
+        if resume and final.is_dir():
+            return cls(final, final, resumed=True, writer=False)
+        scratch = Path(tempfile.mkdtemp(prefix="lowshot-rank-"))
+        rf = cls(scratch, scratch, resumed=False, writer=False)
+        rf.scratch = True
+        return rf
 
     @classmethod
     def open(cls, out: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunFolder:
         final = Path(out).expanduser()
+        if not is_writer():  # rank 0 checked and made the folder
+            return cls._follower(final, resume)
         if final.exists() and not final.is_dir():
             raise RunError(f"--out: {final} is a file; name a folder for the run.")
         busy = final.is_dir() and any(final.iterdir())
@@ -128,6 +147,8 @@ class RunFolder:
         if isinstance(metrics.get("artefacts"), list):
             metrics = {**metrics, "artefacts": sorted({*metrics["artefacts"], "report.html"})}
         write_json(self.path / "metrics.json", metrics)
+        if not self.writer:
+            return self.final
         self.write_report()
         if self.path != self.final:
             old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
@@ -150,12 +171,19 @@ class RunFolder:
 
     def abandon(self) -> None:
         """Drop the staging folder of an ``--overwrite`` run that did not finish."""
-        if self.path != self.final and self.path.is_dir():
+        if self.writer and self.path != self.final and self.path.is_dir():
             shutil.rmtree(self.path, ignore_errors=True)
 
     @contextmanager
     def session(self) -> Iterator[RunFolder]:
         """Log into ``log.txt`` while the run works; drop an unfinished staging folder."""
+        if not self.writer:
+            try:
+                yield self
+            finally:
+                if self.scratch:
+                    shutil.rmtree(self.path, ignore_errors=True)  # the scratch folder it made
+            return
         handler = logging.FileHandler(self.path / "log.txt", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
@@ -172,10 +200,13 @@ class RunFolder:
 
 
 @contextmanager
-def maybe_run(out: Path | None, *, resume: bool, overwrite: bool) -> Iterator[RunFolder | None]:
-    """A run folder session when ``out`` is given, else nothing (in-memory runs)."""
-    if out is None:
-        yield None
-        return
-    with RunFolder.open(out, resume=resume, overwrite=overwrite).session() as rf:
-        yield rf
+def maybe_run(out: Path | None, *, resume: bool, overwrite: bool,
+              scale: Scale | None = None) -> Iterator[RunFolder | None]:  # fmt: skip
+    """A run folder session when ``out`` is given, else nothing (in-memory runs); the
+    job's trainers run at ``scale`` (devices, nodes, precision) inside it."""
+    with scaled(scale or Scale()):
+        if out is None:
+            yield None
+            return
+        with RunFolder.open(out, resume=resume, overwrite=overwrite).session() as rf:
+            yield rf

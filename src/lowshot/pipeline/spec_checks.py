@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from lowshot.errors import ConfigError
+from lowshot.training.scale import PARALLEL, PRECISIONS
 from lowshot.training.settings import NetTraining
 
 
@@ -53,6 +54,27 @@ def _choice(spec: Any, name: str, choices: tuple[str, ...] | list[str]) -> None:
 def _params(spec: Any) -> None:
     if not isinstance(spec.params, dict) or not all(isinstance(k, str) for k in spec.params):
         raise ConfigError(f"-p/--param: expected NAME=VALUE settings, got {spec.params!r}.")
+
+
+def _scale_checks(spec: Any) -> None:
+    """--devices, --num-nodes, --precision, --parallel: values Lightning takes, and only
+    for jobs that train with Lightning."""
+    _int(spec, "devices", lo=1)
+    _int(spec, "num_nodes", lo=1)
+    _choice(spec, "precision", PRECISIONS)
+    _choice(spec, "parallel", PARALLEL)
+    many = spec.devices > 1 or spec.num_nodes > 1
+    if many and not type(spec).distributable:
+        raise ConfigError(
+            f"--devices/--num-nodes: `lowshot {spec.job}` does not train with Lightning, so it "
+            "runs in one process; leave them at 1 (fit, adapt, generalize, multitask, "
+            "meta-train and distill take them)."
+        )
+    if many and spec.parallel == "auto" and str(getattr(spec, "device", "")).startswith("cuda:"):
+        raise ConfigError(
+            f"--device {spec.device} names one GPU but --devices asks for {spec.devices}: "
+            "use --device cuda (Lightning picks the first N) or --devices 1."
+        )
 
 
 def _net_training(spec: Any) -> None:

@@ -28,15 +28,18 @@ from lowshot.pipeline.spec_checks import (
     _int,
     _net_training,
     _params,
+    _scale_checks,
     budget_seconds,
     option,
 )
+from lowshot.training.scale import Scale
 from lowshot.training.settings import NetTraining
 
 SPEC_VERSION = 1
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # fields that shape how a run is executed but never its result; not part of a replay check
-_EXECUTION = {"out", "overwrite", "resume", "device", "cache_dir", "progress"}
+_EXECUTION = {"out", "overwrite", "resume", "device", "cache_dir", "progress", "devices",
+              "num_nodes", "precision", "parallel"}  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -44,6 +47,8 @@ class JobSpec:
     """Fields every job shares: where the run goes and how it executes."""
 
     job: ClassVar[str] = ""
+    # whether the job trains with Lightning and so may run on several devices and nodes
+    distributable: ClassVar[bool] = False
     seed: int = 0
     out: Path | None = None
     overwrite: bool = False
@@ -51,6 +56,10 @@ class JobSpec:
     device: str = "auto"
     cache_dir: Path | None = None
     progress: bool = True
+    devices: int = 1  # processes per node for training (--devices)
+    num_nodes: int = 1
+    precision: str = "auto"
+    parallel: str = "auto"  # Lightning strategy: auto, ddp, ddp_spawn, fsdp
 
     def __post_init__(self) -> None:
         if getattr(self, "params", {}) is None:  # "no hyper-parameters given"
@@ -72,12 +81,17 @@ class JobSpec:
             raise ConfigError(
                 f"--device: {self.device!r} is not one of auto, cpu, cuda, cuda:N, mps."
             )
+        _scale_checks(self)
         if self.resume and self.overwrite:
             raise ConfigError(
                 "--resume and --overwrite exclude each other: continue a run or replace it."
             )
         if self.out is not None and self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"--out: {self.out} is a file; name a folder for the run.")
+
+    def scale(self) -> Scale:
+        """How many processes, devices and nodes the job's training runs on."""
+        return Scale(self.devices, self.num_nodes, self.precision, self.parallel)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as ``config.json`` holds it (paths as strings)."""
@@ -122,6 +136,7 @@ class FitSpec(JobSpec):
     """``lowshot fit``: train a strategy on K shots per class of ``train``, test, report."""
 
     job: ClassVar[str] = "fit"
+    distributable: ClassVar[bool] = True
     train: str
     test: str | None = None
     strategy: str = "linear-probe"
@@ -258,6 +273,7 @@ class AdaptSpec(JobSpec, DeepTraining):
     """``lowshot adapt``: labelled source(s) and a target, images or feature arrays."""
 
     job: ClassVar[str] = "adapt"
+    distributable: ClassVar[bool] = True
     sources: list[str]
     target: str
     method: str
@@ -305,6 +321,7 @@ class GeneralizeSpec(JobSpec, NetTraining):
     candidate, and ``select`` chooses among them without the target."""
 
     job: ClassVar[str] = "generalize"
+    distributable: ClassVar[bool] = True
     sources: list[str]
     method: str = "erm"
     target_test: str | None = None
@@ -358,6 +375,7 @@ class MultitaskSpec(JobSpec, MultitaskSettings):
     """``lowshot multitask``: several tasks on one shared network, each also trained alone."""
 
     job: ClassVar[str] = "multitask"
+    distributable: ClassVar[bool] = True
     tasks: list[str] | None = None
     table: str | None = None
     label_columns: list[str] | None = None
@@ -391,6 +409,7 @@ class MetaTrainSpec(JobSpec):
     """``lowshot meta-train``: episodic meta-training of a few-shot learner."""
 
     job: ClassVar[str] = "meta-train"
+    distributable: ClassVar[bool] = True
     data: str
     method: str = "protonet"
     encoder: str = "conv4"
@@ -435,6 +454,7 @@ class DistillSpec(JobSpec):
     """``lowshot distill``: a smaller student trained on a finished run's soft labels."""
 
     job: ClassVar[str] = "distill"
+    distributable: ClassVar[bool] = True
     teacher: str  # the run folder
     student: str = "lite0"
     init: str = "auto"  # imagenet | random | auto (ImageNet weights where they exist offline)

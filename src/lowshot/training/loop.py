@@ -30,10 +30,12 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lowshot._dist import is_writer
 from lowshot.cache import pick_device
 from lowshot.errors import RunError, Terminated
 from lowshot.nets import freeze_batchnorm
 from lowshot.training.context import FitContext
+from lowshot.training.scale import current as current_scale
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -67,6 +69,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"{path}: unreadable checkpoint ({exc}). Remove the checkpoints/ folder to start "
                 "over, or run without --resume."
             ) from None
+
+
+def summed(module: L.LightningModule, stats: list[tuple[float, int, int]]) -> tuple[float, int, int]:
+    """(sum of loss x rows, correct, rows) over ``stats`` of (mean loss, correct, rows)
+    triples, added up across the processes of a distributed run (each sees its share of
+    the batches), so every process reaches the same numbers and decisions."""
+    total = [sum(s[0] * s[2] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats)]
+    trainer = module._trainer
+    if trainer is not None and trainer.world_size > 1:
+        t = torch.tensor(total, dtype=torch.float64, device=module.device)
+        total = trainer.strategy.reduce(t, reduce_op="sum").tolist()
+    return float(total[0]), int(round(total[1])), int(round(total[2]))
 
 
 class TransferModule(L.LightningModule):
@@ -119,7 +133,8 @@ class TransferModule(L.LightningModule):
         total = loss + self.penalty() if self.penalty is not None else loss
         correct = int((logits.argmax(1) == y).sum())
         self._epoch_stats.append((float(loss.detach()), correct, len(y)))
-        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y),
+                 sync_dist=self.trainer.world_size > 1)
         return total
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -127,27 +142,28 @@ class TransferModule(L.LightningModule):
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         self._val_stats.append((float(loss), int((logits.argmax(1) == y).sum()), len(y)))
-        self.log("val_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("val_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y),
+                 sync_dist=self.trainer.world_size > 1)
 
     def on_validation_epoch_end(self) -> None:
-        n = sum(s[2] for s in self._val_stats)
+        loss_sum, correct, n = summed(self, self._val_stats)
+        self._val_stats = []
         if not n:
             return
-        loss = sum(s[0] * s[2] for s in self._val_stats) / n
-        self._last_val = {"val_loss": loss, "val_acc": sum(s[1] for s in self._val_stats) / n}
-        self._val_stats = []
+        loss = loss_sum / n  # over every process's share: all processes pick the same epoch
+        self._last_val = {"val_loss": loss, "val_acc": correct / n}
         if loss < self._best_loss:  # keep the best epoch's weights in memory
             self._best_loss = loss
             self.best_epoch = self.current_epoch + 1
             self._best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
 
     def on_train_epoch_end(self) -> None:
-        n = sum(s[2] for s in self._epoch_stats)
+        loss_sum, correct, n = summed(self, self._epoch_stats)
         if n:
             row = {
                 "epoch": self.current_epoch + 1,
-                "train_loss": sum(s[0] * s[2] for s in self._epoch_stats) / n,
-                "train_acc": sum(s[1] for s in self._epoch_stats) / n,
+                "train_loss": loss_sum / n,
+                "train_acc": correct / n,
                 "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
             }
             row.update(getattr(self, "_last_val", {}))
@@ -237,11 +253,20 @@ def run_trainer(
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=ctx.patience))
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    scale = current_scale()
+    if scale.processes > 1:  # the same run on N processes: the batch stays the global one
+        loader = _shared(loader, scale.processes)  # type: ignore[assignment]
+        accumulate = max(1, round(accumulate / scale.processes))
     trainer = L.Trainer(
         max_epochs=epochs,
         accelerator="gpu" if dev.type == "cuda" else "cpu",
-        devices=1,
-        precision="bf16-mixed" if dev.type == "cuda" else "32-true",
+        devices=[dev.index] if dev.index is not None and scale.devices == 1 else scale.devices,
+        num_nodes=scale.num_nodes,
+        # a batch sampler that splits its batches across processes itself needs no sampler
+        use_distributed_sampler=not getattr(getattr(loader, "batch_sampler", None),
+                                            "shards_itself", False),  # fmt: skip
+        strategy=scale.strategy(),
+        precision=scale.precision_for(dev.type),  # type: ignore[arg-type]
         callbacks=callbacks,
         logger=logger,
         # only with a run folder: otherwise Lightning would add its own checkpoint in the cwd
@@ -277,13 +302,36 @@ def run_trainer(
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise (Terminated() if Terminated.received else KeyboardInterrupt()) from None
         finally:
-            if old_rows and ctx.run_dir is not None:
+            if old_rows and ctx.run_dir is not None and is_writer():
                 _keep_history(ctx.run_dir / "logs" / "metrics.csv", old_rows)
     seconds = clock.seconds()
     if isinstance(module, TransferModule):
         module.restore_best()
     module.to("cpu")
     return seconds
+
+
+def _shared(loader: Any, world: int) -> Any:
+    """``loader`` with batches of ``ceil(batch / world)`` rows: Lightning gives each of the
+    ``world`` processes its share of every epoch, so with the global batch split the run
+    takes the same steps on the same amount of data as in one process (the learning rate
+    and schedule need no change). Loaders with a batch sampler, or of single items
+    (episodes), are left as they are."""
+    from lightning.pytorch.utilities import CombinedLoader
+
+    if isinstance(loader, CombinedLoader):
+        its = loader.iterables
+        new = ({k: _shared(v, world) for k, v in its.items()} if isinstance(its, dict)
+               else [_shared(v, world) for v in its])  # fmt: skip
+        return CombinedLoader(new, mode=loader._mode)
+    if not isinstance(loader, DataLoader) or not loader.batch_size or loader.batch_size < 2:
+        return loader
+    return DataLoader(
+        loader.dataset, batch_size=-(-loader.batch_size // world), sampler=loader.sampler,
+        drop_last=loader.drop_last, num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
+        persistent_workers=loader.persistent_workers, generator=loader.generator,
+    )  # fmt: skip
 
 
 def _next_epoch(ckpt_path: str) -> int:

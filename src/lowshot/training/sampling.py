@@ -18,6 +18,39 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
+from lowshot._dist import global_rank
+
+
+def process_share() -> tuple[int, int]:
+    """(rank, number of processes) of the running distributed training, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def average_gradients(module: torch.nn.Module) -> None:
+    """Average every parameter's gradient across the processes of a distributed run: for
+    training steps that write gradients themselves (``torch.autograd.grad``, projected
+    gradients), which DDP's hooks do not reduce. Idempotent on gradients DDP already
+    averaged; nothing happens in one process."""
+    import torch.distributed as dist
+
+    rank, world = process_share()
+    if world == 1:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    i = 0
+    for g in grads:
+        g.copy_(flat[i : i + g.numel()].view_as(g))
+        i += g.numel()
+
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch)) % (2**31 - 1)
@@ -38,8 +71,10 @@ class EpochShuffle(Sampler[int]):
         if epoch == self._seeded:
             return
         self.epoch, self._seeded = epoch, epoch
-        s = epoch_seed(self.seed, epoch)
-        torch.manual_seed(s)  # augmentation and dropout draws of this epoch
+        # augmentation and dropout draws of this epoch; each process of a distributed run
+        # its own (the permutation below is shared: Lightning gives each process a share)
+        s = (epoch_seed(self.seed, epoch) + 7_919 * global_rank()) % (2**31 - 1)
+        torch.manual_seed(s)
         np.random.seed(s)
         random.seed(s)
 

@@ -1,0 +1,138 @@
+"""Distributed training (issue 30): one writer, shares of every batch, same run on N
+processes. The 2-process runs start real gloo processes through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lowshot import _dist
+from lowshot.errors import ConfigError
+from lowshot.io import write_json
+from lowshot.pipeline.runfolder import RunFolder
+from lowshot.pipeline.specs import FitSpec, RankBackbonesSpec
+
+RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "SLURM_NTASKS",
+             "WORLD_SIZE")  # fmt: skip
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for k in RANK_VARS:
+        monkeypatch.delenv(k, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "env, writer",
+    [
+        ({}, True),
+        ({"RANK": "0", "WORLD_SIZE": "2"}, True),
+        ({"RANK": "3", "WORLD_SIZE": "4"}, False),  # torchrun
+        ({"LOCAL_RANK": "1", "NODE_RANK": "0"}, False),  # Lightning's launcher, second device
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),  # second node
+        ({"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, False),
+        ({"SLURM_PROCID": "0", "SLURM_NTASKS": "2"}, True),
+    ],
+)
+def test_the_writer_is_global_rank_zero(clean_env, env, writer):
+    for k, v in env.items():
+        clean_env.setenv(k, v)
+    assert _dist.is_writer() is writer
+
+
+def test_other_ranks_write_nothing_and_touch_no_run(clean_env, tmp_path):
+    old = tmp_path / "run"
+    old.mkdir()
+    write_json(old / "config.json", {"lowshot_version": "x"})
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    clean_env.setenv("LOCAL_RANK", "1")
+    write_json(tmp_path / "elsewhere.json", {"a": 1})  # dropped, nothing left beside it
+    rf = RunFolder.open(old, overwrite=True)  # rank 0 checked it; no error, no staging
+    with rf.session():
+        write_json(rf.file("metrics.json"), {"accuracy": 1})
+        assert rf.finish({"accuracy": 1}) == rf.final
+        scratch = rf.path
+    assert not scratch.exists()  # its private folder is gone, the real run untouched
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    resumed = RunFolder.open(old, resume=True)  # a resume reads the real folder
+    assert resumed.path == old and not resumed.writer
+
+
+def test_log_records_below_warnings_only_from_rank_zero(clean_env, caplog):
+    from lowshot._log import log
+
+    clean_env.setenv("RANK", "1")
+    with caplog.at_level("INFO", logger="lowshot"):
+        log.info("hidden")
+        log.warning("shown")
+    assert [r.getMessage() for r in caplog.records] == ["shown"]
+
+
+def test_scale_options_are_checked(tmp_path):
+    for kw, opt in (({"devices": 0}, "--devices"), ({"num_nodes": -1}, "--num-nodes"),
+                    ({"precision": "fp8"}, "--precision"), ({"parallel": "horovod"}, "--parallel")):  # fmt: skip
+        with pytest.raises(ConfigError, match=opt):
+            FitSpec(train="x", **kw).validate()
+    with pytest.raises(ConfigError, match="does not train with Lightning"):
+        RankBackbonesSpec(data="x", devices=2).validate()
+    spec = FitSpec(train="x", devices=2, precision="bf16-mixed")
+    spec.validate()
+    assert spec.scale().strategy() == "ddp" and spec.scale().processes == 2
+    assert "devices" not in spec.replay_key()  # how a run executes, not what it is
+
+
+def test_each_process_gets_its_share_of_the_global_batch(monkeypatch):
+    from lowshot.multitask.model import TaskBalancedBatches
+    from lowshot.training import sampling
+    from lowshot.training.loop import _shared
+
+    Y = np.array([[0, np.nan], [1, 0], [0, 1], [1, np.nan], [np.nan, 1], [0, 0]] * 5)
+    whole = list(TaskBalancedBatches(Y, 4, seed=3))
+    shares = []
+    for rank in range(2):
+        monkeypatch.setattr(sampling, "process_share", lambda r=rank: (r, 2))
+        import lowshot.multitask.model as mm
+
+        monkeypatch.setattr(mm, "process_share", lambda r=rank: (r, 2))
+        shares.append(list(TaskBalancedBatches(Y, 4, seed=3)))
+    assert [sorted(a + b) for a, b in zip(*shares, strict=True)] == whole
+    loader = DataLoader(TensorDataset(torch.arange(10.0)), batch_size=7, drop_last=True)
+    assert _shared(loader, 2).batch_size == 4 and _shared(loader, 2).drop_last
+    assert _shared(loader, 1).batch_size == 7
+
+
+def _adapt(data_root: Path, out: Path, devices: int, seed: int) -> float:
+    d = data_root / "amazon-reviews"
+    cmd = [sys.executable, "-m", "lowshot.cli", "adapt", "--source", str(d / "books_train.svmlight"),
+           "--target", str(d / "kitchen_train.svmlight"), "--target-test", str(d / "kitchen_test.svmlight"),
+           "-m", "dann", "--preprocess", "log1p-l2", "--epochs", "2", "--iters", "30", "--no-plot",
+           "--seed", str(seed), "--devices", str(devices), "--out", str(out)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in RANK_VARS}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("target accuracy") == 1  # one process prints the result
+    return float(json.loads((out / "metrics.json").read_text())["target_accuracy"])
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_the_same_run(data_root, tmp_path):
+    """DANN on Amazon books -> kitchen, 1 and 2 CPU processes, 2 seeds each: the
+    2-process accuracy lies within the spread of the seeds (and 2 points)."""
+    one = [_adapt(data_root, tmp_path / f"one{s}", 1, s) for s in (0, 1)]
+    two = [_adapt(data_root, tmp_path / f"two{s}", 2, s) for s in (0, 1)]
+    spread = max(max(one) - min(one), 0.02)
+    assert abs(np.mean(two) - np.mean(one)) <= spread, (one, two)
+    run = tmp_path / "two0"
+    assert json.loads((run / "config.json").read_text())["devices"] == 2
+    log = (run / "log.txt").read_text()
+    assert log.count("selection score") == 1  # one process wrote the log
+    assert not list(tmp_path.glob(".*"))  # no staging or scratch folder left behind
