@@ -3,6 +3,8 @@ processes. The 2-process runs start real gloo processes through the CLI."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -136,3 +138,121 @@ def test_two_gloo_processes_train_the_same_run(data_root, tmp_path):
     log = (run / "log.txt").read_text()
     assert log.count("selection score") == 1  # one process wrote the log
     assert not list(tmp_path.glob(".*"))  # no staging or scratch folder left behind
+
+
+# --- embedding and prediction at scale ------------------------------------------------
+
+
+def _embed(data, out, **kw):
+    from lowshot import api
+
+    return api.embed([str(d) for d in data], out=out, progress=False, **kw)
+
+
+def test_embed_streams_the_cache_features_chunk_by_chunk(mini, cache_dir, tmp_path):
+    from lowshot.backbones import create_backbone
+    from lowshot.cache import default_cache
+
+    r = _embed([mini["train"], mini["test"]], tmp_path / "e", chunk=10)
+    run = tmp_path / "e"
+    names = (run / "items.txt").read_text().split("\n")
+    assert len(names) == 48 and r["n"] == 48 and r["chunks"] == 5 and r["dim"] == 1280
+    X = np.load(run / "features.npy", mmap_mode="r")
+    ref = default_cache().features(create_backbone("lite0"), [Path(n) for n in names])
+    np.testing.assert_allclose(X, ref, atol=1e-4)  # the same features fit and adapt use
+    assert sorted(int(c) for c in (run / "done-0.txt").read_text().split()) == [0, 1, 2, 3, 4]
+    assert r["peak_rss_mb"] > 0 and r["items_per_s"] > 0 and r["processes"] == 1
+
+
+def test_embed_resumes_after_an_interrupt_and_refuses_other_items(mini, cache_dir, tmp_path,
+                                                                  monkeypatch):  # fmt: skip
+    from lowshot.pipeline import embed as em
+
+    real, calls = em._features, []
+
+    def flaky(net, modality, items, *a, **k):
+        calls.append(len(items))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C during the third chunk
+        return real(net, modality, items, *a, **k)
+
+    monkeypatch.setattr(em, "_features", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _embed([mini["train"]], tmp_path / "e", chunk=10)
+    assert (tmp_path / "e" / "done-0.txt").read_text().split() == ["0", "1"]
+    calls.clear()
+    monkeypatch.setattr(em, "_features", real)
+    counted = []
+    monkeypatch.setattr(em, "_features", lambda *a, **k: counted.append(1) or real(*a, **k))
+    r = _embed([mini["train"]], tmp_path / "e", chunk=10, resume=True)
+    assert len(counted) == 1 and r["chunks_resumed"] == 2  # only the unfinished chunk
+    fresh = _embed([mini["train"]], tmp_path / "fresh", chunk=10)
+    np.testing.assert_allclose(np.load(tmp_path / "e" / "features.npy"),
+                               np.load(tmp_path / "fresh" / "features.npy"), atol=1e-5)  # fmt: skip
+    assert fresh["n"] == r["n"] == 24
+    from lowshot.errors import RunError
+
+    with pytest.raises(RunError, match="other items"):
+        _embed([mini["test"]], tmp_path / "e", chunk=10, resume=True)
+
+
+def test_embed_refuses_arrays_and_mixed_inputs(mini, cr_small, tmp_path):
+    from lowshot.errors import DataError
+
+    np.save(tmp_path / "X.npy", np.zeros((3, 4), dtype=np.float32))
+    with pytest.raises(DataError, match="already a feature array"):
+        _embed([tmp_path / "X.npy"], tmp_path / "e")
+    lines = tmp_path / "texts.txt"
+    lines.write_text("a fine phone\nthe battery died\n")
+    with pytest.raises(DataError, match="mix images and texts"):
+        _embed([mini["train"], lines], tmp_path / "e2")
+
+
+@pytest.fixture(scope="module")
+def probe_run(mini, cache_dir, tmp_path_factory):
+    from lowshot import api
+
+    out = tmp_path_factory.mktemp("probe") / "run"
+    api.fit(str(mini["train"]), test=str(mini["test"]), out=out, baseline="none", progress=False)
+    return out
+
+
+def test_predict_to_file_matches_predict_and_resumes(probe_run, mini, tmp_path):
+    from lowshot.api import predict, predict_to_file
+
+    ref = predict(probe_run, [mini["test"]], top_k=2, progress=False)
+    out = tmp_path / "p.csv"
+    r = predict_to_file(probe_run, [mini["test"]], out, top_k=2, chunk=5, progress=False)
+    rows = list(csv.reader(io.StringIO(out.read_text())))
+    assert r["items"] == 24 and rows[0] == ["item", "class", "probability", "top"]
+    assert [(x[0], x[1]) for x in rows[1:]] == [(p["file"], p["class"]) for p in ref]
+    text = out.read_text()
+    lines = text.splitlines(keepends=True)
+    out.write_text("".join(lines[:8]) + lines[8][:15])  # 7 rows and half a row, as after a crash
+    with pytest.raises(ConfigError, match="--resume continues it"):
+        predict_to_file(probe_run, [mini["test"]], out, chunk=5, progress=False)
+    r2 = predict_to_file(probe_run, [mini["test"]], out, top_k=2, chunk=5, resume=True,
+                         progress=False)  # fmt: skip
+    assert r2["resumed_after"] == 7 and out.read_text() == text
+    from lowshot.errors import RunError
+
+    with pytest.raises(RunError, match="other items"):
+        predict_to_file(probe_run, [mini["train"]], out, chunk=5, resume=True, progress=False)
+
+
+@pytest.mark.slow
+def test_embed_with_two_processes_writes_the_same_features(mini, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in RANK_VARS}
+    outs = []
+    for devices in (1, 2):
+        out = tmp_path / f"e{devices}"
+        r = subprocess.run([sys.executable, "-m", "lowshot.cli", "embed", str(mini["train"]),
+                            str(mini["test"]), "--chunk", "7", "--devices", str(devices), "--out",
+                            str(out), "-q"], capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs.append(out)
+    np.testing.assert_allclose(np.load(outs[0] / "features.npy"),
+                               np.load(outs[1] / "features.npy"), atol=1e-4)  # fmt: skip
+    done = [sorted(int(c) for c in f.read_text().split()) for f in sorted(outs[1].glob("done-*.txt"))]
+    assert len(done) == 2 and sorted(done[0] + done[1]) == list(range(7))  # split, none twice
+    assert json.loads((outs[1] / "metrics.json").read_text())["processes"] == 2

@@ -21,11 +21,13 @@ from lowshot.model.runner import logits_for, make_strategy, strategies_for, trai
 from lowshot.pipeline.adapt import run_adapt, run_reweight
 from lowshot.pipeline.auto import run_auto
 from lowshot.pipeline.distill import run_distill
+from lowshot.pipeline.embed import EmbedSpec, run_embed
 from lowshot.pipeline.export import export_run
 from lowshot.pipeline.fit import run_fit
 from lowshot.pipeline.generalize import run_generalize
 from lowshot.pipeline.meta import run_meta_train
 from lowshot.pipeline.multitask import run_multitask
+from lowshot.pipeline.predict_stream import predict_to_file
 from lowshot.pipeline.rank import run_rank_backbones, run_rank_sources
 from lowshot.pipeline.report import run_report
 from lowshot.pipeline.results import RunResult
@@ -57,10 +59,12 @@ __all__ = [
     "FitSpec",
     "MetaTrainSpec",
     "MultitaskSpec",
+    "EmbedSpec",
     "RunResult",
     "SelectSpec",
     "SelectionCurvesSpec",
     "adapt",
+    "embed",
     "evaluate",
     "export_run",
     "fit",
@@ -69,6 +73,7 @@ __all__ = [
     "meta_train",
     "multitask",
     "predict",
+    "predict_to_file",
     "rank_backbones",
     "rank_sources",
     "rerun",
@@ -179,7 +184,18 @@ def selection_curves(pool: SelectionCurvesSpec | str | Path, **options: Any) -> 
     return run_selection_curves(_build(SelectionCurvesSpec, {"pool": pool, **options}))
 
 
+def embed(data: EmbedSpec | str | Path | list[str | Path], **options: Any) -> RunResult:
+    """Features of every image or text of ``data`` (folders, lists, text files) streamed
+    to ``out/features.npy`` in bounded memory (``lowshot embed``); resumable, and
+    data-parallel with ``devices=N``. ``result["items_per_s"]``, ``["peak_rss_mb"]``."""
+    if isinstance(data, EmbedSpec):
+        return run_embed(data)
+    given = [str(d) for d in data] if isinstance(data, (list, tuple)) else [str(data)]
+    return run_embed(_build(EmbedSpec, {"data": given, **options}))
+
+
 RUNNERS: dict[type[JobSpec], Callable[[Any], RunResult]] = {
+    EmbedSpec: run_embed,
     FitSpec: run_fit,
     AutoSpec: run_auto,
     AdaptSpec: run_adapt,

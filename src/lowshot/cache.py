@@ -58,6 +58,7 @@ class FeatureCache:
     """Disk-backed store of per-image backbone outputs under ``root/features/<key>/``."""
 
     MAX_CHUNKS = 16
+    CHUNK_ROWS = 4096  # new features are stored in chunks of at most this many rows
 
     def __init__(self, root: str | Path | None = None, enabled: bool = True) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
@@ -68,6 +69,8 @@ class FeatureCache:
         return self.root / "features" / key
 
     def _load(self, key: str) -> dict[str, np.ndarray]:
+        if not self.enabled:  # nothing kept: memory does not grow with what passes through
+            return {}
         store = self._stores.get(key)
         if store is not None:
             return store
@@ -146,20 +149,16 @@ class FeatureCache:
         if missing:
             fast = fold_batchnorm(backbone)  # exact, and 1.3x faster on CPU
             net: nn.Module = fast if upto_stage is None else _Upto(fast.stages()[:upto_stage])
-            vals = self._compute(
-                net,
-                backbone,
-                [Path(files[i]) for i in missing],
-                batch_size,
-                device,
-                progress,
-                num_workers,
-            )
-            if upto_stage is not None:
-                vals = vals.astype(np.float16)
-            new_keys = [hashes[i] for i in missing]
-            self._write(key, new_keys, vals)
-            store.update(zip(new_keys, vals, strict=True))
+            # stored a chunk at a time: a crash or Ctrl-C loses at most the chunk under way
+            for s in range(0, len(missing), self.CHUNK_ROWS):
+                part = missing[s : s + self.CHUNK_ROWS]
+                vals = self._compute(net, backbone, [Path(files[i]) for i in part], batch_size,
+                                     device, progress, num_workers)  # fmt: skip
+                if upto_stage is not None:
+                    vals = vals.astype(np.float16)
+                new_keys = [hashes[i] for i in part]
+                self._write(key, new_keys, vals)
+                store.update(zip(new_keys, vals, strict=True))
         return np.stack([store[h] for h in hashes]).astype(np.float32, copy=False)
 
     @staticmethod
@@ -172,28 +171,43 @@ class FeatureCache:
         progress: bool,
         num_workers: int | None,
     ) -> np.ndarray:
-        dev = pick_device(device)
-        pre = backbone.preprocessing
-        ds = ImageFiles(files, None, eval_transform(pre), min_side=pre.resize)
-        workers = num_workers if num_workers is not None else (4 if dev.type == "cuda" else 0)
-        dl = DataLoader(
-            ds, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda"
-        )
-        net.eval().to(dev)
-        out: list[np.ndarray] = []
-        from lowshot.progress import progress_bar
+        return extract(net, backbone, files, batch_size, device, progress, num_workers)
 
-        with (
-            torch.inference_mode(),
-            progress_bar(len(files), f"features {backbone.name}", enabled=progress) as adv,
-        ):
-            for x, _ in prefetch(dl) if workers == 0 else dl:
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                    y = net(x.to(dev, non_blocking=True))
-                out.append(y.float().cpu().numpy())
-                adv(len(x))
-        backbone.to("cpu")
-        return np.concatenate(out)
+
+def extract(
+    net: nn.Module,
+    backbone: Backbone,
+    files: list[Path],
+    batch_size: int = 64,
+    device: str | None = None,
+    progress: bool = True,
+    num_workers: int | None = None,
+) -> np.ndarray:
+    """``net``'s outputs for image ``files`` preprocessed as ``backbone`` wants, without the
+    cache: batched, decoded and resized in a background thread (CPU; worker processes on
+    a GPU) while the network runs, bfloat16 autocast on a GPU."""
+    dev = pick_device(device)
+    pre = backbone.preprocessing
+    ds = ImageFiles(files, None, eval_transform(pre), min_side=pre.resize)
+    workers = num_workers if num_workers is not None else (4 if dev.type == "cuda" else 0)
+    dl = DataLoader(
+        ds, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda"
+    )
+    net.eval().to(dev)
+    out: list[np.ndarray] = []
+    from lowshot.progress import progress_bar
+
+    with (
+        torch.inference_mode(),
+        progress_bar(len(files), f"features {backbone.name}", enabled=progress) as adv,
+    ):
+        for x, _ in prefetch(dl) if workers == 0 else dl:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                y = net(x.to(dev, non_blocking=True))
+            out.append(y.float().cpu().numpy())
+            adv(len(x))
+    backbone.to("cpu")
+    return np.concatenate(out)
 
 
 def cache_usage(root: str | Path | None = None) -> dict[str, int]:

@@ -6,12 +6,31 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+class _Rate(ProgressColumn):
+    """Items per second over the bar's recent window (Rich's own speed estimate)."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.1f}/s" if task.speed else "", style="cyan")
 
 
 @contextmanager
-def progress_bar(total: int, label: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; draws a bar on an interactive terminal, stays silent otherwise."""
+def progress_bar(
+    total: int, label: str, enabled: bool = True, done: int = 0
+) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; draws a bar with the rate and time left on an interactive
+    terminal, stays silent otherwise. ``done``: items finished before (a resumed job)."""
     if not enabled or not sys.stderr.isatty():
         yield lambda n: None
         return
@@ -19,10 +38,11 @@ def progress_bar(total: int, label: str, enabled: bool = True) -> Iterator[Calla
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        _Rate(),
         TimeRemainingColumn(),
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=total)
+        task = bar.add_task(label, total=total, completed=done)
         yield lambda n: bar.advance(task, n)
 
 

@@ -11,6 +11,7 @@ from lowshot.cli import (  # noqa: F401  (commands)
     adapt,
     auto,
     deploy,
+    embed,
     fewshot,
     generalize,
     info,

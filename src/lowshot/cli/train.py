@@ -251,8 +251,32 @@ def predict(
         typer.Option(help="With --engine onnx: the exported file (default RUN/model.onnx)."),
     ] = None,
     json_out: Json = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o",
+            help="Write a CSV (item, class, probability, top) a chunk at a time instead of printing: for any number of items, in bounded memory; --resume continues it.",
+        ),
+    ] = None,
+    chunk: Annotated[int, typer.Option(help="With --out: items scored and written together.")] = 2048,
+    resume: Annotated[bool, typer.Option(help="With --out: continue after its last complete row.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="With --out: replace an existing file.")] = False,
 ) -> None:
     """Predict the class of images (or texts) with a trained run's model."""
+    if out is not None:
+        setup_logging(json_out)
+        from lowshot.api import predict_to_file
+
+        r = predict_to_file(run_dir, list(files), out, top_k=top, device=device, engine=engine,
+                            onnx_model=onnx_model, chunk=chunk, resume=resume,
+                            overwrite=overwrite, progress=not json_out)  # fmt: skip
+        if json_out:
+            print(json.dumps(r, indent=2))
+        else:
+            console.print(f"{r['items']:,} predictions in {r['out']} ({r['items_per_s']:.1f} items/s)")
+        return
+    if resume or overwrite:
+        raise ConfigError("--resume/--overwrite: they apply to a predictions file; add --out FILE.csv.")
     setup_logging(True)
     from lowshot.api import predict as api_predict
 

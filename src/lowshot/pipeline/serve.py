@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lowshot.cache import default_cache
+from lowshot.cache import FeatureCache, default_cache
 from lowshot.data.load import load
 from lowshot.errors import ConfigError, DataError, RunError
 from lowshot.evaluation.metrics import classification_report
@@ -102,6 +102,7 @@ def predict(
     progress: bool = True,
     engine: str = "torch",
     onnx_model: str | Path | None = None,
+    cache: FeatureCache | None = None,
 ) -> list[dict]:
     """Predicted class and top-k probabilities for each image file (folders are expanded).
     ``engine="onnx"``: the run's ONNX export (``RUN/model.onnx``, or ``onnx_model``) served
@@ -128,10 +129,10 @@ def predict(
 
         return predict_multitask(run_dir, _expand_items(files), cache_dir, progress)
     model, meta = load_model(run_dir)
+    cache = cache or default_cache(cache_dir)
     if meta.get("modality") == "text":
-        return _predict_text(model, meta, files, top_k, device, cache_dir, progress)
+        return _predict_text(model, meta, files, top_k, device, cache, progress)
     paths = _image_paths(files)
-    cache = default_cache(cache_dir)
     logits = logits_for(
         model,
         paths,
@@ -141,6 +142,22 @@ def predict(
         progress=progress,
     )
     return _top(paths, logits, meta["classes"], top_k)
+
+
+def expand_for(run_dir: str | Path, items: list[str | Path]) -> list[str]:
+    """The items ``predict`` would score for this run, one string each (image paths with
+    folders expanded and every file checked, or texts), for scoring in chunks."""
+    _not_meta(run_dir)
+    if _is_multitask_run(run_dir):
+        return [str(x) for x in _expand_items(items)]
+    meta = Path(run_dir) / "model.json"
+    try:
+        modality = json.loads(meta.read_text(encoding="utf-8")).get("modality", "image")
+    except (OSError, ValueError, AttributeError):
+        modality = "image"  # no or damaged model.json: loading the model says why
+    if modality == "text":
+        return _texts(items)
+    return [str(p) for p in _image_paths(items)]
 
 
 def _image_paths(files: list[str | Path]) -> list[Path]:
@@ -233,12 +250,11 @@ def _predict_text(
     items: list[str | Path],
     top_k: int,
     device: str | None,
-    cache_dir: str | Path | None,
+    cache: FeatureCache,
     progress: bool,
 ) -> list[dict]:
     """Text runs: each item is a file of texts (one per line) or a literal text."""
     texts = _texts(items)
-    cache = default_cache(cache_dir)
     X = cache.features(model.backbone, texts, device=device, progress=progress)
     with torch.no_grad():
         logits = model.head(torch.from_numpy(X)).numpy()

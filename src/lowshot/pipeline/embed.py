@@ -1,0 +1,240 @@
+"""``lowshot embed``: backbone features of a very large set of images or texts, streamed to disk.
+
+validate -> list the items (folders, lists, text files; checked readable) -> backbone ->
+open (or resume) the run folder; ``items.txt`` and an empty ``features.npy`` (float32,
+N x D, memory-mapped) -> chunks of ``chunk`` items: decode in a background thread, run the
+backbone, write the chunk's rows, flush, note the chunk done -> metrics.json
+
+Memory does not grow with N: one chunk of decoded images and outputs is held at a time
+(``features.npy`` is written through the page cache), plus the list of item names; time
+is linear in N. Nothing goes through the feature cache, whose index lives in memory.
+
+Resumable: a chunk's number is appended to ``done-<rank>.txt`` only after its rows are
+flushed, so an interrupted run (Ctrl-C, a crash, a killed node) continues with
+``--resume`` from the chunks it had not finished; the items must be the same.
+
+Data-parallel: ``--devices N`` (and ``--num-nodes``, or ``torchrun`` / ``srun``) runs N
+processes through Lightning Fabric; each embeds every N-th unfinished chunk into the same
+``features.npy`` (a shared filesystem across nodes), and rank 0 writes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from lowshot._log import log
+from lowshot.backbones.select import backbone_for
+from lowshot.data.pool import Pool, load_pool
+from lowshot.errors import ConfigError, DataError, RunError
+from lowshot.io import write_text
+from lowshot.pipeline.results import RunResult
+from lowshot.pipeline.runfolder import maybe_run
+from lowshot.pipeline.specs import JobSpec, _int
+
+FEATURES, ITEMS = "features.npy", "items.txt"
+
+
+@dataclass(kw_only=True)
+class EmbedSpec(JobSpec):
+    """``lowshot embed``: every item of ``data`` through ``backbone`` into ``out``."""
+
+    job: ClassVar[str] = "embed"
+    distributable: ClassVar[bool] = True
+    data: list[str]
+    backbone: str | None = None  # lite0 for images, minilm for text
+    batch_size: int = 64
+    chunk: int = 2048  # items per written (and resumable) chunk
+
+    def validate(self) -> None:
+        super().validate()
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        if not self.data:
+            raise ConfigError("DATA: give one or more image folders, file lists or text files.")
+        if self.out is None:
+            raise ConfigError("--out: name the folder that receives features.npy.")
+        _int(self, "batch_size", lo=1)
+        _int(self, "chunk", lo=1)
+
+
+def load_items(data: list[str]) -> Pool:
+    """The items of every input, in order; one modality, never an array file."""
+    pools = [load_pool(d) for d in data]
+    kinds = {p.modality for p in pools}
+    if "features" in kinds:
+        bad = next(d for d, p in zip(data, pools, strict=True) if p.modality == "features")
+        raise DataError(f"{bad}: already a feature array; `lowshot embed` reads images or texts.")
+    if len(kinds) > 1:
+        raise DataError(f"DATA: {', '.join(data)} mix images and texts; embed them separately.")
+    items = [it for p in pools for it in p.items]
+    return Pool(items, kinds.pop(), "+".join(p.name for p in pools), [])
+
+
+def run_embed(spec: EmbedSpec) -> RunResult:
+    spec.validate()
+    pool = load_items(spec.data)
+    bb = backbone_for(pool, spec.backbone)
+    fabric = _launch(spec)  # the other processes start here and run this job too
+    rank, world = (fabric.global_rank, fabric.world_size) if fabric else (0, 1)
+    names = [str(it) for it in pool.items]
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
+    t0 = time.perf_counter()
+    with maybe_run(spec.out, resume=spec.resume, overwrite=spec.overwrite,
+                   scale=spec.scale()) as rf:  # fmt: skip
+        assert rf is not None
+        folder = Path(fabric.broadcast(str(rf.path))) if fabric else rf.path  # rank 0's folder
+        dim = _dim(bb, pool)
+        if rank == 0:
+            _prepare(rf, spec, folder, names, digest, dim, bb)
+        if fabric:
+            fabric.barrier()
+        X = np.load(folder / FEATURES, mmap_mode="r+")
+        n_chunks = -(-len(names) // spec.chunk)
+        done = _done(folder)
+        todo = [c for c in range(n_chunks) if c not in done]
+        mine = todo[rank::world]
+        log.info("embedding %d %s with %s in %d chunk(s) of %d%s%s", len(names), pool.modality + "s",
+                 bb.name, n_chunks, spec.chunk, f"; {len(done)} done before" if done else "",
+                 f"; {world} processes" if world > 1 else "")  # fmt: skip
+        _embed(spec, bb, pool, X, mine, folder / f"done-{rank}.txt", device=_device(spec, fabric),
+               total=len(names), before=sum(_size(c, spec.chunk, len(names)) for c in done))  # fmt: skip
+        peak = _peak_mb()
+        peaks = [peak]
+        if fabric:
+            fabric.barrier()
+            import torch
+
+            peaks = [float(v) for v in fabric.all_gather(torch.tensor(peak)).reshape(-1)]
+        seconds = time.perf_counter() - t0
+        embedded = sum(_size(c, spec.chunk, len(names)) for c in todo)
+        metrics: dict[str, Any] = {
+            "n": len(names), "dim": dim, "modality": pool.modality, "backbone": bb.name,
+            "chunks": n_chunks, "chunks_resumed": len(done), "processes": world,
+            "seconds": round(seconds, 2), "items_per_s": round(embedded / max(seconds, 1e-9), 2),
+            "peak_rss_mb": round(max(peaks), 1), "peak_rss_mb_per_process": [round(p, 1) for p in peaks],
+            "items_sha256": digest, "artefacts": [FEATURES, ITEMS],
+        }  # fmt: skip
+        del X
+        out = RunResult("embed", metrics, {"wall": seconds})
+        out.run_dir = rf.finish(metrics) if rank == 0 else rf.final
+    return out
+
+
+def _launch(spec: EmbedSpec) -> Any:
+    """Lightning Fabric over ``--devices`` x ``--num-nodes`` processes, or None for one."""
+    if spec.scale().processes == 1:
+        return None
+    from lightning.fabric import Fabric
+
+    from lowshot.cache import pick_device
+
+    dev = pick_device(spec.device)
+    fabric = Fabric(accelerator="gpu" if dev.type == "cuda" else "cpu", devices=spec.devices,
+                    num_nodes=spec.num_nodes, strategy="ddp")  # fmt: skip
+    fabric.launch()
+    return fabric
+
+
+def _device(spec: EmbedSpec, fabric: Any) -> str | None:
+    if fabric is not None and fabric.device.type == "cuda":
+        return str(fabric.device)
+    return spec.device
+
+
+def _dim(bb: Any, pool: Pool) -> int:
+    """The feature width, from the backbone or one item."""
+    d = getattr(bb, "num_features", None)
+    if isinstance(d, int) and d > 0:
+        return d
+    return int(_features(bb, pool.modality, pool.items[:1], 1, None).shape[1])
+
+
+def _prepare(rf: Any, spec: EmbedSpec, folder: Path, names: list[str], digest: str, dim: int,
+             bb: Any) -> None:  # fmt: skip
+    """Rank 0: items.txt and an empty features.npy for a new run; on --resume, the check
+    that the items are the ones the run started with."""
+    if rf.resumed and (folder / FEATURES).is_file():
+        old = (folder / ITEMS).read_text(encoding="utf-8").split("\n") if (folder / ITEMS).is_file() else []
+        if hashlib.sha256("\n".join(old).encode()).hexdigest() != digest:
+            raise RunError(
+                f"--resume: {folder} embedded other items ({len(old)} before, {len(names)} now); "
+                "resume with the same DATA, or use --overwrite."
+            )
+        shape = np.load(folder / FEATURES, mmap_mode="r").shape
+        if shape != (len(names), dim):
+            raise RunError(f"--resume: {folder}/{FEATURES} is {shape}, expected {(len(names), dim)}.")
+        return
+    rf.write_config({**spec.to_dict(), "backbone_weights_id": getattr(bb, "weights_id", None)})
+    write_text(folder / ITEMS, "\n".join(names))
+    for marks in folder.glob("done-*.txt"):
+        marks.unlink()
+    arr = np.lib.format.open_memmap(folder / FEATURES, mode="w+", dtype=np.float32,
+                                    shape=(len(names), dim))  # fmt: skip
+    arr.flush()
+    del arr
+
+
+def _done(folder: Path) -> set[int]:
+    done: set[int] = set()
+    for f in folder.glob("done-*.txt"):
+        done |= {int(x) for x in f.read_text(encoding="utf-8").split() if x.isdigit()}
+    return done
+
+
+def _size(c: int, chunk: int, n: int) -> int:
+    return min(chunk, n - c * chunk)
+
+
+def _embed(spec: EmbedSpec, bb: Any, pool: Pool, X: np.memmap, chunks: list[int], done_file: Path,
+           *, device: str | None, total: int, before: int) -> None:  # fmt: skip
+    import os
+
+    from lowshot.progress import progress_bar
+
+    n = len(pool.items)
+    net = _net(bb)
+    t0, rows = time.perf_counter(), 0
+    with open(done_file, "a", encoding="utf-8") as marks, \
+            progress_bar(total, f"embed {bb.name}", spec.progress, done=before) as adv:  # fmt: skip
+        for c in chunks:
+            a, b = c * spec.chunk, min(n, (c + 1) * spec.chunk)
+            X[a:b] = _features(net, pool.modality, pool.items[a:b], spec.batch_size, device, bb)
+            X.flush()  # the rows are on disk before the chunk is marked done
+            marks.write(f"{c}\n")
+            marks.flush()
+            os.fsync(marks.fileno())
+            rows += b - a
+            adv(b - a)
+            rate = rows / (time.perf_counter() - t0)
+            log.info("chunk %d: %d/%d items, %.1f items/s, about %.0f s left", c, before + rows,
+                     total, rate, (total - before - rows) / max(rate, 1e-9))  # fmt: skip
+
+
+def _net(bb: Any) -> Any:
+    if getattr(bb, "modality", "image") == "text":
+        return bb
+    from lowshot.backbones import fold_batchnorm
+
+    return fold_batchnorm(bb)  # exact, and faster on a CPU
+
+
+def _features(net: Any, modality: str, items: list[Any], batch_size: int, device: str | None,
+              bb: Any = None) -> np.ndarray:  # fmt: skip
+    if modality == "text":
+        return np.asarray(net.encode([str(t) for t in items], device=device, progress=False),
+                          dtype=np.float32)  # fmt: skip
+    from lowshot.cache import extract
+
+    return extract(net, bb or net, [Path(p) for p in items], batch_size, device, progress=False)
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
