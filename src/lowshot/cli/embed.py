@@ -24,7 +24,7 @@ def embed(
         str | None,
         typer.Option("--backbone", "-b", help="Backbone (default lite0 for images, minilm for text)."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Items per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Items per forward pass.")] = 32,
     chunk: Annotated[
         int, typer.Option(help="Items written (and resumable) together; memory holds one chunk.")
     ] = 2048,

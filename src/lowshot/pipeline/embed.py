@@ -49,7 +49,7 @@ class EmbedSpec(JobSpec):
     distributable: ClassVar[bool] = True
     data: list[str]
     backbone: str | None = None  # lite0 for images, minilm for text
-    batch_size: int = 64
+    batch_size: int = 32  # as fast as 64 on a CPU, with 0.7 GB less peak memory (Lite0)
     chunk: int = 2048  # items per written (and resumable) chunk
 
     def validate(self) -> None:
