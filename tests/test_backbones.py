@@ -100,3 +100,48 @@ def test_random_init_differs_and_stages_compose(lite0):
             y = s(y)
         assert torch.allclose(y, lite0(x), atol=1e-5)
         assert not torch.allclose(r(x), lite0(x))
+
+
+def test_combined_backbone_is_its_members_side_by_side(mini, cache_dir, tmp_path):
+    """``lite0+lite1``: the cache gives each member's own features side by side; forward
+    (one batch at the larger member's preprocessing) comes close to them; a linear-probe
+    run with it saves, reloads and predicts as it tested."""
+    import csv
+
+    from lowshot import api
+    from lowshot.cache import default_cache
+    from lowshot.data import load_image_folder
+    from lowshot.data.torchdata import ImageFiles
+
+    bb = create_backbone("lite0+lite1")
+    assert bb.name == "lite0+lite1" and bb.num_features == 2560
+    m0, m1 = bb.members
+    assert bb.weights_id not in (m0.weights_id, m1.weights_id)
+    files = load_image_folder(mini["test"]).files[:6]
+    cache = default_cache()
+    both = cache.features(bb, files)
+    np.testing.assert_allclose(both, np.hstack([cache.features(m0, files), cache.features(m1, files)]))
+    pre = bb.preprocessing
+    assert pre.input_size == m1.preprocessing.input_size
+    x = torch.stack([ImageFiles(files, None, eval_transform(pre), min_side=pre.resize)[i][0]
+                     for i in range(len(files))])  # fmt: skip
+    with torch.inference_mode():
+        f = bb(x).numpy()
+    cos = (f * both).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(both, axis=1)
+    assert cos.min() > 0.9, cos
+    r = api.fit(str(mini["train"]), test=str(mini["test"]), backbone="lite0+lite1",
+                out=tmp_path / "run", baseline="none", progress=False)  # fmt: skip
+    assert r["feature_dim"] == 2560 and r["backbone_members"] == {"lite0": 1280, "lite1": 1280}
+    preds = api.predict(tmp_path / "run", [mini["test"]], progress=False)
+    with open(tmp_path / "run" / "predictions.csv", newline="") as fh:
+        tested = {row["item"]: row["predicted"] for row in csv.DictReader(fh)}
+    assert {p["file"]: p["class"] for p in preds} == tested
+
+
+@pytest.mark.parametrize(
+    "name, msg", [("lite0+lite0", "appears twice"), ("lite0+minilm", "only image backbones"),
+                  ("lite0+lite9", "lite9")],  # fmt: skip
+)
+def test_combined_backbone_bad_names(name, msg):
+    with pytest.raises(BackboneError, match=msg):
+        create_backbone(name)

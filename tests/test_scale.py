@@ -84,6 +84,9 @@ def test_scale_options_are_checked(tmp_path):
                     ({"precision": "fp8"}, "--precision"), ({"parallel": "horovod"}, "--parallel")):  # fmt: skip
         with pytest.raises(ConfigError, match=opt):
             FitSpec(train="x", **kw).validate()
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="fsdp: sharded training needs GPUs"):
+            FitSpec(train="x", parallel="fsdp").validate()
     with pytest.raises(ConfigError, match="does not train with Lightning"):
         RankBackbonesSpec(data="x", devices=2).validate()
     spec = FitSpec(train="x", devices=2, precision="bf16-mixed")
@@ -170,11 +173,11 @@ def test_embed_resumes_after_an_interrupt_and_refuses_other_items(mini, cache_di
 
     real, calls = em._features, []
 
-    def flaky(net, modality, items, *a, **k):
+    def flaky(bb, modality, items, *a, **k):
         calls.append(len(items))
         if len(calls) == 3:
             raise KeyboardInterrupt  # Ctrl-C during the third chunk
-        return real(net, modality, items, *a, **k)
+        return real(bb, modality, items, *a, **k)
 
     monkeypatch.setattr(em, "_features", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -256,3 +259,43 @@ def test_embed_with_two_processes_writes_the_same_features(mini, tmp_path):
     done = [sorted(int(c) for c in f.read_text().split()) for f in sorted(outs[1].glob("done-*.txt"))]
     assert len(done) == 2 and sorted(done[0] + done[1]) == list(range(7))  # split, none twice
     assert json.loads((outs[1] / "metrics.json").read_text())["processes"] == 2
+
+
+def _bn_worker(rank: int, init: str, X: torch.Tensor, out: str) -> None:
+    import torch.distributed as dist
+
+    from lowshot.training.syncbn import restore_batchnorm, use_global_batchnorm
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    swapped = use_global_batchnorm(net)
+    part = X[rank::2].clone().requires_grad_(True)
+    y = net(part)
+    (y.tanh() * torch.arange(1.0, 4.0)).sum().backward()
+    restore_batchnorm(swapped)
+    assert type(net[1]) is torch.nn.BatchNorm1d  # the original layer is back, trained
+    torch.save({"y": y.detach(), "gx": part.grad, "gw": net[0].weight.grad,
+                "rm": net[1].running_mean, "rv": net[1].running_var}, f"{out}-{rank}.pt")  # fmt: skip
+    dist.destroy_process_group()
+
+
+def test_global_batchnorm_equals_one_process_batchnorm(tmp_path):
+    """Two gloo processes with half a batch each: outputs, input gradients, the summed
+    weight gradients and the running statistics equal BatchNorm on the whole batch."""
+    import torch.multiprocessing as mp
+
+    X = torch.randn(10, 4, generator=torch.Generator().manual_seed(1))
+    mp.spawn(_bn_worker, args=(f"file://{tmp_path}/init", X, str(tmp_path / "r")), nprocs=2)
+    r = [torch.load(tmp_path / f"r-{k}.pt") for k in range(2)]
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    x = X.clone().requires_grad_(True)
+    y = net(x)
+    (y.tanh() * torch.arange(1.0, 4.0)).sum().backward()
+    for k in range(2):
+        torch.testing.assert_close(r[k]["y"], y[k::2].detach(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(r[k]["gx"], x.grad[k::2], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(r[k]["rm"], net[1].running_mean, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(r[k]["rv"], net[1].running_var, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(r[0]["gw"] + r[1]["gw"], net[0].weight.grad, atol=1e-5, rtol=1e-5)

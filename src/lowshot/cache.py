@@ -127,6 +127,11 @@ class FeatureCache:
         gives the activations entering that stage (``Backbone.stages()``), stored as
         float16 to halve their size.
         """
+        members = getattr(backbone, "members", None)
+        if members is not None and upto_stage is None:  # a combination: each member's own
+            return np.concatenate(
+                [self.features(m, files, batch_size=batch_size, device=device, progress=progress,
+                               num_workers=num_workers) for m in members], axis=1)  # fmt: skip
         extra: dict[str, Any] = {} if upto_stage is None else {"upto_stage": upto_stage}
         if getattr(backbone, "modality", "image") == "image":
             extra["decode"] = DECODE_VERSION  # new decoding, new features

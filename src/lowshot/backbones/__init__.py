@@ -256,7 +256,23 @@ def create_backbone(
     weights: str | Path | None = None,
     seed: int = 0,
 ) -> Backbone:
-    """Build a backbone by name (see module doc). ``pretrained=False`` gives a seeded random init."""
+    """Build a backbone by name (see module doc). ``pretrained=False`` gives a seeded random init.
+    ``a+b+c`` combines backbones: their features side by side (:mod:`.combined`)."""
+    if "+" in name:
+        from lowshot.backbones.combined import CombinedBackbone
+
+        if weights is not None:
+            raise BackboneError(f"--weights: one checkpoint cannot load into {name}; combine "
+                                "backbones with their own weights.")  # fmt: skip
+        parts = [p.strip() for p in name.split("+")]
+        from lowshot.backbones.text import is_text_backbone
+
+        if any(is_text_backbone(p) for p in parts):
+            raise BackboneError(f"--backbone {name}: only image backbones combine; a sentence "
+                                "encoder is used alone.")  # fmt: skip
+        if len(set(parts)) < len(parts):
+            raise BackboneError(f"--backbone {name}: a backbone appears twice.")
+        return CombinedBackbone([create_backbone(p, pretrained=pretrained, seed=seed) for p in parts])
     key = ALIASES.get(name, name)
     spec = OFFLINE.get(key)
     arch = spec.arch if spec else key

@@ -55,7 +55,7 @@ Precision = Annotated[
 Parallel = Annotated[
     str,
     typer.Option(
-        help="Lightning strategy: auto (ddp above one process), ddp, ddp_spawn, fsdp.",
+        help="Lightning strategy: auto (ddp above one process), ddp, or fsdp (sharded; GPUs only).",
         rich_help_panel="Scale",
     ),
 ]

@@ -37,6 +37,7 @@ from lowshot.nets import AdaptNet, embed, first, freeze_batchnorm
 from lowshot.params import check_params
 from lowshot.registry import get_method
 from lowshot.training.context import FitContext
+from lowshot.training.loop import epoch_means
 from lowshot.training.sampling import resampling_loader
 from lowshot.training.schedule import annealed_sgd
 
@@ -176,7 +177,7 @@ class AdaptModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         row: dict[str, Any] = {"epoch": self.current_epoch + 1}
-        row.update({k: v / max(1, self._n) for k, v in self._sums.items()})
+        row.update(epoch_means(self, self._sums, self._n))  # over every process's steps
         last = self.current_epoch + 1 >= (self.trainer.max_epochs or 0)
         if self.monitor_every_epoch or last:
             row.update(self.scores())

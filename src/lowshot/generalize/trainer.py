@@ -33,6 +33,7 @@ from lowshot.generalize._base import Domains, Objective
 from lowshot.generalize.swad import SWAD, WeightAverage
 from lowshot.nets import AdaptNet, freeze_batchnorm
 from lowshot.training.context import FitContext
+from lowshot.training.loop import epoch_means
 from lowshot.training.sampling import resampling_loader
 from lowshot.training.schedule import annealed_sgd
 
@@ -137,7 +138,7 @@ class DGModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch + 1
         row: dict[str, Any] = {"epoch": epoch}
-        row.update({k: v / max(1, self._n) for k, v in self._sums.items()})
+        row.update(epoch_means(self, self._sums, self._n))  # over every process's steps
         res = evaluate(self.net, self.inputs.val, self.device)
         if res is not None:
             row["val_accuracy"], row["val_loss"] = res

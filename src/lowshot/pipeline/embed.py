@@ -21,6 +21,7 @@ processes through Lightning Fabric; each embeds every N-th unfinished chunk into
 from __future__ import annotations
 
 import hashlib
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def run_embed(spec: EmbedSpec) -> RunResult:
             _prepare(rf, spec, folder, names, digest, dim, bb)
         if fabric:
             fabric.barrier()
-        X = np.load(folder / FEATURES, mmap_mode="r+")
+        X = RowWriter(folder / FEATURES)
         n_chunks = -(-len(names) // spec.chunk)
         done = _done(folder)
         todo = [c for c in range(n_chunks) if c not in done]
@@ -121,7 +122,6 @@ def run_embed(spec: EmbedSpec) -> RunResult:
             "peak_rss_mb": round(max(peaks), 1), "peak_rss_mb_per_process": [round(p, 1) for p in peaks],
             "items_sha256": digest, "artefacts": [FEATURES, ITEMS],
         }  # fmt: skip
-        del X
         out = RunResult("embed", metrics, {"wall": seconds})
         out.run_dir = rf.finish(metrics) if rank == 0 else rf.final
     return out
@@ -192,21 +192,44 @@ def _size(c: int, chunk: int, n: int) -> int:
     return min(chunk, n - c * chunk)
 
 
-def _embed(spec: EmbedSpec, bb: Any, pool: Pool, X: np.memmap, chunks: list[int], done_file: Path,
-           *, device: str | None, total: int, before: int) -> None:  # fmt: skip
-    import os
+class RowWriter:
+    """Rows written into an existing ``.npy`` file at their offsets with plain writes, then
+    synced: unlike a memory map, the written pages never count in this process's resident
+    memory, so it stays flat however many rows pass through."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)  # fmt: skip
+            shape, _, dtype = read(fh)
+            self.offset = fh.tell()
+        self.shape, self.dtype = shape, np.dtype(dtype)
+
+    def __setitem__(self, rows: slice, values: np.ndarray) -> None:
+        v = np.ascontiguousarray(values, dtype=self.dtype)
+        if v.shape[1:] != self.shape[1:] or rows.stop - rows.start != len(v):
+            raise ValueError(f"{self.path}: rows {rows} do not fit an array of shape {v.shape}")
+        with open(self.path, "r+b") as fh:
+            fh.seek(self.offset + rows.start * v[0].nbytes)
+            fh.write(v.tobytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _embed(spec: EmbedSpec, bb: Any, pool: Pool, X: RowWriter, chunks: list[int], done_file: Path,
+           *, device: str | None, total: int, before: int) -> None:  # fmt: skip
     from lowshot.progress import progress_bar
 
     n = len(pool.items)
-    net = _net(bb)
     t0, rows = time.perf_counter(), 0
     with open(done_file, "a", encoding="utf-8") as marks, \
             progress_bar(total, f"embed {bb.name}", spec.progress, done=before) as adv:  # fmt: skip
         for c in chunks:
             a, b = c * spec.chunk, min(n, (c + 1) * spec.chunk)
-            X[a:b] = _features(net, pool.modality, pool.items[a:b], spec.batch_size, device, bb)
-            X.flush()  # the rows are on disk before the chunk is marked done
+            X[a:b] = _features(bb, pool.modality, pool.items[a:b], spec.batch_size, device)
+            # the rows are on disk (written and synced) before the chunk is marked done
             marks.write(f"{c}\n")
             marks.flush()
             os.fsync(marks.fileno())
@@ -217,22 +240,19 @@ def _embed(spec: EmbedSpec, bb: Any, pool: Pool, X: np.memmap, chunks: list[int]
                      total, rate, (total - before - rows) / max(rate, 1e-9))  # fmt: skip
 
 
-def _net(bb: Any) -> Any:
-    if getattr(bb, "modality", "image") == "text":
-        return bb
-    from lowshot.backbones import fold_batchnorm
-
-    return fold_batchnorm(bb)  # exact, and faster on a CPU
-
-
-def _features(net: Any, modality: str, items: list[Any], batch_size: int, device: str | None,
-              bb: Any = None) -> np.ndarray:  # fmt: skip
+def _features(bb: Any, modality: str, items: list[Any], batch_size: int,
+              device: str | None) -> np.ndarray:  # fmt: skip
+    """Rows for ``items``: a sentence encoder's, or each image backbone's (every member of a
+    combined one at its own preprocessing) with BatchNorm folded (exact, faster on a CPU)."""
     if modality == "text":
-        return np.asarray(net.encode([str(t) for t in items], device=device, progress=False),
+        return np.asarray(bb.encode([str(t) for t in items], device=device, progress=False),
                           dtype=np.float32)  # fmt: skip
+    from lowshot.backbones import fold_batchnorm
     from lowshot.cache import extract
 
-    return extract(net, bb or net, [Path(p) for p in items], batch_size, device, progress=False)
+    paths = [Path(p) for p in items]
+    return np.concatenate([extract(fold_batchnorm(m), m, paths, batch_size, device, progress=False)
+                           for m in getattr(bb, "members", None) or [bb]], axis=1)  # fmt: skip
 
 
 def _peak_mb() -> float:

@@ -183,7 +183,10 @@ def _metrics(spec: FitSpec, strat: Strategy, train: Any, test: Any, bb: Any, res
         "strategy": spec.strategy, "backbone": bb.name, "seed": spec.seed, "shots": spec.shots,
         "n_train": len(train), "fit_seconds": round(fit_s, 3),
         "fit_and_eval_seconds": round(total_s, 3), "info": result.info,
+        "feature_dim": getattr(bb, "num_features", None),
     })  # fmt: skip
+    if getattr(bb, "members", None) is not None:  # a combination: each member's share
+        m["backbone_members"] = {b.name: b.num_features for b in bb.members}
     return m
 
 

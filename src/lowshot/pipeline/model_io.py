@@ -46,6 +46,13 @@ def save_model(
         "neck": model.neck,
         "members": getattr(model, "members", 1),
     }
+    members: Any = getattr(bb, "members", None)
+    if members is not None:  # a combined backbone: how to rebuild it
+        meta["combined"] = [
+            {"name": m.name, "arch": m.arch, "preprocessing": m.preprocessing.to_dict(),
+             "weights_id": m.weights_id if backbone_frozen else None}
+            for m in members
+        ]  # fmt: skip
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if meta["modality"] == "text" and backbone_frozen:
         # the pretrained encoder comes from its package: only the head is the run's own
@@ -97,10 +104,20 @@ def _load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
             model.load_state_dict(state, strict=True)
             enc.weights_id = f"run:{run_dir.resolve()}:{weights.stat().st_mtime_ns}"
         return model.eval(), meta
-    net = timm.create_model(meta["arch"], pretrained=False, num_classes=0)
-    pre = Preprocessing.from_dict(meta["preprocessing"])
-    wid = meta.get("backbone_weights_id") or f"run:{run_dir.resolve()}:{weights.stat().st_mtime_ns}"
-    bb = Backbone(meta["backbone"], meta["arch"], net, pre, wid)
+    own = f"run:{run_dir.resolve()}:{weights.stat().st_mtime_ns}"
+    bb: Backbone
+    if meta.get("combined"):
+        from lowshot.backbones.combined import CombinedBackbone
+
+        bb = CombinedBackbone([
+            Backbone(m["name"], m["arch"], timm.create_model(m["arch"], pretrained=False, num_classes=0),
+                     Preprocessing.from_dict(m["preprocessing"]), m.get("weights_id") or f"{own}:{i}")
+            for i, m in enumerate(meta["combined"])
+        ])  # fmt: skip
+    else:
+        net = timm.create_model(meta["arch"], pretrained=False, num_classes=0)
+        pre = Preprocessing.from_dict(meta["preprocessing"])
+        bb = Backbone(meta["backbone"], meta["arch"], net, pre, meta.get("backbone_weights_id") or own)
     model = Classifier(bb, len(meta["classes"]), neck=meta.get("neck"),
                        members=int(meta.get("members", 1)))  # fmt: skip
     model.load_state_dict(load_file(str(weights)), strict=True)

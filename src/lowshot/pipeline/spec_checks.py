@@ -63,6 +63,14 @@ def _scale_checks(spec: Any) -> None:
     _int(spec, "num_nodes", lo=1)
     _choice(spec, "precision", PRECISIONS)
     _choice(spec, "parallel", PARALLEL)
+    if spec.parallel == "fsdp":
+        import torch
+
+        if not torch.cuda.is_available() or str(getattr(spec, "device", "auto")) == "cpu":
+            raise ConfigError(
+                "--parallel fsdp: sharded training needs GPUs, and none is in use here; use "
+                "--parallel ddp (or auto) on CPU processes."
+            )
     many = spec.devices > 1 or spec.num_nodes > 1
     if many and not type(spec).distributable:
         raise ConfigError(

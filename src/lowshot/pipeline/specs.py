@@ -59,7 +59,7 @@ class JobSpec:
     devices: int = 1  # processes per node for training (--devices)
     num_nodes: int = 1
     precision: str = "auto"
-    parallel: str = "auto"  # Lightning strategy: auto, ddp, ddp_spawn, fsdp
+    parallel: str = "auto"  # Lightning strategy: auto, ddp, fsdp (GPUs)
 
     def __post_init__(self) -> None:
         if getattr(self, "params", {}) is None:  # "no hyper-parameters given"

@@ -36,6 +36,7 @@ from lowshot.errors import RunError, Terminated
 from lowshot.nets import freeze_batchnorm
 from lowshot.training.context import FitContext
 from lowshot.training.scale import current as current_scale
+from lowshot.training.syncbn import restore_batchnorm, use_global_batchnorm
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -81,6 +82,18 @@ def summed(module: L.LightningModule, stats: list[tuple[float, int, int]]) -> tu
         t = torch.tensor(total, dtype=torch.float64, device=module.device)
         total = trainer.strategy.reduce(t, reduce_op="sum").tolist()
     return float(total[0]), int(round(total[1])), int(round(total[2]))
+
+
+def epoch_means(module: L.LightningModule, sums: dict[str, float], steps: int) -> dict[str, float]:
+    """Per-step means of the ``sums`` a module added up over an epoch's ``steps``, over
+    every process of a distributed run (each saw its share of the steps)."""
+    keys = sorted(sums)
+    total = [sums[k] for k in keys] + [float(steps)]
+    trainer = module._trainer
+    if trainer is not None and trainer.world_size > 1:
+        t = torch.tensor(total, dtype=torch.float64, device=module.device)
+        total = trainer.strategy.reduce(t, reduce_op="sum").tolist()
+    return {k: v / max(1.0, total[-1]) for k, v in zip(keys, total, strict=False)}
 
 
 class TransferModule(L.LightningModule):
@@ -254,9 +267,11 @@ def run_trainer(
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     scale = current_scale()
+    swapped: list = []
     if scale.processes > 1:  # the same run on N processes: the batch stays the global one
         loader = _shared(loader, scale.processes)  # type: ignore[assignment]
         accumulate = max(1, round(accumulate / scale.processes))
+        swapped = use_global_batchnorm(module)  # and BatchNorm sees all of it
     trainer = L.Trainer(
         max_epochs=epochs,
         accelerator="gpu" if dev.type == "cuda" else "cpu",
@@ -302,6 +317,7 @@ def run_trainer(
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise (Terminated() if Terminated.received else KeyboardInterrupt()) from None
         finally:
+            restore_batchnorm(swapped)
             if old_rows and ctx.run_dir is not None and is_writer():
                 _keep_history(ctx.run_dir / "logs" / "metrics.csv", old_rows)
     seconds = clock.seconds()

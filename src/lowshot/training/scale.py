@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64-true")
-PARALLEL = ("auto", "ddp", "ddp_spawn", "fsdp")
+PARALLEL = ("auto", "ddp", "fsdp")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Scale:
     devices: int = 1  # processes per node (GPUs on a GPU machine, processes on a CPU one)
     num_nodes: int = 1
     precision: str = "auto"  # auto: bf16-mixed on a GPU, 32-true on a CPU
-    parallel: str = "auto"  # auto: ddp when more than one process, else none
+    parallel: str = "auto"  # auto: ddp when more than one process, else none; fsdp: GPUs
 
     @property
     def processes(self) -> int:
