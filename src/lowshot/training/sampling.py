@@ -86,9 +86,25 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
 
+class Resample(Sampler[int]):
+    """``n_samples`` draws with replacement from ``range(len(ds))``, seeded: torch's
+    ``RandomSampler`` inside a class of lowshot's own, because Lightning swaps a
+    ``RandomSampler`` for one pass over the data set when training is distributed (which
+    changed the number of steps per epoch), while it shares the draws of any other
+    sampler between the processes."""
+
+    def __init__(self, ds: Dataset, n_samples: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self._draws = RandomSampler(ds, replacement=True, num_samples=n_samples, generator=g)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._draws)
+
+    def __len__(self) -> int:
+        return len(self._draws)
+
+
 def resampling_loader(ds: Dataset, batch_size: int, n_samples: int, seed: int) -> DataLoader:
     """``n_samples`` rows of ``ds`` drawn with replacement, in full batches: loaders of
     domains of different sizes then yield the same number of steps."""
-    g = torch.Generator().manual_seed(seed)
-    sampler = RandomSampler(ds, replacement=True, num_samples=n_samples, generator=g)  # type: ignore[arg-type]
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=True)
+    return DataLoader(ds, batch_size=batch_size, sampler=Resample(ds, n_samples, seed), drop_last=True)

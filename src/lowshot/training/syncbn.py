@@ -11,7 +11,9 @@ the whole batch (gradients flow through the reduced statistics); the running sta
 get the unbiased ``var * n / (n - 1)``, as in ``torch.nn.BatchNorm``.
 
 Layers in eval mode (BatchNorm frozen at its pretrained statistics, lowshot's default for
-few-shot fine-tuning) and single-process runs take the ordinary path.
+few-shot fine-tuning) and single-process runs take the ordinary path. Only torch's own
+``BatchNorm1d/2d/3d`` are swapped: subclasses that add to ``forward`` (timm's
+``BatchNormAct2d``, BatchNorm fused with its activation) keep per-process statistics.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def use_global_batchnorm(module: nn.Module) -> list[tuple[nn.Module, str, nn.Mod
     swapped: list[tuple[nn.Module, str, nn.Module]] = []
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, _BatchNorm) and not isinstance(child, GlobalBatchNorm):
+            # torch's own classes only: subclasses (timm's BatchNormAct2d) add more to forward
+            if type(child) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
                 g = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
                                     child.track_running_stats)  # fmt: skip
                 _share(child, g)
