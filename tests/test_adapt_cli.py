@@ -17,6 +17,7 @@ def _amazon(data_root, name):
     return str(data_root / "amazon-reviews" / f"{name}.svmlight")
 
 
+@pytest.mark.slow  # the 5-minute budget; the adapt CLI runs in the other tests of this file
 def test_adapt_writes_target_accuracy(data_root, tmp_path):
     r = runner.invoke(
         app,

@@ -143,5 +143,10 @@ def test_combined_backbone_is_its_members_side_by_side(mini, cache_dir, tmp_path
                   ("lite0+lite9", "lite9")],  # fmt: skip
 )
 def test_combined_backbone_bad_names(name, msg):
-    with pytest.raises(BackboneError, match=msg):
-        create_backbone(name)
+    from types import SimpleNamespace
+
+    from lowshot.backbones.select import backbone_for
+    from lowshot.errors import LowshotError
+
+    with pytest.raises(LowshotError, match=msg):
+        backbone_for(SimpleNamespace(modality="image"), name)

@@ -261,32 +261,15 @@ def test_embed_with_two_processes_writes_the_same_features(mini, tmp_path):
     assert json.loads((outs[1] / "metrics.json").read_text())["processes"] == 2
 
 
-def _bn_worker(rank: int, init: str, X: torch.Tensor, out: str) -> None:
-    import torch.distributed as dist
-
-    from lowshot.training.syncbn import restore_batchnorm, use_global_batchnorm
-
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
-    swapped = use_global_batchnorm(net)
-    part = X[rank::2].clone().requires_grad_(True)
-    y = net(part)
-    (y.tanh() * torch.arange(1.0, 4.0)).sum().backward()
-    restore_batchnorm(swapped)
-    assert type(net[1]) is torch.nn.BatchNorm1d  # the original layer is back, trained
-    torch.save({"y": y.detach(), "gx": part.grad, "gw": net[0].weight.grad,
-                "rm": net[1].running_mean, "rv": net[1].running_var}, f"{out}-{rank}.pt")  # fmt: skip
-    dist.destroy_process_group()
-
-
 def test_global_batchnorm_equals_one_process_batchnorm(tmp_path):
     """Two gloo processes with half a batch each: outputs, input gradients, the summed
     weight gradients and the running statistics equal BatchNorm on the whole batch."""
     import torch.multiprocessing as mp
 
     X = torch.randn(10, 4, generator=torch.Generator().manual_seed(1))
-    mp.spawn(_bn_worker, args=(f"file://{tmp_path}/init", X, str(tmp_path / "r")), nprocs=2)
+    from _bn_worker import bn_worker  # a light module: each spawned process imports it
+
+    mp.spawn(bn_worker, args=(f"file://{tmp_path}/init", X, str(tmp_path / "r")), nprocs=2)
     r = [torch.load(tmp_path / f"r-{k}.pt") for k in range(2)]
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))

@@ -109,6 +109,7 @@ def test_partial_trains_only_the_top_stages(sets, lite0, cache_dir):
     assert res.frozen_stages == 7
 
 
+@pytest.mark.slow  # the 5-minute budget; bitfit trains (and predicts) in its contract run by default
 def test_bitfit_trains_only_norms_and_biases(sets, lite0, cache_dir):
     res = _trained("bitfit", sets, lite0, cache_dir)
     net = res.model.backbone.model

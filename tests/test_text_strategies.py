@@ -49,9 +49,9 @@ def test_text_strategies_are_registered():
 
 # l2sp and lp-ft train exactly as finetune does (a penalty, a starting head), bitfit picks
 # biases and norms by the same names on text as on images (its image contract runs by
-# default), and a fine-tuned encoder is served by default below: the default suite keeps
-# setfit's contract, the rest run with the slow tests (the 5-minute budget)
-SLOW = {"l2sp", "lp-ft", "bitfit", "finetune", "lora"}
+# default), and a fine-tuned encoder is served by default below; setfit's pairs are tested
+# by default below: every text contract runs with the slow tests (the 5-minute budget)
+SLOW = {"l2sp", "lp-ft", "bitfit", "finetune", "lora", "setfit"}
 
 
 @pytest.mark.parametrize(

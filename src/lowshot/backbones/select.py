@@ -19,6 +19,10 @@ def backbone_for(
     (all-MiniLM-L6-v2) for text. The default image backbone named for text data (every
     command's ``--backbone`` defaults to it) also means minilm; any other backbone of the
     other modality is an error naming ``--backbone``."""
+    if name is not None and "+" in name and any(is_text_backbone(p.strip()) for p in name.split("+")):
+        raise ConfigError(
+            f"--backbone {name}: only image backbones combine; a sentence encoder is used alone."
+        )
     text = getattr(data, "modality", "image") == "text"
     if name is None or (text and name == DEFAULT_BACKBONE):
         name = "minilm" if text else DEFAULT_BACKBONE

@@ -107,7 +107,7 @@ def _load_model(run_dir: str | Path) -> tuple[Classifier, dict]:
     own = f"run:{run_dir.resolve()}:{weights.stat().st_mtime_ns}"
     bb: Backbone
     if meta.get("combined"):
-        from lowshot.backbones.combined import CombinedBackbone
+        from lowshot.backbones import CombinedBackbone
 
         bb = CombinedBackbone([
             Backbone(m["name"], m["arch"], timm.create_model(m["arch"], pretrained=False, num_classes=0),

@@ -73,8 +73,9 @@ def use_global_batchnorm(module: nn.Module) -> list[tuple[nn.Module, str, nn.Mod
         for name, child in list(parent.named_children()):
             # torch's own classes only: subclasses (timm's BatchNormAct2d) add more to forward
             if type(child) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
-                g = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                    child.track_running_stats)  # fmt: skip
+                bn: Any = child
+                g = GlobalBatchNorm(bn.num_features, bn.eps, bn.momentum, bn.affine,
+                                    bn.track_running_stats)  # fmt: skip
                 _share(child, g)
                 g.train(child.training)
                 setattr(parent, name, g)
