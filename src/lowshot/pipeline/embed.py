@@ -91,7 +91,7 @@ def run_embed(spec: EmbedSpec) -> RunResult:
                    scale=spec.scale()) as rf:  # fmt: skip
         assert rf is not None
         folder = Path(fabric.broadcast(str(rf.path))) if fabric else rf.path  # rank 0's folder
-        dim = _dim(bb, pool)
+        dim = int(bb.num_features)  # image backbones and sentence encoders both say it
         if rank == 0:
             _prepare(rf, spec, folder, names, digest, dim, bb)
         if fabric:
@@ -110,9 +110,13 @@ def run_embed(spec: EmbedSpec) -> RunResult:
         peaks = [peak]
         if fabric:
             fabric.barrier()
+            import warnings
+
             import torch
 
-            peaks = [float(v) for v in fabric.all_gather(torch.tensor(peak)).reshape(-1)]
+            with warnings.catch_warnings():  # Fabric's all_gather calls a deprecated torch API
+                warnings.simplefilter("ignore")
+                peaks = [float(v) for v in fabric.all_gather(torch.tensor(peak)).reshape(-1)]
         seconds = time.perf_counter() - t0
         embedded = sum(_size(c, spec.chunk, len(names)) for c in todo)
         metrics: dict[str, Any] = {
@@ -146,14 +150,6 @@ def _device(spec: EmbedSpec, fabric: Any) -> str | None:
     if fabric is not None and fabric.device.type == "cuda":
         return str(fabric.device)
     return spec.device
-
-
-def _dim(bb: Any, pool: Pool) -> int:
-    """The feature width, from the backbone or one item."""
-    d = getattr(bb, "num_features", None)
-    if isinstance(d, int) and d > 0:
-        return d
-    return int(_features(bb, pool.modality, pool.items[:1], 1, None).shape[1])
 
 
 def _prepare(rf: Any, spec: EmbedSpec, folder: Path, names: list[str], digest: str, dim: int,

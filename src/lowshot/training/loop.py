@@ -76,23 +76,25 @@ def summed(module: L.LightningModule, stats: list[tuple[float, int, int]]) -> tu
     """(sum of loss x rows, correct, rows) over ``stats`` of (mean loss, correct, rows)
     triples, added up across the processes of a distributed run (each sees its share of
     the batches), so every process reaches the same numbers and decisions."""
-    total = [sum(s[0] * s[2] for s in stats), sum(s[1] for s in stats), sum(s[2] for s in stats)]
-    trainer = module._trainer
-    if trainer is not None and trainer.world_size > 1:
-        t = torch.tensor(total, dtype=torch.float64, device=module.device)
-        total = trainer.strategy.reduce(t, reduce_op="sum").tolist()
+    total = summed_across(module, [sum(s[0] * s[2] for s in stats), sum(s[1] for s in stats),
+                                   sum(s[2] for s in stats)])  # fmt: skip
     return float(total[0]), int(round(total[1])), int(round(total[2]))
+
+
+def summed_across(module: L.LightningModule, values: list[float]) -> list[float]:
+    """``values`` added up over the processes of a distributed run (unchanged in one)."""
+    trainer = module._trainer
+    if trainer is None or trainer.world_size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=module.device)
+    return trainer.strategy.reduce(t, reduce_op="sum").tolist()
 
 
 def epoch_means(module: L.LightningModule, sums: dict[str, float], steps: int) -> dict[str, float]:
     """Per-step means of the ``sums`` a module added up over an epoch's ``steps``, over
     every process of a distributed run (each saw its share of the steps)."""
     keys = sorted(sums)
-    total = [sums[k] for k in keys] + [float(steps)]
-    trainer = module._trainer
-    if trainer is not None and trainer.world_size > 1:
-        t = torch.tensor(total, dtype=torch.float64, device=module.device)
-        total = trainer.strategy.reduce(t, reduce_op="sum").tolist()
+    total = summed_across(module, [sums[k] for k in keys] + [float(steps)])
     return {k: v / max(1.0, total[-1]) for k, v in zip(keys, total, strict=False)}
 
 
