@@ -5,6 +5,7 @@ Importing this package registers every strategy in :mod:`lowshot.registry`.
 
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.deep import L2SP, LPFT, BitFit, FineTune, Partial, Scratch
+from lowshot.model.label_propagation import LabelPropagation
 from lowshot.model.linear_probe import LinearProbe
 from lowshot.model.lora import LoRA
 from lowshot.model.self_training import SelfTraining
@@ -32,6 +33,7 @@ __all__ = [
     "SelfTraining",
     "FitContext",
     "FitResult",
+    "LabelPropagation",
     "LinearProbe",
     "LoRA",
     "Partial",
