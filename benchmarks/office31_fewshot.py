@@ -29,10 +29,11 @@ from lowshot.catalogue import names
 from lowshot.data import dataset_dir, kshot_split, load_image_folder
 from lowshot.io import write_text
 from lowshot.model.base import FitContext
+from lowshot.model.runner import pool_strategies
 
 HERE = Path(__file__).parent
 # every image strategy in the registry; those that train on cached features run first
-STRATEGIES = [s for s in names("model", modality="image") if s != "self-training"]
+STRATEGIES = [s for s in names("model", modality="image") if s not in pool_strategies()]
 CHEAP = [s for s in STRATEGIES if s in ("linear-probe", "partial")]
 DEEP = [s for s in STRATEGIES if s not in CHEAP]
 DOMAINS = ["amazon", "dslr", "webcam"]

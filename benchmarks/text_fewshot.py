@@ -36,10 +36,11 @@ from lowshot.data.splits import kshot_split
 from lowshot.data.text import TextSet
 from lowshot.io import write_text
 from lowshot.model.base import FitContext
+from lowshot.model.runner import pool_strategies
 
 HERE = Path(__file__).parent
 DATASETS = ["MR", "SUBJ", "CR", "MPQA", "SST-1"]
-STRATEGIES = [s for s in names("model", modality="text") if s != "self-training"]  # every text strategy that needs no unlabelled pool
+STRATEGIES = [s for s in names("model", modality="text") if s not in pool_strategies()]  # every text strategy that needs no unlabelled pool
 PACKAGE = "setfit-package"
 
 

@@ -46,6 +46,7 @@ def test_registry_covers_the_model_family():
         "lora",
         "setfit",
         "self-training",
+        "label-propagation",
     }
     assert all(m.summary for m in list_methods("model"))
     assert set(strategies_for("image")) | set(strategies_for("text")) == {

@@ -17,13 +17,14 @@ from lowshot.cli import app
 from lowshot.data.text import load_text
 from lowshot.errors import ConfigError, DataError
 from lowshot.model import FitContext
+from lowshot.model.runner import pool_strategies
 from lowshot.model.text import ContrastivePairs
 from lowshot.pipeline.model_io import load_model, save_model
 
 runner = CliRunner()
 # the strategies that train the encoder; the feature-level ones (linear-probe,
 # self-training) are in test_text.py and test_self_training.py
-TEXT = [s for s in strategies_for("text") if s not in ("linear-probe", "self-training")]
+TEXT = [s for s in strategies_for("text") if s != "linear-probe" and s not in pool_strategies()]
 # A few passes keep the suite fast; enough for every strategy to beat chance clearly.
 FAST = {"setfit": {"iterations": 2}}
 NO_FLOOR = {"min_steps": 0}  # the default epochs, without the floor on optimizer steps

@@ -26,7 +26,7 @@ from lowshot.feature import deep_names
 from lowshot.pipeline.specs import AdaptSpec
 
 Sources = Annotated[
-    list[str],
+    list[str] | None,
     typer.Option(
         "--source",
         "-s",
@@ -44,13 +44,21 @@ _TargetOpt = Annotated[
     ),
 ]
 _MethodOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--method",
         "-m",
         help="erm, or a method of the feature or instance family: "
         + ", ".join(names(job="adapt"))
-        + ".",
+        + ". With --from: shot (default) or tent.",
+    ),
+]
+_FromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        help="A finished run folder to adapt to --target without its source data (source-free: "
+        "-m shot or tent); no --source then.",
     ),
 ]
 _TargetTestOpt = Annotated[
@@ -86,9 +94,10 @@ _PreprocessOpt = Annotated[str, typer.Option(help="Arrays: none, l2 or log1p-l2 
 
 @app.command()
 def adapt(
-    source: Sources,
     target: _TargetOpt,
-    method: _MethodOpt,
+    source: Sources = None,
+    method: _MethodOpt = None,
+    from_run: _FromOpt = None,
     out: Out = Path("runs/adapt"),
     target_test: _TargetTestOpt = None,
     target_shots: _TargetShotsOpt = None,
@@ -113,23 +122,30 @@ def adapt(
     device: Device = "auto",
     overwrite: Overwrite = False,
     plot: Annotated[bool, typer.Option(help="Write embedding.png (t-SNE).")] = True,
+    self_train: Annotated[bool, typer.Option(
+        "--self-train", help="After adapting, self-train on the target's pseudo-labels (SHOT), the "
+        "epoch chosen without labels (SND); --mode frozen.")] = False,
 ) -> None:
     """Domain adaptation from labelled source(s) to a target; writes OUT/metrics.json."""
     setup_logging(False)
+    if method is None and from_run is None:
+        raise ConfigError("--method: give a method (e.g. -m dann), or --from RUN for source-free adaptation.")
     spec = AdaptSpec(
-        sources=source, target=target, method=method, out=out, target_test=target_test,
+        sources=source or [], target=target, method=method or "shot", from_run=from_run, out=out,
+        target_test=target_test,
         target_shots=target_shots, mode=mode, backbone=backbone, blocks=blocks, select=select,
         trade_off=_trade_off(trade_off), epochs=epochs, iters_per_epoch=iters,
         batch_size=batch_size, lr=lr, bottleneck=bottleneck, classifier=classifier,
         preprocess=preprocess, params=parse_params(param), seed=seed, device=device,
         devices=devices, num_nodes=num_nodes, precision=precision, parallel=parallel,
-        overwrite=overwrite, plot=plot, progress=True,
+        overwrite=overwrite, plot=plot, self_train=self_train, progress=True,
     )  # fmt: skip
     from lowshot import api  # loaded when a command runs, not for --help
 
     m = api.adapt(spec)
     acc = m["target_accuracy"]
-    console.print(f"target accuracy: {acc:.4f}" if acc is not None
+    before = f" (the run's model before adapting: {m['target_accuracy_before']:.4f})" if m.get("target_accuracy_before") is not None else ""
+    console.print(f"target accuracy: {acc:.4f}{before}" if acc is not None
                   else "target accuracy: not measured (no target labels)")  # fmt: skip
     if "a_distance_before" in m:
         console.print(

@@ -12,6 +12,7 @@ from typing import Any
 from lowshot.feature._base import BaseAdapter, DAClassifier
 from lowshot.feature.alignment import Alignment
 from lowshot.feature.shallow import CORAL, JDA, TCA, OTMapping, SubspaceAlignment
+from lowshot.feature.source_free import SHOT, TENT, SourceFree
 from lowshot.registry import Family, MethodInfo, register_family
 
 
@@ -30,6 +31,9 @@ def _check(info: MethodInfo) -> None:
     if isinstance(factory, type) and issubclass(factory, BaseAdapter):  # shallow: sklearn
         est = factory()
         assert clone(est).get_params() == est.get_params()
+    elif isinstance(factory, type) and issubclass(factory, SourceFree):  # a trained model, no source
+        m = factory()
+        assert type(m)().set_params(**m.get_params()).get_params() == m.get_params()
     else:  # deep: an alignment loss trained with the network
         assert isinstance(factory, type) and issubclass(factory, Alignment), (
             f"{info.name}: neither adapter nor alignment"
@@ -40,7 +44,7 @@ register_family(
     Family(
         "feature",
         "domain adaptation aligning features",
-        (BaseAdapter, Alignment),
+        (BaseAdapter, Alignment, SourceFree),
         ("adapt",),
         _check,
     )
@@ -55,5 +59,8 @@ __all__ = [
     "DAClassifier",
     "deep_names",
     "OTMapping",
+    "SHOT",
+    "SourceFree",
+    "TENT",
     "SubspaceAlignment",
 ]

@@ -32,6 +32,12 @@ def strategies_for(modality: str) -> list[str]:
     ]
 
 
+def pool_strategies(modality: str | None = None) -> list[str]:
+    """Names of the strategies that learn from an unlabelled pool (``--unlabelled``)."""
+    return [m.name for m in list_methods("model") if getattr(m.factory, "uses_unlabelled", False)
+            and (modality is None or modality in getattr(m.factory, "modalities", ()))]  # fmt: skip
+
+
 def make_strategy(name: str, params: dict[str, Any] | None = None) -> Strategy:
     info = get_method(name, family="model")
     strat: Strategy = info.factory()

@@ -19,6 +19,13 @@ Pseudo-labels are redrawn from scratch every round, so an early mistake can be u
 A class no unlabelled row is predicted as keeps its labelled rows only: the selection
 never makes the labels more imbalanced than the predictions are.
 
+With ``threshold`` (``-p threshold=0.9``) the rows kept are instead those whose largest
+probability reaches it, as in FixMatch (Sohn et al., NeurIPS 2020). Two ways it goes
+wrong are caught: a threshold no row reaches (few-shot probes are under-confident) is an
+error naming the pool's highest confidence, and a threshold only the easy classes pass
+is capped: no class takes more than twice its share of the pool's predictions among the
+rows kept, its most confident first (said in the log and in the round's ``capped`` entry).
+
 Cost: R + 1 logistic fits on up to n_l + f_max n_u rows, and one feature pass over the
 unlabelled pool (cached like every feature).
 """
@@ -30,9 +37,10 @@ import math
 import numpy as np
 import torch
 
+from lowshot._log import log
 from lowshot.backbones import Backbone
 from lowshot.data.images import ImageSet
-from lowshot.errors import ConfigError
+from lowshot.errors import ConfigError, DataError
 from lowshot.evaluation.predictions import softmax
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.linear_probe import fit_seen, set_head
@@ -52,20 +60,55 @@ def select_pseudo(probs: np.ndarray, fraction: float) -> tuple[np.ndarray, np.nd
     return idx, pred[idx]
 
 
+def select_confident(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The rows whose largest probability reaches ``threshold`` and their pseudo-labels,
+    each class capped at twice its share of the predictions times the rows kept; the
+    capped classes come third. No row reaching it is a :class:`DataError`."""
+    conf, pred = probs.max(1), probs.argmax(1)
+    keep = np.flatnonzero(conf >= threshold)
+    if not len(keep):
+        raise DataError(f"-p threshold={threshold}: no unlabelled example is that confident (the "
+                        f"highest confidence on the pool is {conf.max():.2f}); lower it, or leave "
+                        "threshold out for class-balanced selection.")  # fmt: skip
+    share = np.bincount(pred, minlength=probs.shape[1]) / len(pred)
+    out, capped = [], []
+    for c in np.unique(pred[keep]):
+        rows = keep[pred[keep] == c]
+        cap = max(1, math.ceil(2 * share[c] * len(keep)))
+        if len(rows) > cap:
+            rows = rows[np.argsort(-conf[rows], kind="stable")[:cap]]
+            capped.append(int(c))
+        out.append(rows)
+    idx = np.sort(np.concatenate(out))
+    return idx, pred[idx], capped
+
+
 def self_train(X_l: np.ndarray, y_l: np.ndarray, X_u: np.ndarray, *, C: float | None, seed: int,
                rounds: int = 3, max_fraction: float = 0.5, weight: float = 1.0,
-               max_iter: int = 1000) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, list[dict]]:  # fmt: skip
+               max_iter: int = 1000, threshold: float | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, list[dict]]:  # fmt: skip
     """The module docstring's rounds on features; returns (W, b, C, seen classes, history)."""
     W, b, C, seen = fit_seen(X_l, y_l, C, seed, max_iter)
-    history = [{"round": 0, "pseudo_labelled": 0}]
+    history: list[dict] = [{"round": 0, "pseudo_labelled": 0}]
     for r in range(1, rounds + 1):
-        idx, pseudo = select_pseudo(softmax(X_u @ W.T + b), max_fraction * r / rounds)
+        probs = softmax(X_u @ W.T + b)
+        capped: list[int] = []
+        if threshold is None:
+            idx, pseudo = select_pseudo(probs, max_fraction * r / rounds)
+        else:
+            idx, pseudo, capped = select_confident(probs, threshold)
+        labels = seen[pseudo]  # the classes, in the training labels' numbering
+        capped = [int(seen[c]) for c in capped]
+        if capped:
+            log.warning("-p threshold=%s: class(es) %s took most pseudo-labels; each was capped at "
+                        "twice its share of the predictions.", threshold, ", ".join(map(str, capped)))  # fmt: skip
         X = np.vstack([X_l, X_u[idx]])
-        y = np.r_[y_l, seen[pseudo]]
+        y = np.r_[y_l, labels]
         w = np.r_[np.ones(len(y_l)), np.full(len(idx), weight)]
         W, b, C, seen = fit_seen(X, y, C, seed, max_iter, sample_weight=w)
         history.append({"round": r, "pseudo_labelled": int(len(idx)),
-                        "pseudo_class_counts": np.bincount(seen[pseudo], minlength=int(seen.max()) + 1).tolist()})  # fmt: skip
+                        "pseudo_class_counts": np.bincount(labels, minlength=int(seen.max()) + 1).tolist(),
+                        **({"capped": capped} if capped else {})})  # fmt: skip
     return W, b, C, seen, history
 
 
@@ -79,8 +122,9 @@ class SelfTraining(Strategy):
     uses_unlabelled = True
 
     def __init__(self, C: float | None = None, rounds: int = 3, max_fraction: float = 0.5,
-                 weight: float = 1.0, max_iter: int = 1000) -> None:  # fmt: skip
+                 weight: float = 1.0, max_iter: int = 1000, threshold: float | None = None) -> None:  # fmt: skip
         self.C = C
+        self.threshold = threshold
         self.rounds = rounds
         self.max_fraction = max_fraction
         self.weight = weight
@@ -91,12 +135,14 @@ class SelfTraining(Strategy):
             raise ConfigError("--strategy self-training learns from unlabelled examples: give --unlabelled DIR.")
         if not 0 < self.max_fraction <= 1 or self.rounds < 1:
             raise ConfigError("-p max_fraction must be in (0, 1] and -p rounds at least 1.")
+        if self.threshold is not None and not (isinstance(self.threshold, float) and 0 < self.threshold < 1):
+            raise ConfigError(f"-p threshold={self.threshold}: a confidence in (0, 1), e.g. 0.9.")
         X_l = ctx.cache.features(backbone, train.files, device=ctx.device, progress=ctx.progress)
         X_u = ctx.cache.features(backbone, ctx.unlabelled, device=ctx.device, progress=ctx.progress)
         W, b, C, seen, history = self_train(
             np.asarray(X_l, np.float64), train.labels, np.asarray(X_u, np.float64), C=self.C,
             seed=ctx.seed, rounds=self.rounds, max_fraction=self.max_fraction,
-            weight=self.weight, max_iter=self.max_iter)  # fmt: skip
+            weight=self.weight, max_iter=self.max_iter, threshold=self.threshold)  # fmt: skip
         model = Classifier(backbone, len(train.classes))
         set_head(model, W, b, seen)
         with torch.no_grad():

@@ -70,6 +70,10 @@ def _check_params(spec: AdaptSpec) -> None:
 def run_adapt(spec: AdaptSpec) -> RunResult:
     """Adapt from labelled source(s) to a target; image folders or array files."""
     spec.validate()
+    if spec.from_run is not None:  # source-free: the run's model, no source data
+        from lowshot.pipeline.source_free import run_source_free
+
+        return run_source_free(spec)
     get_method(spec.method, job="adapt")  # an unknown name fails here, before any data is read
     _check_params(spec)
     t_start = time.perf_counter()
@@ -214,6 +218,9 @@ def _deep(spec: AdaptSpec, out: RunResult, rf: RunFolder | None, S: Domain, T: D
     m = out.metrics
     m.update(res.info)
     m["history"], m["selected_epoch"] = res.history, res.selected_epoch
+    if spec.self_train:
+        m["self_train"] = self_train_net(res.net, Ft, spec.seed)
+        out.timings["fit"] = time.perf_counter() - t0
     if Fe is not None and y_e is not None:
         idx = rest if E is None else None
         ds = mode_data(
@@ -229,6 +236,28 @@ def _deep(spec: AdaptSpec, out: RunResult, rf: RunFolder | None, S: Domain, T: D
     if rf is not None and bb is not None:
         save_adapted(res.net, bb, spec.mode, spec.blocks, S.classes, rf.path, spec.method)
         out.artefacts += ["model.safetensors", "model.json"]
+
+
+def self_train_net(net: Any, Ft: np.ndarray, seed: int) -> dict:
+    """``--self-train``: SHOT on the adapted network's bottleneck and head over the target
+    rows (:mod:`lowshot.feature.source_free`), the epoch (0: as adapted) chosen by SND;
+    the network is updated in place. Returns the record for metrics.json."""
+    from torch import nn
+
+    from lowshot.feature.source_free import SHOT
+
+    nets = net if isinstance(net, list) else [net]
+    records = []
+    t0 = time.perf_counter()
+    for n in nets:
+        head, history = SHOT().adapt(nn.Sequential(*n.bottleneck, n.head), Ft, seed, select="snd")
+        n.bottleneck.load_state_dict(head[:4].state_dict())
+        n.head.load_state_dict(head[4].state_dict())
+        records.append(history)
+    chosen = [next((h["epoch"] for h in r if h.get("selected")), 0) for r in records]
+    return {"method": "shot", "selection": "snd", "selected_epoch": chosen[0] if len(chosen) == 1 else chosen,
+            "history": records[0] if len(records) == 1 else records,
+            "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
 
 
 def save_adapted(net: Any, bb: Any, mode: str, blocks: int, classes: list[str], out: Path,

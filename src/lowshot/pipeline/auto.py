@@ -29,7 +29,7 @@ from lowshot.cache import FeatureCache, default_cache
 from lowshot.data.load import split
 from lowshot.errors import ConfigError
 from lowshot.io import write_json
-from lowshot.model.runner import make_strategy, strategies_for, train_and_score
+from lowshot.model.runner import make_strategy, pool_strategies, strategies_for, train_and_score
 from lowshot.pipeline.autosearch import (
     C_RANGE,
     MIN_ITEMS,
@@ -76,6 +76,11 @@ def candidates(spec: AutoSpec, modality: str) -> tuple[list[str], list[str]]:
     strats = list(spec.strategies or ["linear-probe", *semi, *[s for s in DEEP_ORDER[modality] if s in usable]])
     if "self-training" in strats and spec.unlabelled is None:
         raise ConfigError("--strategy self-training learns from unlabelled examples: give --unlabelled DIR.")
+    unsearched = [s for s in strats if s in pool_strategies() and s != "self-training"]
+    if unsearched:
+        raise ConfigError(f"--strategy {unsearched[0]}: auto searches self-training among the strategies "
+                          f"that learn from unlabelled examples; train {unsearched[0]} with `lowshot fit "
+                          f"-s {unsearched[0]} --unlabelled DIR`.")  # fmt: skip
     wrong = [s for s in strats if s not in usable]
     if wrong:
         raise ConfigError(f"--strategy: {', '.join(wrong)} cannot train {modality} data; "

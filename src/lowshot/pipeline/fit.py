@@ -128,8 +128,10 @@ def _unlabelled(spec: FitSpec, strat: Strategy, train: Any, test: Any) -> tuple[
     if spec.unlabelled is None:
         return None, None
     if not needs:
-        raise ConfigError(f"--unlabelled: {strat.name} does not use unlabelled examples; "
-                          "use --strategy self-training (or leave --unlabelled out).")  # fmt: skip
+        from lowshot.model.runner import pool_strategies
+
+        raise ConfigError(f"--unlabelled: {strat.name} does not use unlabelled examples; use --strategy "
+                          f"{' or '.join(pool_strategies())} (or leave --unlabelled out).")  # fmt: skip
     from lowshot.data.pool import unlabelled_for
 
     return unlabelled_for(spec.unlabelled, train, test)
