@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lowshot.errors import ConfigError
 from lowshot.params import check_params
-from lowshot.registry import register_method
+from lowshot.registry import get_method, list_methods, register_method
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:
@@ -216,3 +217,19 @@ class TENT(SourceFree):
             head[0:2](X)
             bn.momentum = 0.1
         return head.eval(), history
+
+
+def source_free_names() -> list[str]:
+    """The registered source-free methods (``adapt --from RUN -m NAME``)."""
+    return [m.name for m in list_methods("feature")
+            if isinstance(m.factory, type) and issubclass(m.factory, SourceFree)]  # fmt: skip
+
+
+def make_source_free(name: str, params: dict[str, Any]) -> SourceFree:
+    """The method ``name`` with ``params``; a method that needs the source data, or a
+    wrong ``-p`` value, is a :class:`ConfigError` naming it."""
+    info = get_method(name, family="feature")
+    if not (isinstance(info.factory, type) and issubclass(info.factory, SourceFree)):
+        raise ConfigError(f"--method {name} needs the source data; with --from RUN use a source-free "
+                          f"method: {', '.join(source_free_names())}.")  # fmt: skip
+    return info.factory().set_params(**params)  # type: ignore[no-any-return]

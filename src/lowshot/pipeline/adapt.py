@@ -26,7 +26,6 @@ from lowshot.data.domainsets import Domain, align_classes, check_width, input_ki
 from lowshot.data.splits import kshot_split
 from lowshot.domains import check_same_features, stack_domains
 from lowshot.errors import ConfigError, DataError
-from lowshot.evaluation.metrics import classification_report
 from lowshot.evaluation.predictions import FILE as PREDICTIONS
 from lowshot.evaluation.predictions import softmax, write_predictions
 from lowshot.feature.deep import check_method_params, deep_methods, embed
@@ -42,7 +41,7 @@ from lowshot.feature.runner import (
 from lowshot.instance.runner import make_reweighter
 from lowshot.io import atomic_path
 from lowshot.pipeline.model_io import save_model
-from lowshot.pipeline.results import RunResult
+from lowshot.pipeline.results import RunResult, score_target
 from lowshot.pipeline.runfolder import RunFolder, maybe_run
 from lowshot.pipeline.specs import AdaptSpec, option
 
@@ -192,16 +191,6 @@ def _shallow(spec: AdaptSpec, out: RunResult, S: Domain, Fs: Any, Ft: Any, Fe: A
         else:  # a hard classifier: its prediction with probability one
             probs = np.eye(len(S.classes))[np.asarray(est.predict(Fe), dtype=np.int64)]
         score_target(out, probs, y_e, S.classes)
-
-
-def score_target(out: RunResult, probs: np.ndarray, y_e: np.ndarray, classes: list[str]) -> None:
-    """Target accuracy and the rest of the classification report on the scored target rows;
-    the probabilities go to predictions.csv."""
-    rep = classification_report(y_e, probs.argmax(1), classes)
-    out.metrics["target_accuracy"] = rep["accuracy"]
-    out.metrics.update({k: rep[k] for k in ("balanced_accuracy", "macro_f1", "per_class", "confusion_matrix")})
-    out.metrics["n_target_test"] = len(y_e)
-    out.probabilities = probs
 
 
 def _deep(spec: AdaptSpec, out: RunResult, rf: RunFolder | None, S: Domain, T: Domain,

@@ -38,9 +38,9 @@ from lowshot.evaluation.predictions import FILE as PREDICTIONS
 from lowshot.evaluation.predictions import softmax, write_predictions
 from lowshot.feature.selection import _entropy, ensv, snd
 from lowshot.io import write_json
-from lowshot.pipeline.adapt import domain_features, load_source_target, save_adapted, score_target
+from lowshot.pipeline.adapt import domain_features, load_source_target, save_adapted
 from lowshot.pipeline.autosearch import Budget, check_same_search, load_spent, save_spent
-from lowshot.pipeline.results import RunResult
+from lowshot.pipeline.results import RunResult, score_target
 from lowshot.pipeline.runfolder import maybe_run
 from lowshot.pipeline.specs import AutoSpec, budget_seconds
 from lowshot.progress import status_line

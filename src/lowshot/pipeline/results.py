@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from lowshot.evaluation.metrics import classification_report
+
 
 @dataclass
 class RunResult(Mapping[str, Any]):
@@ -59,3 +63,13 @@ class RunResult(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.to_json())
+
+
+def score_target(out: RunResult, probs: np.ndarray, y_e: np.ndarray, classes: list[str]) -> None:
+    """Target accuracy and the rest of the classification report on the scored target rows;
+    the probabilities go to predictions.csv."""
+    rep = classification_report(y_e, probs.argmax(1), classes)
+    out.metrics["target_accuracy"] = rep["accuracy"]
+    out.metrics.update({k: rep[k] for k in ("balanced_accuracy", "macro_f1", "per_class", "confusion_matrix")})
+    out.metrics["n_target_test"] = len(y_e)
+    out.probabilities = probs

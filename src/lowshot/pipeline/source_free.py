@@ -10,37 +10,23 @@ trained on) beside the unadapted model -> model + predictions.csv + metrics.json
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from lowshot.cache import default_cache
-from lowshot.catalogue import get_method
 from lowshot.data.domainsets import align_classes, input_kind, load_domain
 from lowshot.errors import ConfigError, DataError
 from lowshot.evaluation.predictions import FILE as PREDICTIONS
 from lowshot.evaluation.predictions import write_predictions
-from lowshot.feature.source_free import SourceFree
-from lowshot.pipeline.adapt import score_target
+from lowshot.feature.source_free import make_source_free
 from lowshot.pipeline.model_io import load_model, save_model
-from lowshot.pipeline.results import RunResult
+from lowshot.pipeline.results import RunResult, score_target
 from lowshot.pipeline.runfolder import maybe_run
-from lowshot.pipeline.specs import AdaptSpec
 
-
-def make_source_free(name: str, params: dict) -> SourceFree:
-    info = get_method(name, family="feature")
-    if not (isinstance(info.factory, type) and issubclass(info.factory, SourceFree)):
-        raise ConfigError(f"--method {name} needs the source data; with --from RUN use a source-free "
-                          f"method: {', '.join(source_free_names())}.")  # fmt: skip
-    return info.factory().set_params(**params)
-
-
-def source_free_names() -> list[str]:
-    from lowshot.registry import list_methods
-
-    return [m.name for m in list_methods("feature")
-            if isinstance(m.factory, type) and issubclass(m.factory, SourceFree)]  # fmt: skip
+if TYPE_CHECKING:
+    from lowshot.pipeline.specs import AdaptSpec
 
 
 def _load_run(run: str):

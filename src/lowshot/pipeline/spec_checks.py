@@ -4,6 +4,7 @@ that names the option as the command line spells it."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from lowshot.errors import ConfigError
@@ -115,3 +116,34 @@ def budget_seconds(text: str | float | int) -> float:
     if secs <= 0:
         raise ConfigError(f"--budget: must be more than zero, got {text!r}.")
     return secs
+
+
+def _unlabelled_target_checks(spec: Any) -> None:
+    """``adapt``'s source-free (``--from RUN``) and ``--self-train`` options: what needs
+    source data is refused by name, and each applies only where it can."""
+    from lowshot.feature import deep_names
+    from lowshot.feature.source_free import make_source_free, source_free_names
+
+    if spec.from_run is None:
+        if not spec.sources:
+            raise ConfigError("--source: give at least one labelled source (or --from RUN to adapt "
+                              "a trained run without its source data).")  # fmt: skip
+        if spec.method in source_free_names():
+            raise ConfigError(f"--method {spec.method} adapts a trained run without its source data: "
+                              "give --from RUN (and no --source).")  # fmt: skip
+    else:
+        given = [(bool(spec.sources), "--source"), (spec.target_shots is not None, "--target-shots"),
+                 (spec.mode != "frozen", "--mode"), (spec.select is not None, "--select"),
+                 (spec.classifier is not None, "--classifier"), (spec.devices > 1, "--devices")]  # fmt: skip
+        for wrong, opt in given:
+            if wrong:
+                raise ConfigError(f"{opt}: not with --from RUN, which adapts the run's model to the "
+                                  "target without any source data.")  # fmt: skip
+        if not Path(spec.from_run).is_dir():
+            raise ConfigError(f"--from {spec.from_run}: no such run folder.")
+        make_source_free(spec.method, dict(spec.params))  # a wrong method or -p value
+    if spec.self_train and (spec.from_run is not None or spec.mode != "frozen"
+                            or spec.method not in deep_names() or spec.classifier):  # fmt: skip
+        raise ConfigError("--self-train refines a deep method's network over frozen features "
+                          "(--mode frozen, -m dann, mdd, ...); with --from RUN the method "
+                          "self-trains already.")  # fmt: skip

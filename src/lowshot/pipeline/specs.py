@@ -29,6 +29,7 @@ from lowshot.pipeline.spec_checks import (
     _net_training,
     _params,
     _scale_checks,
+    _unlabelled_target_checks,
     budget_seconds,
     option,
 )
@@ -302,58 +303,18 @@ class AdaptSpec(JobSpec, DeepTraining):
 
     def validate(self) -> None:
         super().validate()
-        if self.from_run is not None:
-            self._validate_source_free()
-        elif not self.sources:
-            raise ConfigError("--source: give at least one labelled source (or --from RUN to adapt "
-                              "a trained run without its source data).")  # fmt: skip
+        _unlabelled_target_checks(self)
         _choice(self, "select", self.SELECT)
         _choice(self, "preprocess", self.PREPROCESS)
         _choice(self, "classifier", self.CLASSIFIERS)
         _int(self, "target_shots", lo=1)
         _net_training(self)
         offs = self.trade_off if isinstance(self.trade_off, list) else [self.trade_off]
-        if self.self_train and (self.from_run is not None or self.mode != "frozen"
-                                or self.method not in _deep_names() or self.classifier):
-            raise ConfigError("--self-train refines a deep method's network over frozen features "
-                              "(--mode frozen, -m dann, mdd, ...); with --from RUN the method "
-                              "self-trains already.")  # fmt: skip
-        if self.from_run is None and self.method in _source_free_names():
-            raise ConfigError(f"--method {self.method} adapts a trained run without its source data: "
-                              "give --from RUN (and no --source).")  # fmt: skip
         if len(offs) > 1 and self.select is None:
             raise ConfigError(
                 "several --trade-off values need --select (dev, iwv, snd, entropy or source-val) "
                 "to choose among them without target labels."
             )
-
-
-    def _validate_source_free(self) -> None:
-        """``--from RUN``: the options that need source data are refused by name."""
-        from lowshot.pipeline.source_free import make_source_free
-
-        given = [(bool(self.sources), "--source"), (self.target_shots is not None, "--target-shots"),
-                 (self.mode != "frozen", "--mode"), (self.select is not None, "--select"),
-                 (self.classifier is not None, "--classifier"), (self.devices > 1, "--devices")]  # fmt: skip
-        for wrong, opt in given:
-            if wrong:
-                raise ConfigError(f"{opt}: not with --from RUN, which adapts the run's model to the "
-                                  "target without any source data.")  # fmt: skip
-        if not Path(self.from_run).is_dir():  # type: ignore[arg-type]
-            raise ConfigError(f"--from {self.from_run}: no such run folder.")
-        make_source_free(self.method, dict(self.params))  # a wrong method or -p value
-
-
-def _deep_names() -> list[str]:
-    from lowshot.feature import deep_names
-
-    return deep_names()
-
-
-def _source_free_names() -> list[str]:
-    from lowshot.pipeline.source_free import source_free_names
-
-    return source_free_names()
 
 
 @dataclass(kw_only=True)
