@@ -29,15 +29,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from lowshot.backbones import Backbone
-from lowshot.data.images import ImageSet
 from lowshot.errors import ConfigError
 from lowshot.evaluation.predictions import softmax
-from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
-from lowshot.model.linear_probe import fit_seen, set_head
-from lowshot.model.self_training import select_pseudo
+from lowshot.model.linear_probe import fit_seen
+from lowshot.model.self_training import PoolProbe, select_pseudo
 from lowshot.registry import register_method
 
 BLOCK = 2048
@@ -101,13 +97,11 @@ def propagate_train(X_l: np.ndarray, y_l: np.ndarray, X_u: np.ndarray, *, C: flo
 
 
 @register_method("label-propagation", family="model")
-class LabelPropagation(Strategy):
+class LabelPropagation(PoolProbe):
     """Linear probe whose pseudo-labels are smoothed over a k-NN graph of labelled and
     unlabelled features (``--unlabelled``); Zhou et al. 2004, Iscen et al. 2019."""
 
     name = "label-propagation"
-    modalities = ("image", "text")
-    uses_unlabelled = True
 
     def __init__(self, C: float | None = None, k: int = 10, alpha: float = 0.9, gamma: float = 3.0,
                  rounds: int = 3, max_fraction: float = 0.8, max_iter: int = 1000) -> None:  # fmt: skip
@@ -119,23 +113,13 @@ class LabelPropagation(Strategy):
         self.max_fraction = max_fraction
         self.max_iter = max_iter
 
-    def fit(self, train: ImageSet, backbone: Backbone, ctx: FitContext) -> FitResult:
-        if not ctx.unlabelled:
-            raise ConfigError(f"--strategy {self.name} learns from unlabelled examples: give --unlabelled DIR.")
+    def check(self) -> None:
         if not 0 < self.alpha < 1 or self.k < 1 or self.rounds < 1 or not 0 < self.max_fraction <= 1:
             raise ConfigError("-p alpha must be in (0, 1), -p k at least 1, -p rounds at least 1 "
                               "and -p max_fraction in (0, 1].")  # fmt: skip
-        X_l = np.asarray(ctx.cache.features(backbone, train.files, device=ctx.device, progress=ctx.progress), np.float64)
-        X_u = np.asarray(ctx.cache.features(backbone, ctx.unlabelled, device=ctx.device, progress=ctx.progress), np.float64)
-        W, b, C, seen, history, _ = propagate_train(
-            X_l, train.labels, X_u, C=self.C, seed=ctx.seed, k=self.k, alpha=self.alpha,
-            gamma=self.gamma, rounds=self.rounds, max_fraction=self.max_fraction,
-            max_iter=self.max_iter)  # fmt: skip
-        model = Classifier(backbone, len(train.classes))
-        set_head(model, W, b, seen)
-        with torch.no_grad():
-            pred = model.head(torch.from_numpy(X_l.astype(np.float32))).argmax(1).numpy()
-        history[-1]["train_acc"] = float((pred == train.labels).mean())
-        return FitResult(model, backbone_frozen=True, history=history,
-                         info={"C": C, "n_train": len(train), "n_unlabelled": len(X_u),
-                               "pseudo_labelled": history[-1]["pseudo_labelled"]})  # fmt: skip
+
+    def train_head(self, X_l: np.ndarray, y_l: np.ndarray, X_u: np.ndarray, seed: int):  # type: ignore[no-untyped-def]
+        *head, _ = propagate_train(X_l, y_l, X_u, C=self.C, seed=seed, k=self.k, alpha=self.alpha,
+                                   gamma=self.gamma, rounds=self.rounds, max_fraction=self.max_fraction,
+                                   max_iter=self.max_iter)  # fmt: skip
+        return tuple(head)

@@ -112,14 +112,45 @@ def self_train(X_l: np.ndarray, y_l: np.ndarray, X_u: np.ndarray, *, C: float | 
     return W, b, C, seen, history
 
 
+class PoolProbe(Strategy):
+    """A linear probe trained with an unlabelled pool (``--unlabelled``) on cached
+    features: subclasses check their hyper-parameters (:meth:`check`) and give the head
+    (:meth:`train_head`); fitting, the served head and the result are shared."""
+
+    modalities = ("image", "text")
+    uses_unlabelled = True
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` naming ``-p`` for a value that cannot work."""
+
+    def train_head(self, X_l: np.ndarray, y_l: np.ndarray, X_u: np.ndarray,
+                   seed: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, list[dict]]:  # fmt: skip
+        """(W, b, C, seen classes, history) of the head, from labelled and pool rows."""
+        raise NotImplementedError
+
+    def fit(self, train: ImageSet, backbone: Backbone, ctx: FitContext) -> FitResult:
+        if not ctx.unlabelled:
+            raise ConfigError(f"--strategy {self.name} learns from unlabelled examples: give --unlabelled DIR.")
+        self.check()
+        X_l, X_u = (np.asarray(ctx.cache.features(backbone, items, device=ctx.device, progress=ctx.progress),
+                               np.float64) for items in (train.files, ctx.unlabelled))  # fmt: skip
+        W, b, C, seen, history = self.train_head(X_l, train.labels, X_u, ctx.seed)
+        model = Classifier(backbone, len(train.classes))
+        set_head(model, W, b, seen)
+        with torch.no_grad():
+            pred = model.head(torch.from_numpy(X_l.astype(np.float32))).argmax(1).numpy()
+        history[-1]["train_acc"] = float((pred == train.labels).mean())
+        return FitResult(model, backbone_frozen=True, history=history,
+                         info={"C": C, "n_train": len(train), "n_unlabelled": len(X_u),
+                               "pseudo_labelled": history[-1]["pseudo_labelled"]})  # fmt: skip
+
+
 @register_method("self-training", family="model")
-class SelfTraining(Strategy):
+class SelfTraining(PoolProbe):
     """Linear probe retrained on class-balanced pseudo-labels of an unlabelled pool
     (``--unlabelled``); Lee 2013, Zou et al. 2018."""
 
     name = "self-training"
-    modalities = ("image", "text")
-    uses_unlabelled = True
 
     def __init__(self, C: float | None = None, rounds: int = 3, max_fraction: float = 0.5,
                  weight: float = 1.0, max_iter: int = 1000, threshold: float | None = None) -> None:  # fmt: skip
@@ -130,24 +161,13 @@ class SelfTraining(Strategy):
         self.weight = weight
         self.max_iter = max_iter
 
-    def fit(self, train: ImageSet, backbone: Backbone, ctx: FitContext) -> FitResult:
-        if not ctx.unlabelled:
-            raise ConfigError("--strategy self-training learns from unlabelled examples: give --unlabelled DIR.")
+    def check(self) -> None:
         if not 0 < self.max_fraction <= 1 or self.rounds < 1:
             raise ConfigError("-p max_fraction must be in (0, 1] and -p rounds at least 1.")
         if self.threshold is not None and not (isinstance(self.threshold, float) and 0 < self.threshold < 1):
             raise ConfigError(f"-p threshold={self.threshold}: a confidence in (0, 1), e.g. 0.9.")
-        X_l = ctx.cache.features(backbone, train.files, device=ctx.device, progress=ctx.progress)
-        X_u = ctx.cache.features(backbone, ctx.unlabelled, device=ctx.device, progress=ctx.progress)
-        W, b, C, seen, history = self_train(
-            np.asarray(X_l, np.float64), train.labels, np.asarray(X_u, np.float64), C=self.C,
-            seed=ctx.seed, rounds=self.rounds, max_fraction=self.max_fraction,
-            weight=self.weight, max_iter=self.max_iter, threshold=self.threshold)  # fmt: skip
-        model = Classifier(backbone, len(train.classes))
-        set_head(model, W, b, seen)
-        with torch.no_grad():
-            pred = model.head(torch.from_numpy(np.asarray(X_l, np.float32))).argmax(1).numpy()
-        history[-1]["train_acc"] = float((pred == train.labels).mean())
-        return FitResult(model, backbone_frozen=True, history=history,
-                         info={"C": C, "n_train": len(train), "n_unlabelled": len(X_u),
-                               "pseudo_labelled": history[-1]["pseudo_labelled"]})  # fmt: skip
+
+    def train_head(self, X_l: np.ndarray, y_l: np.ndarray, X_u: np.ndarray, seed: int):  # type: ignore[no-untyped-def]
+        return self_train(X_l, y_l, X_u, C=self.C, seed=seed, rounds=self.rounds,
+                          max_fraction=self.max_fraction, weight=self.weight, max_iter=self.max_iter,
+                          threshold=self.threshold)  # fmt: skip
