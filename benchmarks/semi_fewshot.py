@@ -41,7 +41,7 @@ from lowshot.io import write_text
 from lowshot.model.base import FitContext
 
 HERE = Path(__file__).parent
-POOL_STRATEGIES = ["self-training", "label-propagation"]
+POOL_STRATEGIES = ["self-training", "label-spreading"]
 STRATEGIES = ["linear-probe", *POOL_STRATEGIES]
 BACKBONES = ["lite0", "lite0+lite1+lite2"]
 DOMAINS = ["amazon", "dslr", "webcam"]

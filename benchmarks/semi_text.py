@@ -33,7 +33,7 @@ from lowshot.model.base import FitContext
 HERE = Path(__file__).parent
 DATASETS = ["MR", "SUBJ", "CR", "MPQA", "SST-1"]
 SHOTS = [8, 16]
-OURS = ["linear-probe", "self-training", "label-propagation"]
+OURS = ["linear-probe", "self-training", "label-spreading"]
 REFERENCE = ["setfit", "l2sp"]  # from text_fewshot.json
 
 

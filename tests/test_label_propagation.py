@@ -85,12 +85,12 @@ def test_threshold_self_training_still_wins_on_the_clusters():
 
 
 def test_label_propagation_run_and_its_bad_options(mini, cache_dir, tmp_path):
-    r = fit(mini["train"], test=mini["test"], strategy="label-propagation", unlabelled=mini["test"],
+    r = fit(mini["train"], test=mini["test"], strategy="label-spreading", unlabelled=mini["test"],
             out=tmp_path / "lp", baseline=False, progress=False)  # fmt: skip
     assert r["unlabelled"]["transductive"] and r["info"]["pseudo_labelled"] > 0
     assert r["accuracy"] >= 0.5 and (tmp_path / "lp" / "model.safetensors").is_file()
     with pytest.raises(ConfigError, match="alpha"):
-        fit(mini["train"], test=mini["test"], strategy="label-propagation", unlabelled=mini["test"],
+        fit(mini["train"], test=mini["test"], strategy="label-spreading", unlabelled=mini["test"],
             params={"alpha": 1.0}, baseline=False, progress=False)  # fmt: skip
     with pytest.raises(ConfigError, match="threshold"):
         fit(mini["train"], test=mini["test"], strategy="self-training", unlabelled=mini["test"],

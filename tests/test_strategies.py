@@ -46,7 +46,7 @@ def test_registry_covers_the_model_family():
         "lora",
         "setfit",
         "self-training",
-        "label-propagation",
+        "label-spreading",
     }
     assert all(m.summary for m in list_methods("model"))
     assert set(strategies_for("image")) | set(strategies_for("text")) == {
@@ -54,7 +54,15 @@ def test_registry_covers_the_model_family():
     }
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+# finetune and scratch train every weight like lp-ft's second stage (which stays here) and
+# the interrupted-fit test's finetune run: the 5-minute suite leaves their contract to
+# ./run test-all
+SLOW_CONTRACT = {"finetune", "scratch"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CONTRACT else n for n in STRATEGIES]
+)
 def test_strategy_contract(name, sets, lite0, cache_dir, tmp_path):
     train, test = sets
     strat = make_strategy(name)

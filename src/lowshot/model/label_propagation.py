@@ -3,8 +3,9 @@
 Label spreading (Zhou et al., NIPS 2004) smooths labels over a graph of all rows,
 labelled and unlabelled; Correct & Smooth (Huang et al., ICLR 2021) smooths a base
 model's probabilities rather than the bare labels; Iscen et al. (CVPR 2019) train the
-classifier again on the propagated pseudo-labels. This strategy does all three, with
-the linear probe as the base model:
+classifier again on the propagated pseudo-labels. This strategy, registered as
+``label-spreading`` (``label-propagation`` is the episode classifier of the relation
+family), does all three, with the linear probe as the base model:
 
     graph   x̂ = normalise(x - mean) over the n = n_l + n_u rows,
             A_ij = max(x̂_i . x̂_j, 0)^γ  for the k nearest neighbours j of i, else 0,
@@ -96,12 +97,12 @@ def propagate_train(X_l: np.ndarray, y_l: np.ndarray, X_u: np.ndarray, *, C: flo
     return W, b, C, seen, history, scores(W, b, seen)
 
 
-@register_method("label-propagation", family="model")
+@register_method("label-spreading", family="model")
 class LabelPropagation(PoolProbe):
     """Linear probe whose pseudo-labels are smoothed over a k-NN graph of labelled and
     unlabelled features (``--unlabelled``); Zhou et al. 2004, Iscen et al. 2019."""
 
-    name = "label-propagation"
+    name = "label-spreading"
 
     def __init__(self, C: float | None = None, k: int = 10, alpha: float = 0.9, gamma: float = 3.0,
                  rounds: int = 3, max_fraction: float = 0.8, max_iter: int = 1000) -> None:  # fmt: skip
