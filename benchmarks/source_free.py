@@ -37,9 +37,19 @@ METHODS = {"office31": ["erm", "shot", "tent", "mdd", "mdd+self-train"],
            "amazon-reviews": ["mdd", "mdd+self-train"]}  # fmt: skip
 
 
-def run(name: str, seeds: list[int], tasks: list[str] | None, data_root: str | None) -> ResultStore:
+def _files(name: str, backbone: str | None) -> tuple[Path, Path]:
+    """(results JSON, markdown table) of a suite, per backbone other than the default."""
+    tag = "" if backbone in (None, "lite0") else "_" + backbone.replace("+", "-")
+    return (HERE / "results" / f"source_free_{name}{tag}.json",
+            HERE.parent / "docs" / "benchmarks" / f"source_free_{name.split('-')[0]}{tag}.md")  # fmt: skip
+
+
+def run(name: str, seeds: list[int], tasks: list[str] | None, data_root: str | None,
+        backbone: str | None = None) -> ResultStore:  # fmt: skip
     sw = suite(name, data_root)
-    store = ResultStore(HERE / "results" / f"source_free_{name}.json",
+    if backbone is not None:
+        sw.settings["backbone"] = backbone
+    store = ResultStore(_files(name, backbone)[0],
                         {"benchmark": f"source_free {name}", "settings": sw.settings, "machine": machine()})  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="lowshot-sf-") as tmp:
         for seed in seeds:
@@ -79,21 +89,23 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--tasks", default=None, help="comma list of task labels (A→W, B→D, ...)")
     ap.add_argument("--data-root", default=None)
+    ap.add_argument("--backbone", default=None, help="Office-31: another image backbone (e.g. lite0+lite1+lite2)")
     ap.add_argument("--table-only", action="store_true")
     a = ap.parse_args()
     for name in a.suite.split(","):
         seeds = [int(s) for s in a.seeds.split(",")]
         tasks = a.tasks.split(",") if a.tasks else None
-        store = (ResultStore(HERE / "results" / f"source_free_{name}.json", {}) if a.table_only
-                 else run(name, seeds, tasks, a.data_root))  # fmt: skip
+        store = (ResultStore(_files(name, a.backbone)[0], {}) if a.table_only
+                 else run(name, seeds, tasks, a.data_root, a.backbone))  # fmt: skip
         md = table(store, suite(name, a.data_root), METHODS[name])
         lines = md.splitlines()
         at = next(i for i, line in enumerate(lines) if line.startswith("Produced by"))
-        lines[at] = (f"Produced by `python benchmarks/source_free.py --suite {name} --seeds {a.seeds}` "
+        opt = f" --backbone {a.backbone}" if a.backbone else ""
+        lines[at] = (f"Produced by `python benchmarks/source_free.py --suite {name}{opt} --seeds {a.seeds}` "
                      + lines[at].split("--seeds ...` ", 1)[1]).replace("domain adaptation", "")
         lines[0] += " with self-training and source-free adaptation"
         md = "\n".join(lines) + "\n"
-        write_text(HERE.parent / "docs" / "benchmarks" / f"source_free_{name.split('-')[0]}.md", md)
+        write_text(_files(name, a.backbone)[1], md)
         print(md)
 
 
