@@ -8,9 +8,33 @@ the method and the parameter, before any data is read.
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, ClassVar
 
 from lowshot.errors import ConfigError
+
+
+class Hyperparameters:
+    """``get_params`` / ``set_params`` over the ``__init__`` arguments, as scikit-learn
+    has them: a method's hyper-parameters are exactly its constructor's arguments, kept
+    as attributes of the same names; ``set_params`` checks them with :func:`check_params`
+    (``owner``: "strategy", "method", ... as the messages name it)."""
+
+    name: ClassVar[str] = ""
+    owner: ClassVar[str] = "method"
+
+    def get_params(self) -> dict[str, Any]:
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
+
+    def set_params(self, **params: Any) -> Any:
+        for k, v in check_params(f"{self.owner} {self.name}", self.get_params(), params).items():
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
 
 
 def check_params(owner: str, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:

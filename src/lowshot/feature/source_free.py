@@ -30,8 +30,7 @@ The backbone is not adapted: its features come from the cache, as the source mod
 from __future__ import annotations
 
 import copy
-import inspect
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lowshot.errors import ConfigError
-from lowshot.params import check_params
+from lowshot.params import Hyperparameters
 from lowshot.registry import get_method, list_methods, register_method
 
 
@@ -70,21 +69,10 @@ def cluster_pseudo_labels(feats: torch.Tensor, probs: torch.Tensor) -> torch.Ten
     return sim.argmax(1)
 
 
-class SourceFree:
+class SourceFree(Hyperparameters):
     """A source-free method: ``adapt(head, X_t, seed)`` returns the head adapted to the
     target features ``X_t`` and its per-epoch history; ``head`` is ``neck_head``'s
     ``[linear, BN, ReLU, dropout, linear]`` and is not modified."""
-
-    name: ClassVar[str] = ""
-
-    def get_params(self) -> dict[str, Any]:
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
-
-    def set_params(self, **params: Any) -> SourceFree:
-        for k, v in check_params(f"method {self.name}", self.get_params(), params).items():
-            setattr(self, k, v)
-        return self
 
     def adapt(self, head: nn.Sequential, X_t: np.ndarray, seed: int,
               select: str | None = None) -> tuple[nn.Sequential, list[dict]]:  # fmt: skip
@@ -122,8 +110,6 @@ class SourceFree:
         order = torch.randperm(n, generator=gen)
         return [b for b in order.split(batch_size) if len(b) > 1]  # BatchNorm needs two rows
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
 
 @register_method("shot", family="feature")
