@@ -235,17 +235,12 @@ def self_train_net(net: Any, Ft: np.ndarray, seed: int) -> dict:
 
     from lowshot.feature.source_free import SHOT
 
-    nets = net if isinstance(net, list) else [net]
-    records = []
     t0 = time.perf_counter()
-    for n in nets:
-        head, history = SHOT().adapt(nn.Sequential(*n.bottleneck, n.head), Ft, seed, select="snd")
-        n.bottleneck.load_state_dict(head[:4].state_dict())
-        n.head.load_state_dict(head[4].state_dict())
-        records.append(history)
-    chosen = [next((h["epoch"] for h in r if h.get("selected")), 0) for r in records]
-    return {"method": "shot", "selection": "snd", "selected_epoch": chosen[0] if len(chosen) == 1 else chosen,
-            "history": records[0] if len(records) == 1 else records,
+    head, history = SHOT().adapt(nn.Sequential(*net.bottleneck, net.head), Ft, seed, select="snd")
+    net.bottleneck.load_state_dict(head[:4].state_dict())
+    net.head.load_state_dict(head[4].state_dict())
+    chosen = next((h["epoch"] for h in history if h.get("selected")), 0)
+    return {"method": "shot", "selection": "snd", "selected_epoch": chosen, "history": history,
             "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
 
 

@@ -66,9 +66,9 @@ def run_source_free(spec: AdaptSpec) -> RunResult:
         raise DataError(f"{spec.target}: the target is empty.")
     y_t = align_classes(T, classes, spec.target)
     E = load_domain([spec.target_test], "images", "target") if spec.target_test else None
-    y_e = align_classes(E, classes, spec.target_test) if E is not None else (y_t if T.labelled else None)
     if E is not None and not E.labelled:
         raise DataError(f"--target-test {spec.target_test}: no class folders to score on.")
+    y_e = align_classes(E, classes, spec.target_test) if E is not None else (y_t if T.labelled else None)
     cache = default_cache(spec.cache_dir)
     Ft = np.asarray(cache.features(model.backbone, T.files or [], progress=spec.progress), np.float32)
     Fe = Ft if E is None else np.asarray(cache.features(model.backbone, E.files or [], progress=spec.progress), np.float32)
