@@ -20,6 +20,8 @@ STRATEGIES = strategies_for("image")  # text strategies: tests/test_text_strateg
 # Few epochs (and no floor on the step count) keep the suite fast; the data is real
 # (Office-31 webcam, 6 classes).
 FAST = {"epochs": 3, "min_steps": 0}
+# fixmatch's epochs are a fixed number of steps, each of labelled and (2 mu) unlabelled images
+FAST_FOR = {"fixmatch": {"epochs": 2, "iters": 2, "batch_size": 8}}
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,7 @@ def test_registry_covers_the_model_family():
         "setfit",
         "self-training",
         "label-spreading",
+        "fixmatch",
     }
     assert all(m.summary for m in list_methods("model"))
     assert set(strategies_for("image")) | set(strategies_for("text")) == {
@@ -72,7 +75,7 @@ def test_strategy_contract(name, sets, lite0, cache_dir, tmp_path):
     with pytest.raises(ConfigError, match="has no hyper-parameter"):
         strat.set_params(no_such_param=1)
     if "epochs" in params:
-        strat.set_params(**FAST)
+        strat.set_params(**{k: v for k, v in FAST_FOR.get(name, FAST).items() if k in params})
     before = {k: v.clone() for k, v in lite0.state_dict().items()}
     ctx = FitContext(cache=FeatureCache(cache_dir), seed=0, progress=False)
     if getattr(strat, "uses_unlabelled", False):  # the transductive case: the test images

@@ -90,7 +90,7 @@ def generalize(
     -p NAME=V1,V2 gives candidates that --select chooses among."""
     setup_logging(False)
     spec = GeneralizeSpec(
-        sources=source, method=method, out=out, target_test=target_test, select=select,
+        sources=list(source or []), method=method, out=out, target_test=target_test, select=select,
         mode=mode, backbone=backbone, blocks=blocks, epochs=epochs, iters_per_epoch=iters,
         batch_size=batch_size, lr=lr, bottleneck=bottleneck, val_fraction=val_fraction,
         preprocess=preprocess, ensemble=ensemble, params=parse_params(param), seed=seed, device=device,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -124,6 +124,23 @@ def train_transform(p: Preprocessing, scale: tuple[float, float] = (0.35, 1.0)) 
     )
 
 
+def strong_transform(p: Preprocessing, scale: tuple[float, float] = (0.35, 1.0)) -> T.Compose:
+    """FixMatch's strong augmentation (Sohn et al., NeurIPS 2020): the weak crop and flip,
+    then RandAugment (two random operations at magnitude 10; Cubuk et al., 2020) and
+    Cutout (one erased patch of 2-25% of the image; DeVries & Taylor, 2017)."""
+    interp = _INTERP.get(p.interpolation, T.InterpolationMode.BICUBIC)
+    return T.Compose(
+        [
+            T.RandomResizedCrop(p.input_size, scale=scale, interpolation=interp),
+            T.RandomHorizontalFlip(),
+            T.RandAugment(num_ops=2, magnitude=10),
+            T.ToTensor(),
+            T.Normalize(p.mean, p.std),
+            T.RandomErasing(p=1.0, scale=(0.02, 0.25), value=0),
+        ]
+    )
+
+
 class ImageFiles(Dataset):
     """(image tensor, label) pairs; ``preload`` decodes every image once into memory
     (at the preprocessing's resize) so that training epochs do not decode JPEGs again."""
@@ -132,7 +149,7 @@ class ImageFiles(Dataset):
         self,
         files: Sequence[Path],
         labels: Sequence[int] | np.ndarray | None,
-        transform: T.Compose,
+        transform: Callable[[Image.Image], Any],
         min_side: int | None = None,
         preload: bool = False,
         weights: np.ndarray | None = None,

@@ -180,7 +180,8 @@ class TENT(SourceFree):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         head = copy.deepcopy(head).eval()
-        bn: nn.BatchNorm1d = head[1]
+        bn = head[1]
+        assert isinstance(bn, nn.BatchNorm1d), "the bottleneck's normalisation"
         head.requires_grad_(False)
         bn.weight.requires_grad_(True)
         bn.bias.requires_grad_(True)

@@ -8,6 +8,7 @@ from lowshot.model.deep import L2SP, LPFT, BitFit, FineTune, Partial, Scratch
 from lowshot.model.label_propagation import LabelPropagation
 from lowshot.model.linear_probe import LinearProbe
 from lowshot.model.lora import LoRA
+from lowshot.model.fixmatch import FixMatch
 from lowshot.model.self_training import SelfTraining
 from lowshot.model.text import SetFitStyle
 from lowshot.registry import Family, MethodInfo, register_family
@@ -30,6 +31,7 @@ __all__ = [
     "BitFit",
     "Classifier",
     "FineTune",
+    "FixMatch",
     "SelfTraining",
     "FitContext",
     "FitResult",

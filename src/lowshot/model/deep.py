@@ -175,18 +175,11 @@ class DeepStrategy(Strategy):
         loader = self.loader(fit_set, model, ctx, train=True)
         val_loader = self.loader(val_set, model, ctx, train=False) if val_set else None
         net = self.net_for(model)
-        from lowshot.training.loop import TransferModule, run_trainer
+        from lowshot.training.loop import run_trainer
 
-        epochs = self.epochs_for(len(loader))
+        epochs = self.epochs_for(len(loader)) if self.min_steps else self.epochs
         info["epochs"] = epochs
-        module = TransferModule(
-            net,
-            groups,
-            epochs,
-            penalty=self.penalty(model),
-            freeze_bn=self.freeze_bn,
-            optimizer=self.optimizer,
-        )
+        module = self.module(net, groups, epochs, model)
         train_s = run_trainer(module, loader, epochs, ctx, val_loader=val_loader)
         info["train_seconds"] = round(train_s, 2)  # counts the runs a --resume continues
         if val_loader is not None:
@@ -212,6 +205,13 @@ class DeepStrategy(Strategy):
 
     def frozen_stages(self, backbone: Backbone) -> int | None:
         return None
+
+    def module(self, net: nn.Module, groups: list, epochs: int, model: Classifier) -> Any:
+        """The LightningModule that trains ``net``: cross-entropy with :meth:`penalty`."""
+        from lowshot.training.loop import TransferModule
+
+        return TransferModule(net, groups, epochs, penalty=self.penalty(model),
+                              freeze_bn=self.freeze_bn, optimizer=self.optimizer)  # fmt: skip
 
 
 @register_method("finetune", family="model")
@@ -304,7 +304,7 @@ class LPFT(DeepStrategy):
     """
 
     name = "lp-ft"
-    modalities = ("image", "text")
+    modalities: ClassVar[tuple[str, ...]] = ("image", "text")
     # the head starts fitted: it moves as slowly as the body
     text_defaults = DeepStrategy.text_defaults | {"head_lr": 3e-5}
 

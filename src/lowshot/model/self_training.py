@@ -60,16 +60,21 @@ def select_pseudo(probs: np.ndarray, fraction: float) -> tuple[np.ndarray, np.nd
     return idx, pred[idx]
 
 
+def check_reachable(conf: np.ndarray, threshold: float, instead: str) -> None:
+    """A :class:`DataError` when no confidence of the pool reaches ``threshold``."""
+    if not (conf >= threshold).any():
+        raise DataError(f"-p threshold={threshold}: no unlabelled example is that confident (the "
+                        f"highest confidence on the pool is {conf.max():.2f}); lower it, or leave "
+                        f"threshold out for {instead}.")  # fmt: skip
+
+
 def select_confident(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """The rows whose largest probability reaches ``threshold`` and their pseudo-labels,
     each class capped at twice its share of the predictions times the rows kept; the
     capped classes come third. No row reaching it is a :class:`DataError`."""
     conf, pred = probs.max(1), probs.argmax(1)
+    check_reachable(conf, threshold, "class-balanced selection")
     keep = np.flatnonzero(conf >= threshold)
-    if not len(keep):
-        raise DataError(f"-p threshold={threshold}: no unlabelled example is that confident (the "
-                        f"highest confidence on the pool is {conf.max():.2f}); lower it, or leave "
-                        "threshold out for class-balanced selection.")  # fmt: skip
     share = np.bincount(pred, minlength=probs.shape[1]) / len(pred)
     out, capped = [], []
     for c in np.unique(pred[keep]):

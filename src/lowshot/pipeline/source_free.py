@@ -68,7 +68,7 @@ def run_source_free(spec: AdaptSpec) -> RunResult:
     E = load_domain([spec.target_test], "images", "target") if spec.target_test else None
     if E is not None and not E.labelled:
         raise DataError(f"--target-test {spec.target_test}: no class folders to score on.")
-    y_e = align_classes(E, classes, spec.target_test) if E is not None else (y_t if T.labelled else None)
+    y_e = align_classes(E, classes, str(spec.target_test)) if E is not None else (y_t if T.labelled else None)
     cache = default_cache(spec.cache_dir)
     Ft = np.asarray(cache.features(model.backbone, T.files or [], progress=spec.progress), np.float32)
     Fe = Ft if E is None else np.asarray(cache.features(model.backbone, E.files or [], progress=spec.progress), np.float32)
@@ -97,7 +97,7 @@ def run_source_free(spec: AdaptSpec) -> RunResult:
         if rf is not None:
             save_model(model, classes, rf.path, strategy=f"adapt:{spec.method}", backbone_frozen=True)
             out.artefacts += ["model.safetensors", "model.json"]
-            if out.probabilities is not None:
+            if out.probabilities is not None and y_e is not None:
                 scored = E if E is not None else T
                 write_predictions(rf.file(PREDICTIONS), list(scored.files or []), y_e, out.probabilities, classes)
                 out.artefacts.append(PREDICTIONS)

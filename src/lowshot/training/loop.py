@@ -136,21 +136,25 @@ class TransferModule(L.LightningModule):
             freeze_batchnorm(self.net)
         self._epoch_stats = []
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        x, y = batch[0], batch[1]
-        logits = self.net(x)
+    def labelled_loss(self, logits: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Cross-entropy of ``logits`` against the batch's labels (``batch[1]``), a weighted
+        mean with per-sample weights (``batch[2]``); recorded for the epoch's row."""
+        y = batch[1]
         if len(batch) > 2:  # per-sample importance weights: a weighted mean of the losses
             w = batch[2].to(logits.dtype)
             per = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing, reduction="none")
             loss = (per * w).sum() / w.sum().clamp_min(1e-12)
         else:
             loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        total = loss + self.penalty() if self.penalty is not None else loss
         correct = int((logits.argmax(1) == y).sum())
         self._epoch_stats.append((float(loss.detach()), correct, len(y)))
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y),
                  sync_dist=self.trainer.world_size > 1)
-        return total
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        loss = self.labelled_loss(self.net(batch[0]), batch)
+        return loss + self.penalty() if self.penalty is not None else loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
