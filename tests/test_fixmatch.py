@@ -38,6 +38,10 @@ def test_self_adaptive_thresholds_follow_their_definition():
         assert np.allclose(got, tau * p / p.max(), atol=1e-5)
     # the class the model predicts most keeps the full bar, the others a lower one
     assert got.argmax() == 0 and got[1] < got[0] and got[2] < got[0]
+    # started from a fitted model's probabilities on the pool rather than from 1/C
+    start = torch.tensor([[0.8, 0.1, 0.1], [0.2, 0.6, 0.2]])
+    mod = _module(nn.Linear(2, 3), start=start)
+    assert torch.isclose(mod.tau, torch.tensor(0.7)) and torch.allclose(mod.p_model, torch.tensor([0.5, 0.35, 0.15]))
     fixed = _module(nn.Linear(2, 3), threshold=0.7).thresholds(torch.full((4, 3), 1 / 3))
     assert torch.allclose(fixed, torch.full((3,), 0.7))
 
@@ -110,3 +114,10 @@ def test_fixmatch_needs_a_pool(webcam, cache_dir):
     train, _ = webcam
     with pytest.raises(ConfigError, match="give --unlabelled"):
         make_strategy("fixmatch").fit(train, create_backbone("lite0"), FitContext(cache=FeatureCache(cache_dir)))
+
+
+def test_a_combined_backbone_is_told_to_train_every_weight(webcam, cache_dir):
+    train, test = webcam
+    ctx = FitContext(cache=FeatureCache(cache_dir), seed=0, progress=False, unlabelled=list(test.files))
+    with pytest.raises(ConfigError, match="give -p blocks=0"):
+        make_strategy("fixmatch").fit(train, create_backbone("lite0+lite1"), ctx)

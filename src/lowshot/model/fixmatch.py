@@ -13,13 +13,16 @@ FixMatch's) rarely fits a few-shot model, whose confidences start low: the defau
 threshold adapts to the model (FreeMatch's self-adaptive thresholding), an exponential
 moving average (momentum ``ema``) over the unlabelled batches
 
-    tau_t = ema tau_{t-1} + (1 - ema) mean_u max q_u        (tau_0 = 1 / C)
-    p_t   = ema p_{t-1}   + (1 - ema) mean_u q_u            (p_0 = 1 / C each class)
+    tau_t = ema tau_{t-1} + (1 - ema) mean_u max q_u
+    p_t   = ema p_{t-1}   + (1 - ema) mean_u q_u
     tau(c) = tau_t p_t(c) / max_c' p_t(c')
 
 so a class the model seldom predicts gets a lower bar: the guard against a few easy
 classes taking over the pseudo-labels. The head starts as the linear probe (LP-FT;
-Kumar et al., ICLR 2022), so the first pseudo-labels are the probe's.
+Kumar et al., ICLR 2022), so the first pseudo-labels are the probe's, and the averages
+start from the probe's probabilities on the pool (tau_0 its mean confidence, p_0 its
+mean probabilities), not from FreeMatch's 1/C: that start describes a network trained
+from scratch, and under it every pool image of a fitted probe would pass at first.
 
 Cost: ``epochs x iters`` steps, each a forward pass of (1 + 2 mu) B images (the weak
 unlabelled view without gradient) where a fine-tune does B; by default only the last
@@ -33,7 +36,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lowshot.backbones import Backbone
+from lowshot.backbones import Backbone, CombinedBackbone
 from lowshot.data.images import ImageSet
 from lowshot.data.torchdata import ImageFiles, strong_transform, train_transform
 from lowshot.errors import ConfigError
@@ -78,6 +81,9 @@ class FixMatch(LPFT):
         if getattr(train, "modality", "image") != "image":
             raise ConfigError("--strategy fixmatch augments images; for text use self-training.")
         self.check()
+        if self.blocks and isinstance(backbone, CombinedBackbone):
+            raise ConfigError(f"--backbone {backbone.name}: a combination of backbones has no stages "
+                              "to train the last of; give -p blocks=0 (train every weight).")  # fmt: skip
         if self.blocks:
             split_top(backbone, self.blocks, "-p blocks")  # a bad count fails before any work
         result = super().fit(train, backbone, ctx)
@@ -91,7 +97,8 @@ class FixMatch(LPFT):
         info = super().init_head(model, train, backbone, ctx)
         X = ctx.cache.features(backbone, ctx.unlabelled or [], device=ctx.device, progress=ctx.progress)
         with torch.no_grad():
-            conf = model.head(torch.from_numpy(X)).softmax(1).max(1).values.numpy()
+            self._start = model.head(torch.from_numpy(X)).softmax(1)
+        conf = self._start.max(1).values.numpy()
         if self.threshold is not None:
             check_reachable(conf, self.threshold, "the self-adaptive threshold")
         return info | {"pool_confidence_start": round(float(conf.mean()), 4)}
@@ -129,5 +136,6 @@ class FixMatch(LPFT):
 
         return ConsistencyModule(net, groups, epochs, n_classes=model.head.out_features,
                                  threshold=self.threshold, ema=self.ema, weight=self.weight,
+                                 start=self.__dict__.pop("_start", None),
                                  penalty=self.penalty(model), freeze_bn=self.freeze_bn,
                                  optimizer=self.optimizer)  # fmt: skip

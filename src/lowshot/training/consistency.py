@@ -24,11 +24,17 @@ class ConsistencyModule(TransferModule):
     p_model: torch.Tensor  # the mean probability of each class on the pool (a buffer)
 
     def __init__(self, net: nn.Module, groups: list, epochs: int, *, n_classes: int,
-                 threshold: float | None, ema: float, weight: float, **kw: Any) -> None:  # fmt: skip
+                 threshold: float | None, ema: float, weight: float,
+                 start: torch.Tensor | None = None, **kw: Any) -> None:  # fmt: skip
+        """``start``: the starting model's probabilities on the pool, which the averages
+        begin from (FreeMatch starts them at 1/C, the confidence of an untrained model)."""
         super().__init__(net, groups, epochs, **kw)
         self.fixed, self.ema, self.weight = threshold, ema, weight
-        self.register_buffer("tau", torch.tensor(1.0 / n_classes))
-        self.register_buffer("p_model", torch.full((n_classes,), 1.0 / n_classes))
+        tau, p = torch.tensor(1.0 / n_classes), torch.full((n_classes,), 1.0 / n_classes)
+        if start is not None:
+            tau, p = start.max(1).values.mean(), start.mean(0)
+        self.register_buffer("tau", tau.float())
+        self.register_buffer("p_model", p.float())
         self._sums: dict[str, float] = {}
         self._steps = 0
 
