@@ -21,7 +21,7 @@ STRATEGIES = strategies_for("image")  # text strategies: tests/test_text_strateg
 # (Office-31 webcam, 6 classes).
 FAST = {"epochs": 3, "min_steps": 0}
 # fixmatch's epochs are a fixed number of steps, each of labelled and (2 mu) unlabelled images
-FAST_FOR = {"fixmatch": {"epochs": 2, "iters": 2, "batch_size": 8}}
+FAST_FOR = {"fixmatch": {"epochs": 2, "iters": 2, "batch_size": 4}}
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,10 @@ def test_registry_covers_the_model_family():
 
 
 # finetune and scratch train every weight like lp-ft's second stage (which stays here) and
-# the interrupted-fit test's finetune run: the 5-minute suite leaves their contract to
+# the interrupted-fit test's finetune run, and l2sp is that training plus a penalty whose
+# definition is tested by default below: the 5-minute suite leaves their contract to
 # ./run test-all
-SLOW_CONTRACT = {"finetune", "scratch"}
+SLOW_CONTRACT = {"finetune", "scratch", "l2sp"}
 
 
 @pytest.mark.parametrize(
