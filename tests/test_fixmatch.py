@@ -101,7 +101,7 @@ def test_a_threshold_no_pool_image_reaches_is_caught_before_training(webcam, cac
 
 @pytest.mark.parametrize("params, match", [
     ({"threshold": 1.5}, "a confidence in"), ({"ema": 1.0}, "a momentum"),
-    ({"mu": 0}, "-p mu=0"), ({"blocks": 99}, "-p blocks must be in"),
+    ({"mu": 0}, "-p mu=0"), ({"weight": -1.0}, "-p weight=-1.0"), ({"blocks": 99}, "-p blocks must be in"),
 ])  # fmt: skip
 def test_bad_hyper_parameters_are_refused_before_work(webcam, cache_dir, params, match):
     train, test = webcam

@@ -5,7 +5,7 @@ FreeMatch's self-adaptive thresholds (Wang et al., ICLR 2023), started as LP-FT.
 Each step draws B labelled images and mu B unlabelled ones u:
 
     q_u  = softmax(f(weak(u)))                       (no gradient),  y_u = argmax q_u
-    loss = CE_ls(f(weak(x)), y) + lambda_u / (mu B) sum_u 1[max q_u >= tau(y_u)] CE(f(strong(u)), y_u)
+    loss = CE_ls(f(weak(x)), y) + weight / (mu B) sum_u 1[max q_u >= tau(y_u)] CE(f(strong(u)), y_u)
 
 weak: random crop and flip; strong: the same, then RandAugment and Cutout
 (:func:`lowshot.data.torchdata.strong_transform`). A fixed ``tau`` (``-p threshold=0.95``,
@@ -67,6 +67,8 @@ class FixMatch(LPFT):
         if self.threshold is not None and not (isinstance(self.threshold, float) and 0 < self.threshold < 1):
             raise ConfigError(f"-p threshold={self.threshold}: a confidence in (0, 1), e.g. 0.95, "
                               "or leave it out for the self-adaptive threshold.")  # fmt: skip
+        if not (isinstance(self.weight, (int, float)) and self.weight >= 0):
+            raise ConfigError(f"-p weight={self.weight}: the unlabelled term's weight, 0 or more (1 by default).")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"-p ema={self.ema}: a momentum in [0, 1), e.g. 0.99.")
         for k in ("epochs", "iters", "batch_size", "mu"):
@@ -96,7 +98,7 @@ class FixMatch(LPFT):
         keeps the labelled loss from raising confidences much), so it is an error here."""
         info = super().init_head(model, train, backbone, ctx)
         X = ctx.cache.features(backbone, ctx.unlabelled or [], device=ctx.device, progress=ctx.progress)
-        with torch.no_grad():
+        with torch.no_grad():  # kept until module() hands it to the training module, then dropped
             self._start = model.head(torch.from_numpy(X)).softmax(1)
         conf = self._start.max(1).values.numpy()
         if self.threshold is not None:
