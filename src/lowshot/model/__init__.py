@@ -5,10 +5,10 @@ Importing this package registers every strategy in :mod:`lowshot.registry`.
 
 from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
 from lowshot.model.deep import L2SP, LPFT, BitFit, FineTune, Partial, Scratch
+from lowshot.model.fixmatch import FixMatch
 from lowshot.model.label_propagation import LabelPropagation
 from lowshot.model.linear_probe import LinearProbe
 from lowshot.model.lora import LoRA
-from lowshot.model.fixmatch import FixMatch
 from lowshot.model.self_training import SelfTraining
 from lowshot.model.text import SetFitStyle
 from lowshot.registry import Family, MethodInfo, register_family
