@@ -13,11 +13,17 @@ from typing import ClassVar
 
 from lowshot.backbones import Backbone
 from lowshot.data.images import ImageSet
+from lowshot.errors import ConfigError
 from lowshot.nets import Classifier, neck_head
 from lowshot.params import Hyperparameters
 from lowshot.training.context import FitContext, FitResult
 
-__all__ = ["Classifier", "FitContext", "FitResult", "Strategy", "neck_head"]
+__all__ = ["Classifier", "FitContext", "FitResult", "Strategy", "neck_head", "no_pool_error"]
+
+
+def no_pool_error(name: str) -> ConfigError:
+    """The one error for a strategy that learns from an unlabelled pool, given none."""
+    return ConfigError(f"--strategy {name} learns from unlabelled examples: give --unlabelled DIR.")
 
 
 class Strategy(Hyperparameters):

@@ -40,7 +40,7 @@ from lowshot.backbones import Backbone, CombinedBackbone
 from lowshot.data.images import ImageSet
 from lowshot.data.torchdata import ImageFiles, strong_transform, train_transform
 from lowshot.errors import ConfigError
-from lowshot.model.base import Classifier, FitContext, FitResult
+from lowshot.model.base import Classifier, FitContext, FitResult, no_pool_error
 from lowshot.model.deep import LPFT, split_top
 from lowshot.model.self_training import check_reachable
 from lowshot.registry import register_method
@@ -79,7 +79,7 @@ class FixMatch(LPFT):
 
     def fit(self, train: ImageSet, backbone: Backbone, ctx: FitContext) -> FitResult:
         if not ctx.unlabelled:
-            raise ConfigError(f"--strategy {self.name} learns from unlabelled examples: give --unlabelled DIR.")
+            raise no_pool_error(self.name)
         if getattr(train, "modality", "image") != "image":
             raise ConfigError("--strategy fixmatch augments images; for text use self-training.")
         self.check()

@@ -42,7 +42,7 @@ from lowshot.backbones import Backbone
 from lowshot.data.images import ImageSet
 from lowshot.errors import ConfigError, DataError
 from lowshot.evaluation.predictions import softmax
-from lowshot.model.base import Classifier, FitContext, FitResult, Strategy
+from lowshot.model.base import Classifier, FitContext, FitResult, Strategy, no_pool_error
 from lowshot.model.linear_probe import fit_seen, set_head
 from lowshot.registry import register_method
 
@@ -135,7 +135,7 @@ class PoolProbe(Strategy):
 
     def fit(self, train: ImageSet, backbone: Backbone, ctx: FitContext) -> FitResult:
         if not ctx.unlabelled:
-            raise ConfigError(f"--strategy {self.name} learns from unlabelled examples: give --unlabelled DIR.")
+            raise no_pool_error(self.name)
         self.check()
         X_l, X_u = (np.asarray(ctx.cache.features(backbone, items, device=ctx.device, progress=ctx.progress),
                                np.float64) for items in (train.files, ctx.unlabelled))  # fmt: skip

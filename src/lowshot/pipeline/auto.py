@@ -29,6 +29,7 @@ from lowshot.cache import FeatureCache, default_cache
 from lowshot.data.load import split
 from lowshot.errors import ConfigError
 from lowshot.io import write_json
+from lowshot.model.base import no_pool_error
 from lowshot.model.runner import make_strategy, pool_strategies, strategies_for, train_and_score
 from lowshot.pipeline.autosearch import (
     C_RANGE,
@@ -75,7 +76,7 @@ def candidates(spec: AutoSpec, modality: str) -> tuple[list[str], list[str]]:
     semi = ["self-training"] if spec.unlabelled is not None else []
     strats = list(spec.strategies or ["linear-probe", *semi, *[s for s in DEEP_ORDER[modality] if s in usable]])
     if "self-training" in strats and spec.unlabelled is None:
-        raise ConfigError("--strategy self-training learns from unlabelled examples: give --unlabelled DIR.")
+        raise no_pool_error("self-training")
     unsearched = [s for s in strats if s in pool_strategies() and s != "self-training"]
     if unsearched:
         raise ConfigError(f"--strategy {unsearched[0]}: auto searches self-training among the strategies "

@@ -27,7 +27,7 @@ from lowshot.evaluation.metrics import classification_report
 from lowshot.evaluation.predictions import FILE as PREDICTIONS
 from lowshot.evaluation.predictions import items_of, softmax, write_predictions
 from lowshot.io import write_text
-from lowshot.model.base import Strategy
+from lowshot.model.base import Strategy, no_pool_error
 from lowshot.model.baselines import PIXELS, classic_baseline, probe_learning_curve, scratch_baseline
 from lowshot.model.runner import make_strategy, strategies_for, train_and_score
 from lowshot.pipeline.model_io import save_model
@@ -124,7 +124,7 @@ def _unlabelled(spec: FitSpec, strat: Strategy, train: Any, test: Any) -> tuple[
     or missing for one that needs it, it is an error before any feature is computed."""
     needs = getattr(strat, "uses_unlabelled", False)
     if needs and spec.unlabelled is None:
-        raise ConfigError(f"--strategy {strat.name} learns from unlabelled examples: give --unlabelled DIR.")
+        raise no_pool_error(strat.name)
     if spec.unlabelled is None:
         return None, None
     if not needs:
