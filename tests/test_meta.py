@@ -41,6 +41,7 @@ from lowshot.fewshot.meta import (
     load_learner,
     load_pixels,
     meta_train,
+    random_affine,
 )
 
 runner = CliRunner()
@@ -391,16 +392,23 @@ def test_meta_learning_bad_input(omni, tmp_path):
         load_learner(tmp_path)
 
 
-def test_fewshot_predict_on_a_users_folders_matches_the_benchmarks_episodes(omni, tmp_path):
+@pytest.fixture(scope="module")
+def protonet_run(omni, tmp_path_factory):
+    """A 5-way one-shot ProtoNet run folder, 100 episodes of small1."""
+    run = tmp_path_factory.mktemp("protonet") / "run"
+    meta_train(
+        omni[0], method="protonet", ways=5, shots=1, queries=5, episodes_per_epoch=100,
+        epochs=1, out=run,
+    )  # fmt: skip
+    return run
+
+
+def test_fewshot_predict_on_a_users_folders_matches_the_benchmarks_episodes(omni, protonet_run, tmp_path):
     """The user's path (support and query folders, `fewshot predict --run`) and the
     benchmark's (embed the pool once, classify seeded episodes) give the same predictions
     on the same within-alphabet episode."""
     train, test = omni
-    meta_train(
-        train, method="protonet", ways=5, shots=1, queries=5, episodes_per_epoch=100,
-        epochs=1, out=tmp_path / "run",
-    )  # fmt: skip
-    learner, meta = load_learner(tmp_path / "run")
+    learner, meta = load_learner(protonet_run)
     Z, clf = embed_data(learner, test, meta), LearnerClassifier(learner)
     groups = [c.split("/")[0] for c in test.classes]
     ep = EpisodeSampler(test.labels, 5, 1, 5, seed=3, groups=groups).episode(0)
@@ -424,7 +432,7 @@ def test_fewshot_predict_on_a_users_folders_matches_the_benchmarks_episodes(omni
         r = runner.invoke(
             app,
             ["fewshot", "predict", "--support", str(sup), "--query", str(qry), "--run",
-             str(tmp_path / "run"), "--out", str(tmp_path / "p.json")],
+             str(protonet_run), "--out", str(tmp_path / "p.json")],
         )  # fmt: skip
         assert r.exit_code == 0, r.output
         out = json.loads((tmp_path / "p.json").read_text())
@@ -434,6 +442,40 @@ def test_fewshot_predict_on_a_users_folders_matches_the_benchmarks_episodes(omni
             assert by_name[test.files[row].name] == names[label], negative
         assert out["accuracy"] == pytest.approx(float((want == ep.query_labels).mean()))
     assert out["accuracy"] > 0.4  # 5 characters of one unseen alphabet: chance is 0.2
+
+
+def test_test_time_augmentation_averages_the_image_and_its_distortions(omni, protonet_run, tmp_path):
+    """`--tta N`: an embedding is the mean over the image and N seeded random affine
+    distortions of it (the training ones); refused where there are no pixels to distort."""
+    _, test = omni
+    run = protonet_run
+    learner, meta = load_learner(run)
+    few = test.subset(np.arange(6))
+    x = load_pixels(few, meta["image_size"], meta["channels"], meta["invert"])
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        views = [learner.embed(x), learner.embed(random_affine(x, g)), learner.embed(random_affine(x, g))]
+    got = embed_data(learner, few, meta, views=2, seed=7)
+    assert np.allclose(got, (sum(views) / 3).numpy(), atol=1e-5)
+    assert not np.allclose(got, embed_data(learner, few, meta), atol=1e-3)
+    with pytest.raises(ConfigError, match="--tta -1"):
+        embed_data(learner, few, meta, views=-1)
+    # the CLI: eval and predict take it with a meta-train run, and refuse it without one
+    small = tmp_path / "small"  # five unseen characters, as class folders
+    for i in np.flatnonzero(np.isin(test.labels, np.unique(test.labels)[:5])):
+        d = small / test.classes[test.labels[i]].replace("/", "-")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / test.files[i].name).symlink_to(test.files[i].resolve())
+    r = runner.invoke(app, ["fewshot", "eval", "--data", str(small), "--run", str(run),
+                            "--tta", "2", "--ways", "5", "--shots", "1", "--episodes", "20",
+                            "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert _rows(r)[0]["tta_views"] == 2
+    for cmd in (["fewshot", "predict", "--support", str(tmp_path), "--query", str(tmp_path)],
+                ["fewshot", "eval", "--data", str(small)]):  # fmt: skip
+        r = runner.invoke(app, [*cmd, "--tta", "8"])
+        assert r.exit_code != 0 and "--tta" in r.output and "meta-train" in r.output
+        assert "Traceback" not in r.output
 
 
 def test_pixels_of_either_polarity_come_out_the_same(omni, tmp_path):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lowshot.errors import ConfigError
 from lowshot.fewshot import meta  # noqa: F401  (registers the meta-trained methods)
 from lowshot.fewshot.episodes import Episode, EpisodeSampler, mean_ci95, split_classes
 from lowshot.fewshot.learners import MetaLearner
@@ -34,6 +35,7 @@ for _name, _summary in (
     )
 
 __all__ = [
+    "TTA_NEEDS_RUN",
     "Episode",
     "EpisodeClassifier",
     "EpisodeSampler",
@@ -49,8 +51,13 @@ __all__ = [
 ]
 
 
+TTA_NEEDS_RUN = (
+    "--tta distorts the images a meta-trained learner reads: give --run with a "
+    "`lowshot meta-train` run (conv4 or resnet12), or drop --tta."
+)
+
+
 def make_episode_classifier(name: str, params: dict[str, Any] | None = None) -> EpisodeClassifier:
-    from lowshot.errors import ConfigError
     from lowshot.registry import get_method
 
     info = get_method(name)
@@ -132,11 +139,12 @@ def drop_classes(data: Any, prefixes: str | None) -> Any:
 
 
 def episode_inputs(
-    data: Any, *, method: str, backbone: str, run: str | Path | None = None, progress: bool = True
-) -> tuple[np.ndarray, EpisodeClassifier, str]:
+    data: Any, *, method: str, backbone: str, run: str | Path | None = None, progress: bool = True,
+    views: int = 0,
+) -> tuple[np.ndarray, EpisodeClassifier, str]:  # fmt: skip
     """Embeddings of ``data`` and the episode classifier that reads them: a meta-trained
-    learner's (``run``), or a training-free method on backbone features (on the array
-    itself for feature arrays)."""
+    learner's (``run``; ``views``: its test-time augmentation, see ``embed_data``), or a
+    training-free method on backbone features (on the array itself for feature arrays)."""
     from lowshot.data.arrays import ArraySet
 
     if run is not None:
@@ -144,10 +152,12 @@ def episode_inputs(
 
         learner, meta = load_learner(run)
         return (
-            embed_data(learner, data, meta, progress=progress),
+            embed_data(learner, data, meta, progress=progress, views=views),
             LearnerClassifier(learner),
             meta["method"],
         )
+    if views:
+        raise ConfigError(TTA_NEEDS_RUN)
     clf = make_episode_classifier(method)
     if isinstance(data, ArraySet):
         return data.dense(), clf, method

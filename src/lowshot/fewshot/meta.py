@@ -442,11 +442,29 @@ def load_learner(run: str | Path) -> tuple[MetaLearner, dict]:
     return learner.eval(), meta
 
 
+def check_views(views: int, meta: dict) -> None:
+    """Test-time augmentation needs pixels to distort: a Conv-4 / ResNet-12 run."""
+    if views < 0:
+        raise ConfigError(f"--tta {views}: give 0 (off) or a number of distorted views, e.g. 8.")
+    if views and meta["encoder"] == "mlp":
+        raise ConfigError(
+            "--tta distorts pixels; this run's learner reads backbone features (--encoder mlp): "
+            "drop --tta."
+        )
+
+
 @torch.no_grad()
 def embed_data(
-    learner: MetaLearner, data: ImageSet, meta: dict, batch_size: int = 256, progress: bool = False
-) -> np.ndarray:
-    """What ``learner.embed`` makes of every example of ``data``, prepared as in training."""
+    learner: MetaLearner, data: ImageSet, meta: dict, batch_size: int = 256,
+    progress: bool = False, views: int = 0, seed: int = 0,
+) -> np.ndarray:  # fmt: skip
+    """What ``learner.embed`` makes of every example of ``data``, prepared as in training.
+
+    ``views`` > 0 is test-time augmentation: each image's embedding is the mean of its own
+    and of ``views`` random affine distortions of it (:func:`random_affine`, the training
+    distortions; seeded by ``seed``), so a one-shot support is a small prototype of the
+    drawings it stands for. Cost: ``views + 1`` forward passes per image."""
+    check_views(views, meta)
     x = _inputs(
         data,
         meta["encoder"],
@@ -457,9 +475,15 @@ def embed_data(
         progress,
     )
     learner.eval()
-    return torch.cat(
-        [learner.embed(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    ).numpy()
+    gen = torch.Generator().manual_seed(seed)
+
+    def embed(b: torch.Tensor) -> torch.Tensor:
+        z = learner.embed(b)
+        for _ in range(views):
+            z = z + learner.embed(random_affine(b, gen))
+        return z / (views + 1)
+
+    return torch.cat([embed(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()
 
 
 class LearnerClassifier(EpisodeClassifier):

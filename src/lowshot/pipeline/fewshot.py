@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from lowshot.errors import DataError
+from lowshot.errors import ConfigError, DataError
 from lowshot.fewshot import (
+    TTA_NEEDS_RUN,
     EpisodeClassifier,
     drop_classes,
     episode_inputs,
@@ -34,19 +35,29 @@ def fewshot_predict(
     run: str | Path | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    views: int = 0,
 ) -> dict:
     """Classify query images from a support folder of 1-5 images per class, no training.
 
     ``query`` is a folder of images, or of class folders (then accuracy is reported).
     ``run``: a ``lowshot fit`` run folder (its backbone's features, compared by
-    ``method``) or a ``lowshot meta-train`` run folder (its learner classifies).
+    ``method``) or a ``lowshot meta-train`` run folder (its learner classifies; ``views``:
+    test-time augmentation, each image's embedding averaged over itself and that many
+    random distortions, see ``lowshot.fewshot.meta.embed_data``).
     """
     from lowshot.cache import default_cache
     from lowshot.data.images import list_images
     from lowshot.data.load import load_images
-    from lowshot.errors import DataError
     from lowshot.io import write_json
 
+    learned = None
+    if run is not None and is_meta_run(run):  # a `lowshot meta-train` run: its learner
+        from lowshot.fewshot.meta import check_views, load_learner
+
+        learned = load_learner(run)
+        check_views(views, learned[1])
+    elif views:
+        raise ConfigError(TTA_NEEDS_RUN)
     sup = load_images(support)
     if len(sup.classes) < 2:
         raise DataError(f"{support}: the support set needs at least two class folders.")
@@ -57,13 +68,14 @@ def fewshot_predict(
         qfiles, qlabels = q.files, q.labels
     else:
         qfiles, qlabels = list_images(qdir), None
-    if run is not None and is_meta_run(run):  # a `lowshot meta-train` run
+    if learned is not None:
         from lowshot.data.images import ImageSet
-        from lowshot.fewshot.meta import LearnerClassifier, embed_data, load_learner
+        from lowshot.fewshot.meta import LearnerClassifier, embed_data
 
-        learner, meta = load_learner(run)
+        learner, meta = learned
         qset = ImageSet(list(qfiles), np.zeros(len(qfiles), dtype=np.int64), sup.classes)
-        Zs, Zq = embed_data(learner, sup, meta), embed_data(learner, qset, meta)
+        Zs = embed_data(learner, sup, meta, views=views, seed=0)
+        Zq = embed_data(learner, qset, meta, views=views, seed=1)
         clf: EpisodeClassifier = LearnerClassifier(learner)
         method, bb_name = meta["method"], f"{meta['encoder']} ({run})"
     else:
@@ -87,6 +99,7 @@ def fewshot_predict(
         "support_per_class": sup.class_counts(),
         "predictions": {str(f): sup.classes[int(p)] for f, p in zip(qfiles, pred, strict=True)},
         "accuracy": None if qlabels is None else float((pred == qlabels).mean()),
+        "tta_views": views,
     }
     if out is not None:
         write_json(Path(out), result)
@@ -97,11 +110,14 @@ def fewshot_eval(
     data: str, *, query_data: str | None = None, ways: int = 5, shots: list[int] | None = None,
     queries: int = 15, episodes: int = 1000, method: str = "simpleshot", backbone: str = "lite0",
     seed: int = 0, run: str | Path | None = None, exclude: str | None = None,
-    within_groups: bool = False, progress: bool = True,
+    within_groups: bool = False, progress: bool = True, views: int = 0,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Mean accuracy and 95% CI per shot count over seeded episodes on cached embeddings.
     With ``query_data``, queries come from a second set with the same class names; with
-    ``within_groups``, each episode's classes share a group (``<group>/<class>`` names)."""
+    ``within_groups``, each episode's classes share a group (``<group>/<class>`` names);
+    ``views``: a meta-trained learner's test-time augmentation (see ``fewshot_predict``)."""
+    if views and run is None:
+        raise ConfigError(TTA_NEEDS_RUN)
     ds = drop_classes(load_episode_data(data), exclude)
     groups = None
     if within_groups:
@@ -112,7 +128,8 @@ def fewshot_eval(
                 f"<alphabet>/<character>); class {flat!r} has no group."
             )
         groups = [c.split("/")[0] for c in ds.classes]
-    Z, clf, name = episode_inputs(ds, method=method, backbone=backbone, run=run, progress=progress)
+    Z, clf, name = episode_inputs(ds, method=method, backbone=backbone, run=run, progress=progress,
+                                  views=views)  # fmt: skip
     ZQ = yq = None
     if query_data is not None:
         qs = drop_classes(load_episode_data(query_data), exclude)
@@ -122,7 +139,8 @@ def fewshot_eval(
                 f"{query_data}: classes missing from {data}: {', '.join(unknown[:10])}. "
                 "Cross-domain episodes need the same class names on both sides."
             )
-        ZQ, _, _ = episode_inputs(qs, method=method, backbone=backbone, run=run, progress=progress)
+        ZQ, _, _ = episode_inputs(qs, method=method, backbone=backbone, run=run, progress=progress,
+                                  views=views)  # fmt: skip
         yq = np.array([ds.classes.index(qs.classes[v]) for v in qs.labels], dtype=np.int64)
     rows = [
         evaluate_episodes(
@@ -142,5 +160,5 @@ def fewshot_eval(
         for k in (shots or [1, 5])
     ]
     for r in rows:
-        r["method"] = name
+        r["method"], r["tta_views"] = name, views
     return rows
