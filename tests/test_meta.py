@@ -460,6 +460,9 @@ def test_test_time_augmentation_averages_the_image_and_its_distortions(omni, pro
     assert not np.allclose(got, embed_data(learner, few, meta), atol=1e-3)
     with pytest.raises(ConfigError, match="--tta -1"):
         embed_data(learner, few, meta, views=-1)
+    maml = build_learner("maml", "conv4", x, 5, {})  # embeds the pixels themselves
+    with pytest.raises(ConfigError, match="maml adapts its whole network"):
+        embed_data(maml, few, meta | {"method": "maml"}, views=8)
     # the CLI: eval and predict take it with a meta-train run, and refuse it without one
     small = tmp_path / "small"  # five unseen characters, as class folders
     for i in np.flatnonzero(np.isin(test.labels, np.unique(test.labels)[:5])):

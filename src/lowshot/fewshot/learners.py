@@ -31,8 +31,11 @@ from lowshot.registry import register_method
 class MetaLearner(nn.Module):
     """Base class. ``track_stats``: whether the encoder's BatchNorm keeps running
     statistics (per-example embeddings) or always normalises with the batch's own
-    (MAML, Reptile: transductive, as in their papers)."""
+    (MAML, Reptile: transductive, as in their papers). ``embeds``: whether ``embed`` gives
+    a learnt embedding (False: the input itself, for learners that adapt their whole
+    network in each episode)."""
 
+    embeds = True
     track_stats = True
     needs_maps = False
     transductive = False
@@ -302,6 +305,7 @@ class MAML(_Headed):
     Defaults are the paper's Omniglot 5-way settings (1 step of 0.4; 3 at test); its
     20-way ones are ``inner_steps=5, inner_lr=0.1``."""
 
+    embeds = False
     track_stats = False
     transductive = True
 
@@ -399,6 +403,7 @@ class Reptile(_Headed):
     ``||theta - phi||^2 / 2``, whose gradient is ``theta - phi``. At test time the copy
     trains on the support for ``test_steps`` steps."""
 
+    embeds = False
     track_stats = False
     transductive = True
 

@@ -442,14 +442,20 @@ def load_learner(run: str | Path) -> tuple[MetaLearner, dict]:
     return learner.eval(), meta
 
 
-def check_views(views: int, meta: dict) -> None:
-    """Test-time augmentation needs pixels to distort: a Conv-4 / ResNet-12 run."""
+def check_views(views: int, learner: MetaLearner, meta: dict) -> None:
+    """Test-time augmentation needs pixels to distort (a Conv-4 / ResNet-12 run) and an
+    embedding to average (not MAML's or Reptile's, which adapt the whole network)."""
     if views < 0:
         raise ConfigError(f"--tta {views}: give 0 (off) or a number of distorted views, e.g. 8.")
     if views and meta["encoder"] == "mlp":
         raise ConfigError(
             "--tta distorts pixels; this run's learner reads backbone features (--encoder mlp): "
             "drop --tta."
+        )
+    if views and not learner.embeds:
+        raise ConfigError(
+            f"--tta averages a learner's embeddings; {meta['method']} adapts its whole network "
+            "in each episode and has none: drop --tta."
         )
 
 
@@ -464,7 +470,7 @@ def embed_data(
     and of ``views`` random affine distortions of it (:func:`random_affine`, the training
     distortions; seeded by ``seed``), so a one-shot support is a small prototype of the
     drawings it stands for. Cost: ``views + 1`` forward passes per image."""
-    check_views(views, meta)
+    check_views(views, learner, meta)
     x = _inputs(
         data,
         meta["encoder"],

@@ -55,7 +55,7 @@ def fewshot_predict(
         from lowshot.fewshot.meta import check_views, load_learner
 
         learned = load_learner(run)
-        check_views(views, learned[1])
+        check_views(views, *learned)
     elif views:
         raise ConfigError(TTA_NEEDS_RUN)
     sup = load_images(support)
