@@ -19,10 +19,10 @@ the probe is paired on the split.
 ``fixmatch`` trains the network (the last two stages of Lite0, on two augmentations of
 every pool image at each step): 5-8 minutes a run on this CPU where the feature-level
 strategies take seconds, so it is not in the default grid; its rows come from the
-reduced grid of the last command below (K = 1 and 5, transductive, Lite0, 3 seeds).
+second command below (Lite0 only; every K and both settings, ~2 h 40 min on 2 cores).
 
     python benchmarks/semi_fewshot.py                       # everything (~1 h on 2 cores)
-    python benchmarks/semi_fewshot.py --strategies fixmatch --shots 1,5 --settings transductive --backbones lite0
+    python benchmarks/semi_fewshot.py --strategies fixmatch --backbones lite0
     python benchmarks/semi_fewshot.py --domains webcam --shots 5 --seeds 0
     python benchmarks/semi_fewshot.py --table-only
 """
